@@ -1,0 +1,1 @@
+"""The bundled model: checkpoint, TorchScript and ONNX artifacts, model card (package data)."""

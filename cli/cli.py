@@ -1,0 +1,274 @@
+"""The `mpx` command line: each command maps its flags onto one library call.
+
+Heavy modules (torch, onnx, onnxruntime) are imported inside the commands that need them, so
+`mpx run --backend onnx` never loads torch and `mpx --help` loads almost nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mpx.runtime.errors import MpxError
+
+log = logging.getLogger("mpx")
+
+app = typer.Typer(
+    help="mpx: train a next-note LSTM on MIDI, export it (TorchScript, ONNX) and generate music "
+         "from the artifacts.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+
+
+class Backend(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    eager = "eager"
+
+
+class Mode(str, Enum):
+    stateful = "stateful"
+    window = "window"
+
+
+class Format(str, Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"
+    all = "all"
+
+
+def _echo(message: str) -> None:
+    typer.echo(message)
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def train(
+    data: Annotated[list[str], typer.Argument(help="MIDI files, directories (searched recursively) or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for best.safetensors and last.safetensors.")],
+    epochs: Annotated[int, typer.Option(help="Epochs to train (the total, also with --resume).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Sequences (lanes) per batch.")] = 64,
+    seq_len: Annotated[int, typer.Option(help="Notes per training chunk; the LSTM state is carried between chunks of a piece.")] = 128,
+    primer_len: Annotated[int, typer.Option(help="Primer / window length recorded in the spec (the tutorial's 25).")] = 25,
+    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (cosine decay to a tenth).")] = 3e-3,
+    hidden: Annotated[int, typer.Option(help="LSTM hidden size.")] = 128,
+    layers: Annotated[int, typer.Option(help="LSTM layers.")] = 1,
+    pitch_input: Annotated[str, typer.Option(help="Pitch encoding: scalar (pitch/128, the tutorial's) or embedding (a learned vector per pitch).")] = "scalar",
+    embedding: Annotated[int, typer.Option(help="Embedding size for --pitch-input embedding.")] = 32,
+    reset_prob: Annotated[float, typer.Option(help="Chance of a zero state at a chunk boundary.")] = 0.2,
+    pitch_weight: Annotated[float, typer.Option(help="Loss weight of pitch cross-entropy.")] = 0.05,
+    step_weight: Annotated[float, typer.Option(help="Loss weight of step MSE.")] = 1.0,
+    duration_weight: Annotated[float, typer.Option(help="Loss weight of duration MSE.")] = 1.0,
+    max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files (sorted by path).")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="CSV with composer,title,midi_performance to split by piece (found automatically as DATA/metadata.csv).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 0,
+    device: Annotated[str, typer.Option(help="auto (cuda when available), cpu or cuda[:N].")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last.safetensors (its options, up to --epochs).")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI (default: all cores).")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
+) -> None:
+    """Train the model on MIDI files; keep the best checkpoint by validation loss."""
+    from mpx.train.cache import NoteCache
+    from mpx.train.corpus import load_corpus
+    from mpx.train.loop import TrainOptions, train as run_training
+
+    options = TrainOptions(epochs=epochs, batch_size=batch_size, seq_len=seq_len,
+                           primer_len=primer_len, lr=lr, hidden=hidden, layers=layers,
+                           pitch_input=pitch_input, embedding=embedding,
+                           reset_prob=reset_prob, pitch_weight=pitch_weight,
+                           step_weight=step_weight, duration_weight=duration_weight,
+                           seed=seed, device=device)
+    if max_files is not None and max_files < 1:
+        raise MpxError(f"--max-files must be >= 1, got {max_files}")
+    if resume and not (out / "last.safetensors").is_file():
+        raise MpxError(f"{out / 'last.safetensors'}: nothing to resume")
+    corpus = load_corpus(data, max_files=max_files, cache=NoteCache(cache_dir), workers=workers,
+                         metadata=metadata)
+    summary = corpus.summary()
+    _echo(f"corpus: {summary['files']} files, {summary['notes']} notes, {summary['skipped']} skipped; "
+          + ", ".join(f"{k} {v['files']} files" for k, v in summary["splits"].items()))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+                  transient=True) as progress:
+        task = progress.add_task("train", total=None, loss=float("nan"))
+
+        def on_step(done: int, total: int, loss: float) -> None:
+            progress.update(task, completed=done, total=total, loss=loss)
+
+        def on_epoch(row: dict[str, float]) -> None:
+            progress.console.print(
+                f"epoch {row['epoch']:>3}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
+                f"(pitch {row['val_pitch']:.3f} nats, step {row['val_step']:.4f}, "
+                f"duration {row['val_duration']:.4f})", highlight=False, soft_wrap=True)
+
+        result = run_training(corpus, out, options, resume=resume, on_step=on_step, on_epoch=on_epoch)
+    _echo(f"best checkpoint: {result.best}")
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def export(
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (.safetensors) to export; default: the bundled one.")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Artifact(s) to write.")] = Format.all,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Where to write; default: the bundled artifacts folder.")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    atol: Annotated[float, typer.Option(help="Max abs difference to eager PyTorch an artifact may show.")] = 1e-5,
+    quantize: Annotated[Optional[str], typer.Option(help="Also write a quantized ONNX variant: int8.")] = None,
+) -> None:
+    """Export a checkpoint to music_producter.pt / music_producter.onnx, validated against eager."""
+    from mpx.export.api import export_artifacts
+    from mpx.runtime.artifacts import bundled_dir, CHECKPOINT
+
+    report = export_artifacts(checkpoint or bundled_dir() / CHECKPOINT, format.value,
+                              out_dir or bundled_dir(), opset=opset, atol=atol, quantize=quantize,
+                              echo=_echo)
+    for path in report.written:
+        _echo(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def run(
+    seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="Seed MIDI (or CSV notes); its last notes prime the model.")],
+    backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by --model's suffix, else onnx.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model file (.onnx, .pt, or a checkpoint for eager); default: the bundled one.")] = None,
+    notes: Annotated[int, typer.Option(help="Notes to generate per output.")] = 256,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature; 0 = greedy.")] = None,
+    top_k: Annotated[int, typer.Option(help="Sample among the k likeliest pitches; 0 = off.")] = 0,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling mass in (0, 1]; 1 = off.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same notes, on every backend.")] = None,
+    mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode.stateful,
+    num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = 1,
+    primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes used as primer; default: the model's seq_len.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .mid (or .csv); default SEED-mpx.mid here.")] = None,
+    program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = 0,
+    velocity: Annotated[int, typer.Option(help="Velocity of every output note.")] = 100,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG.")] = None,
+) -> None:
+    """Generate music from a seed with an exported model (no training code on the ONNX path)."""
+    from mpx.runtime.run import WriteOptions, generate_files
+    from mpx.runtime.sampling import GenerationOptions
+
+    defaults = GenerationOptions()
+    options = GenerationOptions(
+        notes=notes, temperature=defaults.temperature if temperature is None else temperature,
+        top_k=top_k, top_p=defaults.top_p if top_p is None else top_p, seed=seed,
+        mode=mode.value, num_outputs=num_outputs, primer_notes=primer_notes)
+    write = WriteOptions(program=program, velocity=velocity)
+    generator = _load_generator(model, backend.value if backend else None)
+    if plot is not None:
+        from mpx.runtime.atomic import ensure_writable
+        ensure_writable(plot)
+    result = generate_files(generator, seed_file, out, options, write)
+    for path in result.outputs:
+        _echo(f"wrote {path} ({options.notes} notes, {generator.backend.name}, {options.mode})")
+    if plot is not None:
+        from mpx.runtime.plot import piano_roll
+        piano_roll(result.primer, result.notes[0], plot, title=f"{seed_file.name} + mpx")
+        _echo(f"wrote {plot}")
+
+
+def _load_generator(model: Path | None, backend: str | None):
+    from mpx.runtime.artifacts import bundled, load
+    from mpx.runtime.backends import backend_for
+
+    chosen = backend or (backend_for(model) if model else "onnx")
+    if chosen == "eager":
+        from mpx.train.eager import load as load_eager
+        return load_eager(model or bundled("eager"))
+    return load(model or bundled(chosen), chosen)
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def info(
+    artifact: Annotated[Path, typer.Argument(help="A .onnx, .pt or .safetensors model file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show an artifact's spec, inputs/outputs, size and sha256 (no torch needed for ONNX)."""
+    from mpx.runtime.info import describe, format_description
+
+    description = describe(artifact)
+    _echo(json.dumps(description, indent=2) if as_json else format_description(description))
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command(name="eval")
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors), .pt or .onnx.")],
+    data: Annotated[list[str], typer.Argument(help="MIDI files, directories or glob patterns.")],
+    split: Annotated[str, typer.Option(help="Which split of DATA to score: train, val, test or all.")] = "test",
+    mode: Annotated[str, typer.Option(help="window, stateful or both.")] = "both",
+    backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by the file's suffix.")] = None,
+    max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files.")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="Piece metadata CSV (default DATA/metadata.csv).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score a model on MIDI: pitch cross-entropy, top-1 accuracy, step/duration MAE."""
+    from mpx.train.corpus import load_corpus
+    from mpx.train.evaluate import evaluate_model, format_report
+
+    if split not in ("train", "val", "test", "all"):
+        raise MpxError(f"--split must be train, val, test or all, got {split!r}")
+    if mode not in ("window", "stateful", "both"):
+        raise MpxError(f"--mode must be window, stateful or both, got {mode!r}")
+    generator = _load_generator(model, backend.value if backend else None)
+    corpus = load_corpus(data, max_files=max_files, metadata=metadata)
+    if split != "all":
+        corpus = corpus.select(split)
+        if not corpus.files:
+            raise MpxError(f"the {split} split of {' '.join(data)} is empty")
+    modes = ("window", "stateful") if mode == "both" else (mode,)
+    report = evaluate_model(generator.backend, corpus.notes, modes)
+    report["model"], report["split"], report["files"] = str(model), split, len(corpus.files)
+    _echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def notes(
+    source: Annotated[Path, typer.Argument(help="MIDI or CSV file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .csv for notes as text, .mid for MIDI.")],
+    last: Annotated[Optional[int], typer.Option(help="Keep only the last N notes (e.g. a primer for the C++ example).")] = None,
+) -> None:
+    """Convert notes between MIDI and CSV (pitch,step,duration per line)."""
+    from mpx.runtime.notes_csv import read_any, write_any
+
+    values = read_any(source)
+    if last is not None:
+        if last < 1:
+            raise MpxError(f"--last must be >= 1, got {last}")
+        if last > len(values):
+            raise MpxError(f"{source}: has {len(values)} notes, fewer than --last {last}")
+        values = values[-last:]
+    _echo(f"wrote {write_any(values, out)} ({len(values)} notes)")
+
+
+@app.command()
+def plot(
+    midi: Annotated[Path, typer.Argument(help="MIDI or CSV file to draw.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")],
+    primer_notes: Annotated[int, typer.Option(help="Colour the first N notes as the primer.")] = 0,
+) -> None:
+    """Draw a piano roll of a MIDI file (primer and continuation in two colours)."""
+    from mpx.runtime.notes_csv import read_any
+    from mpx.runtime.plot import piano_roll
+
+    values = read_any(midi)
+    piano_roll(values[:primer_notes], values[primer_notes:], out, title=midi.name)
+    _echo(f"wrote {out}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="mpx: %(message)s")
+    try:
+        app()
+    except MpxError as exc:
+        typer.echo(f"mpx: error: {exc}", err=True)
+        sys.exit(1)

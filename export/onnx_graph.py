@@ -1,0 +1,66 @@
+"""ONNX artifact: one graph (an ONNX LSTM node and three heads, no control flow), the LSTM
+state as explicit inputs/outputs, batch and time dynamic on every tensor, the spec in
+metadata_props, checked with onnx.checker's full check."""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from mpx.runtime.spec import DYNAMIC_AXES, INPUTS, OUTPUTS, SPEC_KEY, ModelSpec
+from mpx.train.model import NoteLSTM
+
+from .errors import ExportError
+
+# Opsets the exporter and onnxruntime both handle for this graph (tested: 13, 17, 20).
+OPSETS = range(13, 24)
+DEFAULT_OPSET = 17
+
+
+def dynamic_axes() -> dict[str, dict[int, str]]:
+    """From the one declaration of the contract (mpx.runtime.spec), never written inline."""
+    return {name: {i: axis for i, axis in enumerate(axes) if axis in DYNAMIC_AXES}
+            for name, axes in {**INPUTS, **OUTPUTS}.items()}
+
+
+def check_opset(opset: int) -> None:
+    if opset not in OPSETS:
+        raise ExportError(f"opset {opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1}")
+
+
+def build(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
+    """Export with torch's TorchScript-based exporter, which maps nn.LSTM onto one ONNX LSTM
+    node (the torch.export-based one lowers it into many ops)."""
+    check_opset(opset)
+    model = model.eval()
+    batch, time = 2, 5  # example sizes only: both axes are declared dynamic
+    h0, c0 = model.zero_state(batch)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The exporter warns that it is the legacy one, and that LSTM batch sizes may be
+        # fixed unless h0/c0 are graph inputs; they are, and the tests run B = 1, 4, 64.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(batch, time, 3), h0, c0), buffer, dynamo=False,
+                          opset_version=opset, input_names=list(INPUTS),
+                          output_names=list(OUTPUTS), dynamic_axes=dynamic_axes(),
+                          do_constant_folding=True)
+    proto = onnx.load_from_string(buffer.getvalue())
+    set_spec(proto, spec)
+    proto.producer_name = "mpx"
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def set_spec(proto: onnx.ModelProto, spec: ModelSpec) -> None:
+    for prop in list(proto.metadata_props):
+        if prop.key == SPEC_KEY:
+            proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = SPEC_KEY, spec.to_json()
+
+
+def save(proto: onnx.ModelProto, path: Path) -> None:
+    onnx.save(proto, str(path))

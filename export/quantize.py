@@ -1,0 +1,60 @@
+"""int8 variant: onnxruntime's dynamic quantization of the fp32 graph (weights int8, the LSTM
+as DynamicQuantizeLSTM), with its agreement to fp32 measured and recorded in its spec."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mpx.runtime.backends import Backend, OnnxBackend, zero_state
+from mpx.runtime.spec import ModelSpec
+
+from . import onnx_graph
+from .validate import greedy_next
+
+log = logging.getLogger(__name__)
+
+QUANTIZATIONS = ("int8",)
+
+
+def agreement(fp32: Backend, other: Backend, real: np.ndarray, rollout_steps: int = 256) -> dict[str, float]:
+    """Top-1 pitch agreement and max step/duration difference over a real seed read in one
+    pass, then over a greedy rollout chosen by fp32 (both sides get the same inputs)."""
+    same, total = 0, 0
+    step_diff = duration_diff = 0.0
+
+    def compare(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> None:
+        nonlocal same, total, step_diff, duration_diff
+        same += int((a[0].argmax(-1) == b[0].argmax(-1)).sum())
+        total += a[0].shape[0] * a[0].shape[1]
+        step_diff = max(step_diff, float(np.abs(a[1] - b[1]).max()))
+        duration_diff = max(duration_diff, float(np.abs(a[2] - b[2]).max()))
+
+    x = real[None].astype(np.float32)
+    state_a = state_b = zero_state(fp32.spec, 1)
+    for _ in range(rollout_steps + 1):
+        a, b = fp32.step(x, *state_a), other.step(x, *state_b)
+        compare(a, b)
+        state_a, state_b = a[3:], b[3:]
+        x = greedy_next(a)
+    return {"top1_pitch_agreement": same / total, "max_step_diff": step_diff,
+            "max_duration_diff": duration_diff, "positions": total}
+
+
+def quantize_int8(fp32_path: Path, spec: ModelSpec, real: np.ndarray, target: Path) -> tuple[onnx.ModelProto, dict[str, float]]:
+    """Quantize the (already validated) fp32 graph; return the int8 model and its agreement."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "int8.onnx"
+        quantize_dynamic(str(fp32_path), str(out), weight_type=QuantType.QInt8)
+        measured = agreement(OnnxBackend(fp32_path), OnnxBackend(out), real)
+        proto = onnx.load(str(out))
+    artifact = {**spec.artifact, "quantization": "int8 dynamic (weights), onnxruntime",
+                "agreement_with_fp32": measured}
+    onnx_graph.set_spec(proto, spec.replace(artifact=artifact))
+    log.info("%s: int8 agreement %s", target, measured)
+    return proto, measured

@@ -1,0 +1,149 @@
+"""MIDI codec: MIDI file <-> notes array float32 [N, 3] = (pitch, step, duration).
+
+pitch is the MIDI number 0..127, step the time from the previous note's start to this one's
+(0 for the first note), duration = end - start; times in seconds, so tempo changes and tick
+resolution are pretty_midi's job, not ours.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from .atomic import atomic_path
+from .errors import MidiError, OptionsError
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("pitch", "step", "duration")
+# Written files use this resolution: at the default 120 bpm one tick is ~0.52 ms.
+RESOLUTION = 960
+
+# pretty_midi (through mido) raises any of these on a damaged or foreign file.
+_PARSE_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
+                 AttributeError, ZeroDivisionError, AssertionError)
+
+
+def read_notes(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
+               instruments: Iterable[int] | None = None) -> np.ndarray:
+    """Read a MIDI file (path or its bytes) into notes float32 [N, 3].
+
+    Notes of every non-drum instrument are merged, unless `instruments` lists the indices
+    (in file order) of the instruments to keep. Order: start time, then pitch, then end.
+    Raises MidiError naming the file when it cannot be parsed or holds no notes.
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    midi = _parse(source, label)
+    chosen = _select_instruments(midi, instruments, label)
+    starts, ends, pitches = [], [], []
+    for inst in chosen:
+        for note in inst.notes:
+            starts.append(note.start)
+            ends.append(note.end)
+            pitches.append(note.pitch)
+    if not starts:
+        raise MidiError(label, "holds no notes")
+    return notes_from_events(np.asarray(pitches), np.asarray(starts), np.asarray(ends))
+
+
+def _parse(source: str | os.PathLike[str] | bytes, label: str) -> pretty_midi.PrettyMIDI:
+    if not isinstance(source, bytes):
+        try:
+            source = Path(source).read_bytes()
+        except FileNotFoundError:
+            raise MidiError(label, "no such file") from None
+        except IsADirectoryError:
+            raise MidiError(label, "is a directory, expected a MIDI file") from None
+        except OSError as exc:
+            raise MidiError(label, f"cannot read ({exc.strerror or exc})") from None
+    if not source:
+        raise MidiError(label, "is empty (0 bytes)")
+    if not source.startswith(b"MThd") and b"MThd" not in source[:1024]:
+        raise MidiError(label, "is not a MIDI file (no MThd header)")
+    try:
+        with warnings.catch_warnings():
+            # pretty_midi warns about tempo events on non-first tracks; harmless here.
+            warnings.simplefilter("ignore")
+            return pretty_midi.PrettyMIDI(io.BytesIO(source))
+    except _PARSE_ERRORS as exc:
+        if isinstance(exc, EOFError):
+            reason = "file ends early, truncated?"
+        else:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MidiError(label, f"cannot parse MIDI ({reason})") from None
+
+
+def _select_instruments(midi: pretty_midi.PrettyMIDI, instruments: Iterable[int] | None,
+                        label: str) -> list[pretty_midi.Instrument]:
+    if instruments is None:
+        return [inst for inst in midi.instruments if not inst.is_drum]
+    chosen = []
+    for index in instruments:
+        if not 0 <= index < len(midi.instruments):
+            raise MidiError(label, f"has no instrument {index} "
+                                   f"(it has {len(midi.instruments)}: 0..{len(midi.instruments) - 1})")
+        chosen.append(midi.instruments[index])
+    return chosen
+
+
+def notes_from_events(pitches: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Absolute note events -> notes [N, 3], ordered by start, pitch, end."""
+    order = np.lexsort((ends, pitches, starts))
+    starts, ends, pitches = starts[order], ends[order], pitches[order]
+    steps = np.diff(starts, prepend=starts[0])
+    return np.stack([pitches, steps, ends - starts], axis=1).astype(np.float32)
+
+
+def note_times(notes: np.ndarray, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Notes [N, 3] -> (start, end) in seconds, the first note starting at offset + its step."""
+    notes = np.asarray(notes, dtype=np.float64)
+    starts = offset + np.cumsum(notes[:, 1])
+    return starts, starts + notes[:, 2]
+
+
+def to_pretty_midi(notes: np.ndarray, *, program: int = 0, velocity: int = 100,
+                   tempo: float = 120.0) -> pretty_midi.PrettyMIDI:
+    """Notes [N, 3] -> a one-instrument PrettyMIDI object.
+
+    Every note lasts at least one tick, so a zero-length prediction still round-trips as a note
+    (MIDI drops a note whose off event shares its on event's tick).
+    """
+    check_write_options(program, velocity, tempo)
+    notes = np.asarray(notes, dtype=np.float64)
+    if notes.ndim != 2 or notes.shape[1] != 3:
+        raise OptionsError(f"notes must have shape [N, 3], got {list(notes.shape)}")
+    midi = pretty_midi.PrettyMIDI(resolution=RESOLUTION, initial_tempo=tempo)
+    inst = pretty_midi.Instrument(program=program)
+    min_len = 60.0 / (tempo * RESOLUTION)
+    starts, ends = note_times(np.clip(notes, 0.0, None))
+    pitches = np.clip(np.rint(notes[:, 0]), 0, 127).astype(int)
+    for pitch, start, end in zip(pitches, starts, np.maximum(ends, starts + min_len)):
+        inst.notes.append(pretty_midi.Note(velocity=velocity, pitch=int(pitch),
+                                           start=float(start), end=float(end)))
+    midi.instruments.append(inst)
+    return midi
+
+
+def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int = 0,
+               velocity: int = 100, tempo: float = 120.0) -> Path:
+    """Write notes [N, 3] as a MIDI file, atomically. Returns the path written."""
+    midi = to_pretty_midi(notes, program=program, velocity=velocity, tempo=tempo)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        midi.write(str(tmp))
+    return path
+
+
+def check_write_options(program: int, velocity: int, tempo: float) -> None:
+    if not 0 <= program <= 127:
+        raise OptionsError(f"program must be a General MIDI program 0..127, got {program}")
+    if not 1 <= velocity <= 127:
+        raise OptionsError(f"velocity must be 1..127, got {velocity}")
+    if not (np.isfinite(tempo) and 1.0 <= tempo <= 1000.0):
+        raise OptionsError(f"tempo must be 1..1000 bpm, got {tempo}")

@@ -1,0 +1,71 @@
+"""The main job: seed file -> primer -> K continuations -> K files (MIDI or CSV)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import ensure_writable
+from .generate import Generator
+from .midi import check_write_options
+from .notes_csv import read_any, write_any
+from .sampling import GenerationOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOptions:
+    program: int = 0
+    velocity: int = 100
+    tempo: float = 120.0
+
+    def __post_init__(self) -> None:
+        check_write_options(self.program, self.velocity, self.tempo)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    seed: Path
+    primer: np.ndarray          # [P, 3]
+    notes: np.ndarray           # [K, n, 3]
+    outputs: list[Path]
+
+
+def output_paths(out: str | os.PathLike[str], k: int) -> list[Path]:
+    """`out` for one output; out-1, out-2, ... (before the suffix) for K > 1."""
+    out = Path(out)
+    if k == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, k + 1)]
+
+
+def default_output(seed: str | os.PathLike[str]) -> Path:
+    return Path(f"{Path(seed).stem}-mpx.mid")
+
+
+def generate_files(generator: Generator, seed: str | os.PathLike[str],
+                   out: str | os.PathLike[str] | None = None,
+                   options: GenerationOptions | None = None,
+                   write: WriteOptions | None = None) -> RunResult:
+    """Read `seed` (MIDI or CSV), generate, write each output atomically; return what was made.
+
+    Every check (seed readable and long enough, outputs writable) happens before generation,
+    so a bad input costs nothing and leaves nothing behind.
+    """
+    options = options or GenerationOptions()
+    write = write or WriteOptions()
+    seed = Path(seed)
+    paths = output_paths(out or default_output(seed), options.num_outputs)
+    primer = generator.primer_from(read_any(seed), options, source=str(seed))
+    for path in paths:
+        ensure_writable(path)
+    notes = generator.generate(primer, options=options)
+    notes = notes.reshape(options.num_outputs, options.notes, 3)
+    for path, sequence in zip(paths, notes):
+        write_any(sequence, path, **dataclasses.asdict(write))
+        log.info("wrote %s (%d notes)", path, len(sequence))
+    return RunResult(seed=seed, primer=primer, notes=notes, outputs=paths)

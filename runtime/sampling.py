@@ -1,0 +1,99 @@
+"""One numpy sampler for every backend: the same seed gives the same notes from any artifact.
+
+Sampling stays outside the graphs (DESIGN.md): the graphs return logits and regressions; here
+they become notes. Step and duration are clipped at 0; pitch comes back as the raw MIDI number
+(the graph normalises its own input).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import numpy as np
+
+from .errors import OptionsError
+
+Mode = Literal["stateful", "window"]
+MODES = ("stateful", "window")
+
+# Chosen on the bundled model by the generation checks in the model card (distinct pitches,
+# repeated-pitch runs, very short notes, tempo versus the seed): see benchmarks/sampling_sweep.py.
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationOptions:
+    """Every runtime option of generation, checked in one place (validate)."""
+
+    notes: int = 256                    # notes to generate per output
+    temperature: float = DEFAULT_TEMPERATURE  # 0 = greedy
+    top_k: int = 0                      # 0 = off
+    top_p: float = DEFAULT_TOP_P        # 1 = off
+    seed: int | None = None             # None = fresh entropy
+    mode: Mode = "stateful"
+    num_outputs: int = 1                # K variations in one batched pass
+    primer_notes: int | None = None     # None = the spec's seq_len
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name: str, value: object, allowed: str) -> OptionsError:
+            return OptionsError(f"{name} must be {allowed}, got {value!r}")
+
+        if not isinstance(self.notes, int) or self.notes < 1:
+            raise bad("notes", self.notes, "a positive integer")
+        if not (np.isfinite(self.temperature) and self.temperature >= 0):
+            raise bad("temperature", self.temperature, ">= 0 (0 = greedy)")
+        if not isinstance(self.top_k, int) or not 0 <= self.top_k <= 128:
+            raise bad("top_k", self.top_k, "0..128 (0 = off)")
+        if not (np.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise bad("top_p", self.top_p, "in (0, 1] (1 = off)")
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise bad("seed", self.seed, "a non-negative integer")
+        if self.mode not in MODES:
+            raise bad("mode", self.mode, " or ".join(MODES))
+        if not isinstance(self.num_outputs, int) or not 1 <= self.num_outputs <= 4096:
+            raise bad("num_outputs", self.num_outputs, "1..4096")
+        if self.primer_notes is not None and (
+                not isinstance(self.primer_notes, int) or self.primer_notes < 1):
+            raise bad("primer_notes", self.primer_notes, "a positive integer")
+
+
+class Sampler:
+    """Turns one position of graph outputs into the next note for each of B streams."""
+
+    def __init__(self, options: GenerationOptions) -> None:
+        self.temperature = float(options.temperature)
+        self.top_k = int(options.top_k)
+        self.top_p = float(options.top_p)
+        self.rng = np.random.default_rng(options.seed)
+
+    def __call__(self, pitch_logits: np.ndarray, step: np.ndarray,
+                 duration: np.ndarray) -> np.ndarray:
+        """pitch_logits [B, 128], step [B], duration [B] -> notes float32 [B, 3]."""
+        out = np.empty((pitch_logits.shape[0], 3), dtype=np.float32)
+        out[:, 0] = self.pitch(pitch_logits)
+        out[:, 1] = np.maximum(step, 0.0)
+        out[:, 2] = np.maximum(duration, 0.0)
+        return out
+
+    def pitch(self, logits: np.ndarray) -> np.ndarray:
+        if self.temperature == 0.0:
+            return np.argmax(logits, axis=-1)
+        z = logits.astype(np.float64) / self.temperature
+        z -= z.max(axis=-1, keepdims=True)
+        probs = np.exp(z)
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        ranked = np.take_along_axis(probs, order, axis=-1)
+        if self.top_p < 1.0:
+            # nucleus: keep the most likely pitches until their mass reaches top_p (>= 1 kept)
+            mass = np.cumsum(ranked, axis=-1)
+            ranked[(mass - ranked) >= self.top_p * mass[:, -1:]] = 0.0
+        if self.top_k:
+            ranked[:, self.top_k:] = 0.0
+        cdf = np.cumsum(ranked, axis=-1)
+        u = self.rng.random(len(cdf)) * cdf[:, -1]
+        index = np.minimum((cdf <= u[:, None]).sum(axis=-1), cdf.shape[1] - 1)
+        return order[np.arange(len(order)), index]

@@ -1,0 +1,75 @@
+"""Shared fixtures: the copied test data, a tiny trained checkpoint, exported artifacts."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+MIDI_DIR = DATA / "midi"
+BAD_DIR = DATA / "bad-midi"
+SEEDS_DIR = DATA / "seeds"
+ARTIFACTS = ROOT / "artifacts"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test parses into a cache of the session, never the user's ~/.cache."""
+    monkeypatch.setenv("MPX_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "note-cache"))
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run `python -m mpx ARGS` in a subprocess, as a user would run the `mpx` command."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mpx", *args], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def midi_files() -> list[Path]:
+    return sorted(MIDI_DIR.glob("*.mid"))
+
+
+@pytest.fixture(scope="session")
+def seed_midi() -> Path:
+    return ARTIFACTS / "seed.mid"
+
+
+@pytest.fixture(scope="session")
+def seed_notes(seed_midi: Path) -> np.ndarray:
+    from mpx.runtime.midi import read_notes
+    return read_notes(seed_midi)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint trained for two quick epochs on the six test files (hidden 32)."""
+    from mpx.train.cache import NoteCache
+    from mpx.train.corpus import load_corpus
+    from mpx.train.loop import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("tiny-run")
+    corpus = load_corpus([MIDI_DIR], cache=NoteCache(out / "cache"), workers=1)
+    train(corpus, out, TrainOptions(epochs=2, hidden=32, batch_size=8, seq_len=64, seed=0))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_run: Path) -> Path:
+    return tiny_run / "best.safetensors"
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """music_producter.pt / .onnx (+ int8) exported from the tiny checkpoint."""
+    from mpx.export.api import export_artifacts
+
+    out = tmp_path_factory.mktemp("tiny-artifacts")
+    export_artifacts(tiny_checkpoint, "all", out, quantize="int8", echo=lambda _: None)
+    return out

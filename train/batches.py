@@ -1,0 +1,89 @@
+"""Batches for truncated back-propagation through time over whole pieces.
+
+Each file is cut into chunks of `seq_len` predictions. Chunks of a file follow one another in
+one batch row (a "lane") with the LSTM state carried between them, detached, so training sees
+the state built over hundreds of notes, as stateful generation does. At each chunk boundary the
+state is reset with probability `reset_prob`, so training also sees the zero state in mid-piece,
+as the primer of a generation and the window mode do. A run of chunks between resets is the unit
+placed on a lane (shortest lane first), so B lanes stay evenly filled even on a small corpus.
+
+Every chunk is trained at every position (teacher forcing): the target is the next note.
+A plan is a pure function of (corpus, epoch seed), which makes --resume exact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import heapq
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    starts: np.ndarray   # [S, B] int64: index (in the concatenated notes) of each chunk's first input
+    lengths: np.ndarray  # [S, B] int64: predictions in the chunk, 0 = padding
+    resets: np.ndarray   # [S, B] bool: zero this lane's state before the chunk
+
+    @property
+    def steps(self) -> int:
+        return int(self.starts.shape[0])
+
+    @property
+    def predictions(self) -> int:
+        return int(self.lengths.sum())
+
+
+class LanePlanner:
+    def __init__(self, notes: list[np.ndarray], seq_len: int, batch_size: int,
+                 reset_prob: float = 0.2) -> None:
+        kept = [n for n in notes if len(n) >= 2]
+        if not kept:
+            raise ValueError("no file has the two notes a prediction needs")
+        self.data = np.concatenate(kept).astype(np.float32)
+        lengths = np.array([len(n) for n in kept])
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        self.predictions = lengths - 1
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.reset_prob = reset_prob
+
+    def plan(self, rng: np.random.Generator | None = None) -> EpochPlan:
+        """rng=None: evaluation order (file by file, state carried through each whole file)."""
+        runs = []
+        for offset, count in zip(self.offsets, self.predictions):
+            runs.extend(self._runs(int(offset), int(count), rng))
+        if rng is not None:
+            runs = [runs[i] for i in rng.permutation(len(runs))]
+        lanes = min(self.batch_size, len(runs))
+        return self._place(runs, lanes)
+
+    def _runs(self, offset: int, count: int, rng: np.random.Generator | None) -> list[list[tuple[int, int]]]:
+        """Cut one file into chunks (start, length), grouped into runs that start with a reset."""
+        first = int(rng.integers(0, self.seq_len)) if rng is not None else 0
+        bounds = [0, *range(first or self.seq_len, count, self.seq_len), count]
+        runs: list[list[tuple[int, int]]] = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            # A chunk shorter than seq_len is padded, so the state after it is not the state
+            # after its last note: the chunk that follows starts a new run (a reset).
+            if not runs or runs[-1][-1][1] < self.seq_len or (
+                    rng is not None and rng.random() < self.reset_prob):
+                runs.append([])
+            runs[-1].append((offset + a, b - a))
+        return runs
+
+    @staticmethod
+    def _place(runs: list[list[tuple[int, int]]], lanes: int) -> EpochPlan:
+        heap = [(0, lane) for lane in range(lanes)]
+        queues: list[list[tuple[int, int, bool]]] = [[] for _ in range(lanes)]
+        for run in runs:
+            used, lane = heapq.heappop(heap)
+            queues[lane].extend((start, length, i == 0) for i, (start, length) in enumerate(run))
+            heapq.heappush(heap, (used + len(run), lane))
+        steps = max(len(q) for q in queues)
+        starts = np.zeros((steps, lanes), np.int64)
+        lengths = np.zeros((steps, lanes), np.int64)
+        resets = np.ones((steps, lanes), bool)
+        for lane, queue in enumerate(queues):
+            for s, (start, length, reset) in enumerate(queue):
+                starts[s, lane], lengths[s, lane], resets[s, lane] = start, length, reset
+        return EpochPlan(starts, lengths, resets)

@@ -1,0 +1,346 @@
+"""The training loop: corpus -> lanes -> model -> loss -> checkpoints (best and last).
+
+`best.safetensors` holds the weights with the lowest validation loss and the spec: what
+`mpx export` consumes. `last.safetensors` adds the optimizer, the carried lane states and the
+position in the epoch: `--resume` continues from it to the same weights an uninterrupted run
+reaches. Ctrl-C is taken between two batches, so what is saved is always a consistent state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import platform
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mpx.runtime.errors import MpxError, OptionsError
+from mpx.runtime.spec import ModelSpec
+
+from . import checkpoint
+from .batches import EpochPlan, LanePlanner
+from .corpus import Corpus
+from .loss import LossWeights, note_loss
+from .model import PITCH_INPUTS, NoteLSTM
+
+log = logging.getLogger(__name__)
+
+BEST = "best.safetensors"
+LAST = "last.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 10
+    batch_size: int = 64        # lanes: sequences trained side by side
+    seq_len: int = 128          # notes per chunk (truncated back-propagation length)
+    primer_len: int = 25        # the spec's seq_len: primer and window length at generation
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1   # cosine decay from lr to lr * min_lr_ratio over all epochs
+    hidden: int = 128
+    layers: int = 1
+    pitch_input: str = "scalar"  # or "embedding" (see model.py)
+    embedding: int = 32          # embedding size when pitch_input is "embedding"
+    reset_prob: float = 0.2     # chance of a zero state at a chunk boundary
+    pitch_weight: float = 0.05
+    step_weight: float = 1.0
+    duration_weight: float = 1.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "seq_len", "primer_len", "hidden", "layers")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise OptionsError(f"{name} must be a positive integer, got {value!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise OptionsError(f"lr must be > 0, got {self.lr}")
+        if self.pitch_input not in PITCH_INPUTS:
+            raise OptionsError(f"pitch_input must be one of {', '.join(PITCH_INPUTS)}, got {self.pitch_input!r}")
+        if self.pitch_input == "embedding" and self.embedding < 1:
+            raise OptionsError(f"embedding must be >= 1, got {self.embedding}")
+        if not 0 <= self.reset_prob <= 1:
+            raise OptionsError(f"reset_prob must be in [0, 1], got {self.reset_prob}")
+        if min(self.pitch_weight, self.step_weight, self.duration_weight) < 0:
+            raise OptionsError("loss weights must be >= 0")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise OptionsError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    @property
+    def weights(self) -> LossWeights:
+        return LossWeights(self.pitch_weight, self.step_weight, self.duration_weight)
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise OptionsError("device cuda requested but torch sees no CUDA device")
+        return torch.device(self.device)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    best: Path
+    last: Path
+    history: list[dict[str, float]]
+    spec: ModelSpec
+
+
+class Interrupted(MpxError):
+    """Ctrl-C during training; the state was saved to `last` first."""
+
+
+@contextmanager
+def _sigint_flag() -> Iterator[dict[str, bool]]:
+    """First Ctrl-C sets a flag the loop checks between batches; a second one stops at once."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: object) -> None:
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no signal handling, Ctrl-C behaves as usual
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def fingerprint(corpus: Corpus) -> str:
+    return hashlib.sha256("\n".join(sorted(corpus.keys)).encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    from mpx import __version__
+    return {"mpx": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+class Trainer:
+    def __init__(self, corpus: Corpus, out_dir: str | Path, options: TrainOptions,
+                 stop: dict[str, bool] | None = None,
+                 on_step: Callable[[int, int, float], None] | None = None,
+                 on_epoch: Callable[[dict[str, float]], None] | None = None) -> None:
+        self.options = options
+        self.out = Path(out_dir)
+        self.device = options.resolved_device()
+        self.train_corpus = corpus.select("train")
+        self.val_corpus = corpus.select("val")
+        if not self.train_corpus.files:
+            raise MpxError("the training split is empty: the corpus needs more files")
+        if not self.val_corpus.files:
+            raise MpxError("the validation split is empty: the corpus needs at least 2 files "
+                           "(or pieces)")
+        self.planner = LanePlanner(self.train_corpus.notes, options.seq_len, options.batch_size,
+                                   options.reset_prob)
+        self.val_planner = LanePlanner(self.val_corpus.notes, options.seq_len, options.batch_size, 0.0)
+        self.train_data = torch.from_numpy(self.planner.data).to(self.device)
+        self.val_data = torch.from_numpy(self.val_planner.data).to(self.device)
+        torch.manual_seed(options.seed)
+        self.model = NoteLSTM(options.hidden, options.layers, pitch_input=options.pitch_input,
+                              embedding=options.embedding).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
+        self.stop = stop if stop is not None else {"stop": False}
+        self.on_step = on_step
+        self.on_epoch = on_epoch
+        self.spec = ModelSpec(
+            config=self.model.config(), seq_len=options.primer_len,
+            training={**dataclasses.asdict(options), "data_fingerprint": fingerprint(self.train_corpus)},
+            data=corpus.summary(), versions=versions())
+        self.history: list[dict[str, float]] = []
+        self.best_val = math.inf
+        self.epoch, self.step = 0, 0
+        self.seconds = 0.0  # training time over every run of this training, resumes included
+        self.lanes = self._zero_lanes(options.batch_size)
+
+    def _zero_lanes(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (self.options.layers, batch, self.options.hidden)
+        return torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def resume(self) -> None:
+        path = self.out / LAST
+        state = checkpoint.load(path)
+        saved = state.progress.get("options", {})
+        if saved.get("data_fingerprint") != self.spec.training["data_fingerprint"]:
+            raise MpxError(f"{path}: was trained on other data than this run's training split; "
+                           "resume with the same DATA and --max-files")
+        self.model.load_state_dict(state.state_dict)
+        self.optimizer.load_state_dict(_unflatten_optimizer(state.extra, state.progress["optimizer"]))
+        self.lanes = (state.extra["lanes.h"].to(self.device), state.extra["lanes.c"].to(self.device))
+        self.epoch, self.step = state.progress["epoch"], state.progress["step"]
+        self.history = state.progress["history"]
+        self.best_val = state.progress["best_val"]
+        self.seconds = state.progress.get("seconds", 0.0)
+        log.info("resumed %s at epoch %d, batch %d", path, self.epoch + 1, self.step)
+
+    def save_last(self) -> Path:
+        extra, optim_meta = _flatten_optimizer(self.optimizer.state_dict())
+        extra["lanes.h"], extra["lanes.c"] = self.lanes
+        progress = {"epoch": self.epoch, "step": self.step, "history": self.history,
+                    "best_val": self.best_val, "optimizer": optim_meta, "seconds": self.seconds,
+                    "options": self.spec.training}
+        return checkpoint.save(self.out / LAST, self.spec, self.model.state_dict(), extra, progress)
+
+    def save_best(self, metrics: dict[str, float]) -> Path:
+        spec = self.spec.replace(metrics={"val": metrics, "epoch": self.epoch + 1,
+                                          "train_seconds": round(self.seconds, 1)})
+        return checkpoint.save(self.out / BEST, spec, self.model.state_dict())
+
+    # -- training ---------------------------------------------------------------------------
+    def lr_at(self, epoch: int, step: int, steps: int) -> float:
+        progress = (epoch + step / max(steps, 1)) / self.options.epochs
+        floor = self.options.min_lr_ratio
+        return self.options.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def batch(self, data: torch.Tensor, plan: EpochPlan, s: int) -> tuple[torch.Tensor, ...]:
+        starts = torch.from_numpy(plan.starts[s]).to(self.device)
+        lengths = torch.from_numpy(plan.lengths[s]).to(self.device)
+        pos = torch.arange(self.options.seq_len, device=self.device)
+        index = (starts[:, None] + pos).clamp_(max=len(data) - 2)
+        mask = (pos < lengths[:, None]).float()
+        return data[index], data[index + 1], mask
+
+    def run(self) -> TrainResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        while self.epoch < self.options.epochs:
+            self._train_epoch()
+            metrics = self.validate()
+            self.history.append({"epoch": self.epoch + 1, **metrics})
+            if self.on_epoch:
+                self.on_epoch(self.history[-1])
+            if metrics["val_loss"] < self.best_val:
+                self.best_val = metrics["val_loss"]
+                self.save_best(metrics)
+            self.epoch, self.step = self.epoch + 1, 0
+            self.save_last()
+        return TrainResult(self.out / BEST, self.out / LAST, self.history, self.spec)
+
+    def _train_epoch(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._train_batches()
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _train_batches(self) -> None:
+        plan = self.planner.plan(np.random.default_rng([self.options.seed, self.epoch]))
+        if self.lanes[0].shape[1] != plan.starts.shape[1]:
+            self.lanes = self._zero_lanes(plan.starts.shape[1])
+        self.model.train()
+        total, count = 0.0, 0
+        for s in range(self.step, plan.steps):
+            if self.stop["stop"]:
+                self.step = s
+                path = self.save_last()
+                raise Interrupted(f"interrupted at epoch {self.epoch + 1}, batch {s}; saved "
+                                  f"{path}; continue with --resume")
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_at(self.epoch, s, plan.steps)
+            loss, n = self._train_step(plan, s)
+            total, count = total + loss * n, count + n
+            if self.on_step:
+                self.on_step(s + 1, plan.steps, total / max(count, 1))
+        self.train_loss = total / max(count, 1)
+
+    def _train_step(self, plan: EpochPlan, s: int) -> tuple[float, int]:
+        x, y, mask = self.batch(self.train_data, plan, s)
+        reset = torch.from_numpy(plan.resets[s]).to(self.device)
+        h, c = (torch.where(reset[None, :, None], 0.0, t) for t in self.lanes)
+        logits, step, duration, hn, cn = self.model(x, h, c)
+        loss, _ = note_loss(logits, step, duration, y, mask, self.options.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+        self.optimizer.step()
+        self.lanes = (hn.detach(), cn.detach())
+        return float(loss.detach()), int(mask.sum())
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Stateful loss on the validation split: each file from a zero state, every next note."""
+        self.model.eval()
+        plan = self.val_planner.plan(None)
+        h, c = self._zero_lanes(plan.starts.shape[1])
+        sums = {"loss": 0.0, "pitch": 0.0, "step": 0.0, "duration": 0.0}
+        count = 0
+        for s in range(plan.steps):
+            x, y, mask = self.batch(self.val_data, plan, s)
+            reset = torch.from_numpy(plan.resets[s]).to(self.device)[None, :, None]
+            logits, step, duration, h, c = self.model(x, torch.where(reset, 0.0, h), torch.where(reset, 0.0, c))
+            loss, parts = note_loss(logits, step, duration, y, mask, self.options.weights)
+            n = int(mask.sum())
+            sums["loss"] += float(loss) * n
+            for key, value in parts.items():
+                sums[key] += float(value) * n
+            count += n
+        return {"train_loss": getattr(self, "train_loss", math.nan),
+                **{f"val_{k}" if k != "loss" else "val_loss": v / max(count, 1) for k, v in sums.items()}}
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state dict -> tensors (safetensors) + JSON-able rest (param groups, scalars)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for name, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{name}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, values in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def resumed_options(out_dir: str | Path, epochs: int) -> TrainOptions:
+    """The options of the run saved in out_dir/last.safetensors, with a new epoch target.
+
+    Everything else comes from the checkpoint: the architecture is never rebuilt from flags.
+    """
+    saved = checkpoint.load(Path(out_dir) / LAST).progress.get("options", {})
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in saved.items() if k in names and k != "epochs"},
+                        epochs=epochs)
+
+
+def train(corpus: Corpus, out_dir: str | Path, options: TrainOptions, resume: bool = False,
+          on_step: Callable[[int, int, float], None] | None = None,
+          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Train on the corpus's train split, validate on its val split, checkpoint into out_dir.
+
+    With resume, the options saved in out_dir/last.safetensors replace `options` except epochs.
+    """
+    started = time.perf_counter()
+    if resume:
+        options = resumed_options(out_dir, options.epochs)
+    with _sigint_flag() as stop:
+        trainer = Trainer(corpus, out_dir, options, stop=stop, on_step=on_step, on_epoch=on_epoch)
+        if resume:
+            trainer.resume()
+        result = trainer.run()
+    log.info("trained in %.1f s", time.perf_counter() - started)
+    return result

@@ -1,0 +1,70 @@
+"""The next-note model: an LSTM over raw (pitch, step, duration) with three heads.
+
+forward(notes, h0, c0) is the graph contract (DESIGN.md): raw notes in (the input encoding
+happens here, in one place), logits for the next pitch at every position (no sigmoid, no
+softmax), unclipped step and duration, and the state after the last position.
+
+Two input encodings of the pitch, chosen by config:
+- "scalar" (the tutorial's): pitch / pitch_scale, one number;
+- "embedding": a learned vector per MIDI pitch (the pitch rounded and clipped to 0..127).
+  A scalar makes pitch identity, octaves and keys a steep non-linear function of one input;
+  on held-out pieces the embedding predicts the next pitch far better (see the model card).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+VOCAB = 128
+
+
+PITCH_INPUTS = ("scalar", "embedding")
+
+
+class NoteLSTM(nn.Module):
+    def __init__(self, hidden: int = 128, layers: int = 1, pitch_scale: float = 128.0,
+                 pitch_input: str = "scalar", embedding: int = 0) -> None:
+        super().__init__()
+        if pitch_input not in PITCH_INPUTS:
+            raise ValueError(f"pitch_input must be one of {PITCH_INPUTS}, got {pitch_input!r}")
+        self.hidden = hidden
+        self.layers = layers
+        self.pitch_scale = pitch_scale
+        self.pitch_input = pitch_input
+        self.embedding = embedding if pitch_input == "embedding" else 0
+        if pitch_input == "embedding" and embedding < 1:
+            raise ValueError(f"pitch_input 'embedding' needs embedding >= 1, got {embedding}")
+        # None for "scalar": TorchScript then compiles only the branch that is used.
+        self.pitch_embedding = nn.Embedding(VOCAB, embedding) if self.embedding else None
+        features = self.embedding + 2 if self.embedding else 3
+        self.lstm = nn.LSTM(features, hidden, layers, batch_first=True)
+        self.pitch = nn.Linear(hidden, VOCAB)
+        self.step = nn.Linear(hidden, 1)
+        self.duration = nn.Linear(hidden, 1)
+        # Derived from config, so not saved: the checkpoint holds learned weights only.
+        self.register_buffer("scale", torch.tensor([1.0 / pitch_scale, 1.0, 1.0]), persistent=False)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments: saved with the weights, the model is rebuilt from them."""
+        return {"hidden": self.hidden, "layers": self.layers, "pitch_scale": self.pitch_scale,
+                "pitch_input": self.pitch_input, "embedding": self.embedding}
+
+    def encode(self, notes: Tensor) -> Tensor:
+        """Raw notes [B, T, 3] -> LSTM input features [B, T, F]."""
+        if self.pitch_embedding is not None:
+            pitch = torch.clamp(notes[..., 0], 0.0, 127.0).round().long()  # VOCAB - 1
+            return torch.cat([self.pitch_embedding(pitch), notes[..., 1:]], dim=-1)
+        return notes * self.scale
+
+    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        y, (hn, cn) = self.lstm(self.encode(notes), (h0, c0))
+        return self.pitch(y), self.step(y).squeeze(-1), self.duration(y).squeeze(-1), hn, cn
+
+    @torch.jit.export
+    def zero_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        """The (h0, c0) that starts a sequence, so callers need no shape constants of their own."""
+        h = torch.zeros(self.layers, batch_size, self.hidden, dtype=self.scale.dtype)
+        return h, torch.zeros_like(h)
