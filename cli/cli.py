@@ -266,9 +266,27 @@ def plot(
 
 
 def main() -> None:
+    """Entry point: every failure a user can cause ends as one line on stderr, never a traceback."""
+    try:
+        from typer._click import exceptions as click  # typer >= 0.2x vendors its own click
+    except ImportError:
+        from click import exceptions as click  # type: ignore[no-redef]
+
     logging.basicConfig(level=logging.WARNING, format="mpx: %(message)s")
     try:
-        app()
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        code = 0
+    except click.UsageError as exc:  # bad flag, bad value, missing argument
+        command = exc.ctx.command_path if exc.ctx else "mpx"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"mpx: error: {message} (see `{command} --help`)", err=True)
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("mpx: interrupted", err=True)
+        code = 130
     except MpxError as exc:
         typer.echo(f"mpx: error: {exc}", err=True)
-        sys.exit(1)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
