@@ -60,6 +60,8 @@ def train(
     layers: Annotated[int, typer.Option(help="LSTM layers.")] = 1,
     pitch_input: Annotated[str, typer.Option(help="Pitch encoding: scalar (pitch/128, the tutorial's) or embedding (a learned vector per pitch).")] = "scalar",
     embedding: Annotated[int, typer.Option(help="Embedding size for --pitch-input embedding.")] = 32,
+    dropout: Annotated[float, typer.Option(help="Dropout on the LSTM output during training.")] = 0.0,
+    transpose: Annotated[int, typer.Option(help="Augment: transpose each training run by up to N semitones.")] = 0,
     reset_prob: Annotated[float, typer.Option(help="Chance of a zero state at a chunk boundary.")] = 0.2,
     pitch_weight: Annotated[float, typer.Option(help="Loss weight of pitch cross-entropy.")] = 0.05,
     step_weight: Annotated[float, typer.Option(help="Loss weight of step MSE.")] = 1.0,
@@ -79,7 +81,8 @@ def train(
 
     options = TrainOptions(epochs=epochs, batch_size=batch_size, seq_len=seq_len,
                            primer_len=primer_len, lr=lr, hidden=hidden, layers=layers,
-                           pitch_input=pitch_input, embedding=embedding,
+                           pitch_input=pitch_input, embedding=embedding, dropout=dropout,
+                           transpose=transpose,
                            reset_prob=reset_prob, pitch_weight=pitch_weight,
                            step_weight=step_weight, duration_weight=duration_weight,
                            seed=seed, device=device)

@@ -73,3 +73,23 @@ def tiny_artifacts(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
     out = tmp_path_factory.mktemp("tiny-artifacts")
     export_artifacts(tiny_checkpoint, "all", out, quantize="int8", echo=lambda _: None)
     return out
+
+
+# -- worst parity differences, printed at the end of the run (and kept for the README) --------
+PARITY_LOG: dict[str, dict[str, float]] = {}
+
+
+def record_parity(model: str, pair: str, max_diff: dict[str, float]) -> None:
+    key = f"{model}: {pair}"
+    previous = PARITY_LOG.get(key, {})
+    PARITY_LOG[key] = {k: max(v, previous.get(k, 0.0)) for k, v in max_diff.items()}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if not PARITY_LOG:
+        return
+    terminalreporter.section("worst parity differences (max |a - b| over every case)")
+    names = list(next(iter(PARITY_LOG.values())))
+    terminalreporter.write_line(f"{'model: pair':<46}" + "".join(f"{n:>14}" for n in names))
+    for key, diffs in PARITY_LOG.items():
+        terminalreporter.write_line(f"{key:<46}" + "".join(f"{diffs[n]:>14.2e}" for n in names))

@@ -8,6 +8,8 @@ as the primer of a generation and the window mode do. A run of chunks between re
 placed on a lane (shortest lane first), so B lanes stay evenly filled even on a small corpus.
 
 Every chunk is trained at every position (teacher forcing): the target is the next note.
+With `transpose` > 0 each run is shifted by a random number of semitones in [-transpose,
+transpose] (the same shift for all its chunks, so the carried state stays in one key).
 A plan is a pure function of (corpus, epoch seed), which makes --resume exact.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ class EpochPlan:
     starts: np.ndarray   # [S, B] int64: index (in the concatenated notes) of each chunk's first input
     lengths: np.ndarray  # [S, B] int64: predictions in the chunk, 0 = padding
     resets: np.ndarray   # [S, B] bool: zero this lane's state before the chunk
+    shifts: np.ndarray   # [S, B] int64: semitones added to every pitch of the chunk
 
     @property
     def steps(self) -> int:
@@ -35,7 +38,7 @@ class EpochPlan:
 
 class LanePlanner:
     def __init__(self, notes: list[np.ndarray], seq_len: int, batch_size: int,
-                 reset_prob: float = 0.2) -> None:
+                 reset_prob: float = 0.2, transpose: int = 0) -> None:
         kept = [n for n in notes if len(n) >= 2]
         if not kept:
             raise ValueError("no file has the two notes a prediction needs")
@@ -46,16 +49,20 @@ class LanePlanner:
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.reset_prob = reset_prob
+        self.transpose = transpose
 
     def plan(self, rng: np.random.Generator | None = None) -> EpochPlan:
         """rng=None: evaluation order (file by file, state carried through each whole file)."""
         runs = []
         for offset, count in zip(self.offsets, self.predictions):
             runs.extend(self._runs(int(offset), int(count), rng))
+        shifts = np.zeros(len(runs), np.int64)
         if rng is not None:
             runs = [runs[i] for i in rng.permutation(len(runs))]
+            if self.transpose:
+                shifts = rng.integers(-self.transpose, self.transpose + 1, len(runs))
         lanes = min(self.batch_size, len(runs))
-        return self._place(runs, lanes)
+        return self._place(runs, shifts, lanes)
 
     def _runs(self, offset: int, count: int, rng: np.random.Generator | None) -> list[list[tuple[int, int]]]:
         """Cut one file into chunks (start, length), grouped into runs that start with a reset."""
@@ -72,18 +79,19 @@ class LanePlanner:
         return runs
 
     @staticmethod
-    def _place(runs: list[list[tuple[int, int]]], lanes: int) -> EpochPlan:
+    def _place(runs: list[list[tuple[int, int]]], shifts: np.ndarray, lanes: int) -> EpochPlan:
         heap = [(0, lane) for lane in range(lanes)]
-        queues: list[list[tuple[int, int, bool]]] = [[] for _ in range(lanes)]
-        for run in runs:
+        queues: list[list[tuple[int, int, bool, int]]] = [[] for _ in range(lanes)]
+        for run, shift in zip(runs, shifts):
             used, lane = heapq.heappop(heap)
-            queues[lane].extend((start, length, i == 0) for i, (start, length) in enumerate(run))
+            queues[lane].extend((start, length, i == 0, int(shift)) for i, (start, length) in enumerate(run))
             heapq.heappush(heap, (used + len(run), lane))
         steps = max(len(q) for q in queues)
         starts = np.zeros((steps, lanes), np.int64)
         lengths = np.zeros((steps, lanes), np.int64)
         resets = np.ones((steps, lanes), bool)
+        moved = np.zeros((steps, lanes), np.int64)
         for lane, queue in enumerate(queues):
-            for s, (start, length, reset) in enumerate(queue):
-                starts[s, lane], lengths[s, lane], resets[s, lane] = start, length, reset
-        return EpochPlan(starts, lengths, resets)
+            for s, row in enumerate(queue):
+                starts[s, lane], lengths[s, lane], resets[s, lane], moved[s, lane] = row
+        return EpochPlan(starts, lengths, resets, moved)

@@ -49,6 +49,8 @@ class TrainOptions:
     layers: int = 1
     pitch_input: str = "scalar"  # or "embedding" (see model.py)
     embedding: int = 32          # embedding size when pitch_input is "embedding"
+    dropout: float = 0.0         # on the LSTM output (and between layers), training only
+    transpose: int = 0           # random transposition of each run by up to this many semitones
     reset_prob: float = 0.2     # chance of a zero state at a chunk boundary
     pitch_weight: float = 0.05
     step_weight: float = 1.0
@@ -69,6 +71,10 @@ class TrainOptions:
             raise OptionsError(f"pitch_input must be one of {', '.join(PITCH_INPUTS)}, got {self.pitch_input!r}")
         if self.pitch_input == "embedding" and self.embedding < 1:
             raise OptionsError(f"embedding must be >= 1, got {self.embedding}")
+        if not 0 <= self.dropout < 1:
+            raise OptionsError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.transpose, int) or not 0 <= self.transpose <= 24:
+            raise OptionsError(f"transpose must be 0..24 semitones, got {self.transpose!r}")
         if not 0 <= self.reset_prob <= 1:
             raise OptionsError(f"reset_prob must be in [0, 1], got {self.reset_prob}")
         if min(self.pitch_weight, self.step_weight, self.duration_weight) < 0:
@@ -146,13 +152,13 @@ class Trainer:
             raise MpxError("the validation split is empty: the corpus needs at least 2 files "
                            "(or pieces)")
         self.planner = LanePlanner(self.train_corpus.notes, options.seq_len, options.batch_size,
-                                   options.reset_prob)
+                                   options.reset_prob, options.transpose)
         self.val_planner = LanePlanner(self.val_corpus.notes, options.seq_len, options.batch_size, 0.0)
         self.train_data = torch.from_numpy(self.planner.data).to(self.device)
         self.val_data = torch.from_numpy(self.val_planner.data).to(self.device)
         torch.manual_seed(options.seed)
         self.model = NoteLSTM(options.hidden, options.layers, pitch_input=options.pitch_input,
-                              embedding=options.embedding).to(self.device)
+                              embedding=options.embedding, dropout=options.dropout).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
         self.stop = stop if stop is not None else {"stop": False}
         self.on_step = on_step
@@ -182,6 +188,7 @@ class Trainer:
         self.model.load_state_dict(state.state_dict)
         self.optimizer.load_state_dict(_unflatten_optimizer(state.extra, state.progress["optimizer"]))
         self.lanes = (state.extra["lanes.h"].to(self.device), state.extra["lanes.c"].to(self.device))
+        torch.set_rng_state(state.extra["rng.torch"])  # dropout masks continue as they would have
         self.epoch, self.step = state.progress["epoch"], state.progress["step"]
         self.history = state.progress["history"]
         self.best_val = state.progress["best_val"]
@@ -191,6 +198,7 @@ class Trainer:
     def save_last(self) -> Path:
         extra, optim_meta = _flatten_optimizer(self.optimizer.state_dict())
         extra["lanes.h"], extra["lanes.c"] = self.lanes
+        extra["rng.torch"] = torch.get_rng_state()
         progress = {"epoch": self.epoch, "step": self.step, "history": self.history,
                     "best_val": self.best_val, "optimizer": optim_meta, "seconds": self.seconds,
                     "options": self.spec.training}
@@ -208,12 +216,18 @@ class Trainer:
         return self.options.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def batch(self, data: torch.Tensor, plan: EpochPlan, s: int) -> tuple[torch.Tensor, ...]:
+        """(inputs, next notes, mask) [B, T, 3], [B, T, 3], [B, T] for step s of the plan."""
         starts = torch.from_numpy(plan.starts[s]).to(self.device)
         lengths = torch.from_numpy(plan.lengths[s]).to(self.device)
         pos = torch.arange(self.options.seq_len, device=self.device)
         index = (starts[:, None] + pos).clamp_(max=len(data) - 2)
         mask = (pos < lengths[:, None]).float()
-        return data[index], data[index + 1], mask
+        x, y = data[index], data[index + 1]
+        if plan.shifts[s].any():
+            shift = torch.from_numpy(plan.shifts[s]).to(self.device, torch.float32)[:, None]
+            x[..., 0] = (x[..., 0] + shift).clamp_(0, 127)
+            y[..., 0] = (y[..., 0] + shift).clamp_(0, 127)
+        return x, y, mask
 
     def run(self) -> TrainResult:
         self.out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ PITCH_INPUTS = ("scalar", "embedding")
 
 class NoteLSTM(nn.Module):
     def __init__(self, hidden: int = 128, layers: int = 1, pitch_scale: float = 128.0,
-                 pitch_input: str = "scalar", embedding: int = 0) -> None:
+                 pitch_input: str = "scalar", embedding: int = 0, dropout: float = 0.0) -> None:
         super().__init__()
         if pitch_input not in PITCH_INPUTS:
             raise ValueError(f"pitch_input must be one of {PITCH_INPUTS}, got {pitch_input!r}")
@@ -39,7 +39,11 @@ class NoteLSTM(nn.Module):
         # None for "scalar": TorchScript then compiles only the branch that is used.
         self.pitch_embedding = nn.Embedding(VOCAB, embedding) if self.embedding else None
         features = self.embedding + 2 if self.embedding else 3
-        self.lstm = nn.LSTM(features, hidden, layers, batch_first=True)
+        self.lstm = nn.LSTM(features, hidden, layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        # Training-time only: in eval mode (every export and backend) it is the identity.
+        self.dropout = nn.Dropout(dropout)
+        self.dropout_p = dropout
         self.pitch = nn.Linear(hidden, VOCAB)
         self.step = nn.Linear(hidden, 1)
         self.duration = nn.Linear(hidden, 1)
@@ -49,7 +53,8 @@ class NoteLSTM(nn.Module):
     def config(self) -> dict[str, Any]:
         """Constructor arguments: saved with the weights, the model is rebuilt from them."""
         return {"hidden": self.hidden, "layers": self.layers, "pitch_scale": self.pitch_scale,
-                "pitch_input": self.pitch_input, "embedding": self.embedding}
+                "pitch_input": self.pitch_input, "embedding": self.embedding,
+                "dropout": self.dropout_p}
 
     def encode(self, notes: Tensor) -> Tensor:
         """Raw notes [B, T, 3] -> LSTM input features [B, T, F]."""
@@ -61,6 +66,7 @@ class NoteLSTM(nn.Module):
     def forward(self, notes: Tensor, h0: Tensor, c0: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         y, (hn, cn) = self.lstm(self.encode(notes), (h0, c0))
+        y = self.dropout(y)
         return self.pitch(y), self.step(y).squeeze(-1), self.duration(y).squeeze(-1), hn, cn
 
     @torch.jit.export
