@@ -1,4 +1,4 @@
-"""Backends: one interface over every way to run the graph (DESIGN.md's contract).
+"""Backends: one interface over every way to run the graph (the README's graph contract).
 
     backend.step(notes [B, T, 3], h [L, B, H], c [L, B, H])
         -> (pitch_logits [B, T, 128], step [B, T], duration [B, T], hn, cn)   all numpy float32

@@ -1,6 +1,6 @@
 """One numpy sampler for every backend: the same seed gives the same notes from any artifact.
 
-Sampling stays outside the graphs (DESIGN.md): the graphs return logits and regressions; here
+Sampling stays outside the graphs (README, "Graph contract"): the graphs return logits and regressions; here
 they become notes. Step and duration are clipped at 0; pitch comes back as the raw MIDI number
 (the graph normalises its own input).
 """
@@ -80,20 +80,46 @@ class Sampler:
         return out
 
     def pitch(self, logits: np.ndarray) -> np.ndarray:
+        """Pitch per row of logits [B, 128]: argmax when greedy, else an inverse-CDF draw over
+        the pitches ranked by probability, cut to the nucleus (top_p) and to top_k.
+
+        One stream (B = 1) takes a 1-D path: it is the per-note hot path of generation, and
+        numpy's 1-D calls cost a fraction of their 2-D forms at this size. Both paths compute
+        the same draw from the same numbers.
+        """
         if self.temperature == 0.0:
             return np.argmax(logits, axis=-1)
-        z = logits.astype(np.float64) / self.temperature
-        z -= z.max(axis=-1, keepdims=True)
-        probs = np.exp(z)
-        order = np.argsort(-probs, axis=-1, kind="stable")
-        ranked = np.take_along_axis(probs, order, axis=-1)
-        if self.top_p < 1.0:
-            # nucleus: keep the most likely pitches until their mass reaches top_p (>= 1 kept)
-            mass = np.cumsum(ranked, axis=-1)
-            ranked[(mass - ranked) >= self.top_p * mass[:, -1:]] = 0.0
+        if len(logits) == 1:
+            return np.array([self._one(logits[0])])
+        probs = self._probs(logits)
+        order = np.argsort(probs, axis=-1)[:, ::-1]          # most likely first
+        cdf = np.cumsum(np.sort(probs, axis=-1)[:, ::-1], axis=-1)
+        kept = np.full(len(cdf), cdf.shape[1])
+        if self.top_p < 1.0:  # the smallest prefix whose mass reaches top_p (>= 1 pitch)
+            kept = (cdf < self.top_p * cdf[:, -1:]).sum(axis=-1) + 1
         if self.top_k:
-            ranked[:, self.top_k:] = 0.0
-        cdf = np.cumsum(ranked, axis=-1)
-        u = self.rng.random(len(cdf)) * cdf[:, -1]
-        index = np.minimum((cdf <= u[:, None]).sum(axis=-1), cdf.shape[1] - 1)
-        return order[np.arange(len(order)), index]
+            kept = np.minimum(kept, self.top_k)
+        rows = np.arange(len(cdf))
+        u = self.rng.random(len(cdf)) * cdf[rows, kept - 1]
+        return order[rows, (cdf <= u[:, None]).sum(axis=-1)]
+
+    def _one(self, logits: np.ndarray) -> int:
+        z = logits.astype(np.float64)
+        order = np.argsort(z)[::-1]                           # most likely first
+        ranked = z[order]
+        ranked -= ranked[0]
+        if self.temperature != 1.0:
+            ranked /= self.temperature
+        cdf = np.cumsum(np.exp(ranked))
+        kept = len(cdf)
+        if self.top_p < 1.0:
+            kept = int(np.searchsorted(cdf, self.top_p * cdf[-1])) + 1
+        if self.top_k:
+            kept = min(kept, self.top_k)
+        u = self.rng.random() * cdf[kept - 1]
+        return int(order[np.searchsorted(cdf, u, side="right")])
+
+    def _probs(self, logits: np.ndarray) -> np.ndarray:
+        z = logits.astype(np.float64)
+        z -= z.max(axis=-1, keepdims=True)
+        return np.exp(z / self.temperature)

@@ -16,7 +16,7 @@ SPEC_VERSION = 1
 FEATURES = ("pitch", "step", "duration")
 VOCAB = 128
 
-# The graph contract (DESIGN.md), declared once. Axis names per input/output, by position.
+# The graph contract (README, "Graph contract"), declared once. Axis names per input/output, by position.
 INPUTS: dict[str, tuple[str, ...]] = {
     "notes": ("batch", "time", "feature"),
     "h0": ("layers", "batch", "hidden"),

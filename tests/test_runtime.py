@@ -235,3 +235,27 @@ def test_onnx_run_works_where_torch_cannot_be_imported(tiny_artifacts: Path, see
     assert len(read_notes(out)) == 20
     no_torch = run_cli("run", str(seed_midi), "--backend", "torchscript", "--out", str(out), env=env)
     assert no_torch.returncode == 1 and "needs torch" in no_torch.stderr
+
+
+class _Uniforms:
+    """Stands in for the sampler's generator: hands out fixed uniforms."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = list(values)
+
+    def random(self, size: int | None = None):  # type: ignore[no-untyped-def]
+        if size is None:
+            return self.values.pop(0)
+        out, self.values = np.array(self.values[:size]), self.values[size:]
+        return out
+
+
+@pytest.mark.parametrize("options", [dict(top_p=0.9), dict(top_p=1.0), dict(top_k=7),
+                                     dict(top_p=0.5, top_k=3, temperature=0.7)])
+def test_one_stream_fast_path_draws_what_the_batch_path_draws(options: dict) -> None:
+    logits = (np.random.default_rng(0).normal(size=(300, 128)) * 3).astype(np.float32)
+    uniforms = np.random.default_rng(1).random(300)
+    one, batch = Sampler(GenerationOptions(**options)), Sampler(GenerationOptions(**options))
+    one.rng, batch.rng = _Uniforms(uniforms), _Uniforms(uniforms)
+    singles = [one.pitch(logits[i:i + 1])[0] for i in range(300)]
+    np.testing.assert_array_equal(singles, batch.pitch(logits))

@@ -1,6 +1,6 @@
 """The next-note model: an LSTM over raw (pitch, step, duration) with three heads.
 
-forward(notes, h0, c0) is the graph contract (DESIGN.md): raw notes in (the input encoding
+forward(notes, h0, c0) is the graph contract (README): raw notes in (the input encoding
 happens here, in one place), logits for the next pitch at every position (no sigmoid, no
 softmax), unclipped step and duration, and the state after the last position.
 
