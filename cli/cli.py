@@ -46,6 +46,14 @@ def _echo(message: str) -> None:
     typer.echo(message)
 
 
+def _require(*modules: str, purpose: str) -> None:
+    """A one-line error, not an ImportError traceback, when an extra is not installed."""
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MpxError(f"{purpose} needs {', '.join(missing)}: pip install 'mpx[train]'")
+
+
 # ---------------------------------------------------------------------------------------------
 @app.command()
 def train(
@@ -75,6 +83,7 @@ def train(
     cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
 ) -> None:
     """Train the model on MIDI files; keep the best checkpoint by validation loss."""
+    _require("torch", "safetensors", purpose="training")
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
     from mpx.train.loop import TrainOptions, train as run_training
@@ -125,6 +134,7 @@ def export(
     quantize: Annotated[Optional[str], typer.Option(help="Also write a quantized ONNX variant: int8.")] = None,
 ) -> None:
     """Export a checkpoint to music_producter.pt / music_producter.onnx, validated against eager."""
+    _require("torch", "onnx", "safetensors", purpose="export")
     from mpx.export.api import export_artifacts
     from mpx.runtime.artifacts import bundled_dir, CHECKPOINT
 
@@ -183,6 +193,7 @@ def _load_generator(model: Path | None, backend: str | None):
 
     chosen = backend or (backend_for(model) if model else "onnx")
     if chosen == "eager":
+        _require("torch", "safetensors", purpose="the eager backend")
         from mpx.train.eager import load as load_eager
         return load_eager(model or bundled("eager"))
     return load(model or bundled(chosen), chosen)
