@@ -5,7 +5,7 @@ one batch row (a "lane") with the LSTM state carried between them, detached, so 
 the state built over hundreds of notes, as stateful generation does. At each chunk boundary the
 state is reset with probability `reset_prob`, so training also sees the zero state in mid-piece,
 as the primer of a generation and the window mode do. A run of chunks between resets is the unit
-placed on a lane (shortest lane first), so B lanes stay evenly filled even on a small corpus.
+placed on a lane (longest run first, onto the emptiest lane), so B lanes stay evenly filled even on a small corpus.
 
 Every chunk is trained at every position (teacher forcing): the target is the next note.
 With `transpose` > 0 each run is shifted by a random number of semitones in [-transpose,
@@ -61,8 +61,11 @@ class LanePlanner:
             runs = [runs[i] for i in rng.permutation(len(runs))]
             if self.transpose:
                 shifts = rng.integers(-self.transpose, self.transpose + 1, len(runs))
+        # Longest runs first, each onto the emptiest lane, keeps the lanes evenly filled (a long
+        # run placed last would set the epoch's length alone); equal lengths keep their shuffle.
+        order = sorted(range(len(runs)), key=lambda i: -len(runs[i]))
         lanes = min(self.batch_size, len(runs))
-        return self._place(runs, shifts, lanes)
+        return self._place([runs[i] for i in order], shifts[order], lanes)
 
     def _runs(self, offset: int, count: int, rng: np.random.Generator | None) -> list[list[tuple[int, int]]]:
         """Cut one file into chunks (start, length), grouped into runs that start with a reset."""
