@@ -163,6 +163,7 @@ def run(
     program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = 0,
     velocity: Annotated[int, typer.Option(help="Velocity of every output note.")] = 100,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG.")] = None,
+    threads: Annotated[int, typer.Option(help="Intra-op threads of the backend (1 is fastest on a busy machine; 2 can gain ~30% on an idle one).")] = 1,
 ) -> None:
     """Generate music from a seed with an exported model (no training code on the ONNX path)."""
     from mpx.runtime.run import WriteOptions, generate_files
@@ -174,7 +175,9 @@ def run(
         top_k=top_k, top_p=defaults.top_p if top_p is None else top_p, seed=seed,
         mode=mode.value, num_outputs=num_outputs, primer_notes=primer_notes)
     write = WriteOptions(program=program, velocity=velocity)
-    generator = _load_generator(model, backend.value if backend else None)
+    if threads < 1:
+        raise MpxError(f"--threads must be >= 1, got {threads}")
+    generator = _load_generator(model, backend.value if backend else None, threads)
     if plot is not None:
         from mpx.runtime.atomic import ensure_writable
         ensure_writable(plot)
@@ -187,16 +190,20 @@ def run(
         _echo(f"wrote {plot}")
 
 
-def _load_generator(model: Path | None, backend: str | None):
+def _load_generator(model: Path | None, backend: str | None, threads: int | None = None):
     from mpx.runtime.artifacts import bundled, load
     from mpx.runtime.backends import backend_for
 
     chosen = backend or (backend_for(model) if model else "onnx")
     if chosen == "eager":
         _require("torch", "safetensors", purpose="the eager backend")
+        import torch
+
         from mpx.train.eager import load as load_eager
+        if threads:
+            torch.set_num_threads(threads)
         return load_eager(model or bundled("eager"))
-    return load(model or bundled(chosen), chosen)
+    return load(model or bundled(chosen), chosen, threads)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -132,10 +132,24 @@ class TorchScriptBackend:
         self.module.eval()
 
     def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
-        torch = self._torch
+        return torch_step(self._torch, self.module, notes, h, c)
+
+
+def torch_step(torch, module, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:  # type: ignore[no-untyped-def]
+    """One graph call of a torch module (scripted or eager) on numpy arrays.
+
+    oneDNN is switched off for the call: its LSTM costs ~2.5x more than torch's own kernels
+    for the one-note steps of generation (benchmarks/bench_generate.py), and the C++ example
+    does the same, so both sides run the same kernels and agree bit for bit.
+    """
+    onednn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(notes), torch.from_numpy(h), torch.from_numpy(c))
-        return tuple(t.numpy() for t in out)  # type: ignore[return-value]
+            out = module(torch.from_numpy(notes), torch.from_numpy(h), torch.from_numpy(c))
+    finally:
+        torch.backends.mkldnn.enabled = onednn
+    return tuple(t.numpy() for t in out)  # type: ignore[return-value]
 
 
 def open_backend(path: str | os.PathLike[str], backend: str | None = None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpx.runtime.backends import Outputs
+from mpx.runtime.backends import Outputs, torch_step
 from mpx.runtime.generate import Generator
 from mpx.runtime.spec import ModelSpec
 
@@ -30,9 +30,7 @@ class EagerBackend:
         return cls(model, spec, Path(path))
 
     def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(notes), torch.from_numpy(h), torch.from_numpy(c))
-        return tuple(t.numpy() for t in out)  # type: ignore[return-value]
+        return torch_step(torch, self.model, notes, h, c)
 
 
 def load(path: str | os.PathLike[str]) -> Generator:

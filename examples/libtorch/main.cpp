@@ -7,6 +7,7 @@
 // (temperature 0, the default) matches `mpx` with the TorchScript backend note for note. Sampled
 // output uses this program's own RNG (std::mt19937), so a seed reproduces it here, not in Python.
 
+#include <ATen/Context.h>   // at::globalContext (oneDNN off)
 #include <ATen/Parallel.h>  // at::set_num_threads
 #include <torch/script.h>
 
@@ -257,6 +258,9 @@ int main(int argc, char** argv) {
     // One intra-op thread: a one-note LSTM step is too small to gain from more, and a fixed
     // thread count keeps the float results independent of the machine.
     at::set_num_threads(1);
+    // No oneDNN, as in mpx's torch backends: its LSTM is slower for one-note steps, and the
+    // same kernels on both sides keep greedy notes identical to Python's.
+    at::globalContext().setUserEnabledMkldnn(false);
     torch::jit::Module model = load_model(o.model);
     const std::vector<Note> notes = generate(model, read_csv(o.primer), o);
     if (ends_with(o.out, ".mid") || ends_with(o.out, ".midi"))
