@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from mpx.runtime.errors import MpxError
+from mpx.runtime.sampling import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 log = logging.getLogger("mpx")
 
@@ -152,9 +153,9 @@ def run(
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by --model's suffix, else onnx.")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model file (.onnx, .pt, or a checkpoint for eager); default: the bundled one.")] = None,
     notes: Annotated[int, typer.Option(help="Notes to generate per output.")] = 256,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature; 0 = greedy.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = DEFAULT_TEMPERATURE,
     top_k: Annotated[int, typer.Option(help="Sample among the k likeliest pitches; 0 = off.")] = 0,
-    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling mass in (0, 1]; 1 = off.")] = None,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1]; 1 = off.")] = DEFAULT_TOP_P,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same notes, on every backend.")] = None,
     mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode.stateful,
     num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = 1,
@@ -169,11 +170,9 @@ def run(
     from mpx.runtime.run import WriteOptions, generate_files
     from mpx.runtime.sampling import GenerationOptions
 
-    defaults = GenerationOptions()
-    options = GenerationOptions(
-        notes=notes, temperature=defaults.temperature if temperature is None else temperature,
-        top_k=top_k, top_p=defaults.top_p if top_p is None else top_p, seed=seed,
-        mode=mode.value, num_outputs=num_outputs, primer_notes=primer_notes)
+    options = GenerationOptions(notes=notes, temperature=temperature, top_k=top_k, top_p=top_p,
+                                seed=seed, mode=mode.value, num_outputs=num_outputs,
+                                primer_notes=primer_notes)
     write = WriteOptions(program=program, velocity=velocity)
     if threads < 1:
         raise MpxError(f"--threads must be >= 1, got {threads}")
