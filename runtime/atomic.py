@@ -30,7 +30,6 @@ def _temp_beside(target: Path) -> Path:
     except OSError as exc:
         raise MpxError(f"{target}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
-    os.chmod(name, _MODE)
     return Path(name)
 
 
@@ -48,6 +47,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:  # on disk before the rename makes it visible
             os.fsync(fh.fileno())
+        os.chmod(tmp, _MODE)  # after the writer: some writers replace the file they are given
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

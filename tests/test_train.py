@@ -199,3 +199,13 @@ def test_cli_train_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], 
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_checkpoints_get_ordinary_file_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+    model = NoteLSTM(hidden=8)
+    path = checkpoint.save(tmp_path / "m.safetensors", ModelSpec(config=model.config()), model.state_dict())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
