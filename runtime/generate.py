@@ -79,13 +79,16 @@ class Generator:
     def _stateful(self, primer: np.ndarray, opts: GenerationOptions) -> Iterator[np.ndarray]:
         k = opts.num_outputs
         sample = Sampler(opts)
-        h, c = zero_state(self.spec, k)
-        x = np.repeat(primer[None], k, axis=0)
-        for _ in range(opts.notes):
-            logits, step, duration, h, c = self.backend.step(x, h, c)
-            note = sample(logits[:, -1], step[:, -1], duration[:, -1])
+        # The primer runs once; its state and last outputs are shared by the K streams.
+        logits, step, duration, h, c = self.backend.step(primer[None], *zero_state(self.spec, 1))
+        h, c = np.repeat(h, k, axis=1), np.repeat(c, k, axis=1)
+        last = [np.repeat(a[:, -1], k, axis=0) for a in (logits, step, duration)]
+        for i in range(opts.notes):
+            note = sample(*last)
             yield note
-            x = note[:, None, :]
+            if i + 1 < opts.notes:
+                logits, step, duration, h, c = self.backend.step(note[:, None, :], h, c)
+                last = [logits[:, -1], step[:, -1], duration[:, -1]]
 
     def _window(self, primer: np.ndarray, opts: GenerationOptions) -> Iterator[np.ndarray]:
         k, width = opts.num_outputs, self.spec.seq_len
