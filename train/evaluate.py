@@ -46,16 +46,25 @@ class _Totals:
 def _windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches of (windows [B, width, 3], the note after each [B, 3]) across all files."""
-    xs, ys = [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    size = 0
     for seq in notes:
-        for i in range(0, len(seq) - width, stride):
-            xs.append(seq[i:i + width])
-            ys.append(seq[i + width])
-            if len(xs) == batch:
-                yield np.stack(xs), np.stack(ys)
-                xs, ys = [], []
-    if xs:
-        yield np.stack(xs), np.stack(ys)
+        if len(seq) <= width:
+            continue
+        # every window of the file as a view [n, width, 3]: copied only batch by batch
+        x = np.lib.stride_tricks.sliding_window_view(seq[:-1], width, axis=0)[::stride].transpose(0, 2, 1)
+        y = seq[width:][::stride]
+        while len(x):
+            take = min(batch - size, len(x))
+            xs.append(x[:take])
+            ys.append(y[:take])
+            x, y, size = x[take:], y[take:], size + take
+            if size == batch:
+                yield np.concatenate(xs), np.concatenate(ys)
+                xs, ys, size = [], [], 0
+    if size:
+        yield np.concatenate(xs), np.concatenate(ys)
 
 
 def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int = 1024,
