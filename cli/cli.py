@@ -71,6 +71,7 @@ def train(
     embedding: Annotated[int, typer.Option(help="Embedding size for --pitch-input embedding.")] = 32,
     dropout: Annotated[float, typer.Option(help="Dropout on the LSTM output during training.")] = 0.0,
     transpose: Annotated[int, typer.Option(help="Augment: transpose each training run by up to N semitones.")] = 0,
+    timing: Annotated[str, typer.Option(help="Step/duration: linear (seconds, MSE with positive pressure, the tutorial's) or log (log-seconds in and out).")] = "linear",
     reset_prob: Annotated[float, typer.Option(help="Chance of a zero state at a chunk boundary.")] = 0.2,
     pitch_weight: Annotated[float, typer.Option(help="Loss weight of pitch cross-entropy.")] = 0.05,
     step_weight: Annotated[float, typer.Option(help="Loss weight of step MSE.")] = 1.0,
@@ -92,7 +93,7 @@ def train(
     options = TrainOptions(epochs=epochs, batch_size=batch_size, seq_len=seq_len,
                            primer_len=primer_len, lr=lr, hidden=hidden, layers=layers,
                            pitch_input=pitch_input, embedding=embedding, dropout=dropout,
-                           transpose=transpose,
+                           transpose=transpose, timing=timing,
                            reset_prob=reset_prob, pitch_weight=pitch_weight,
                            step_weight=step_weight, duration_weight=duration_weight,
                            seed=seed, device=device)
@@ -131,7 +132,8 @@ def export(
     format: Annotated[Format, typer.Option("--format", "-f", help="Artifact(s) to write.")] = Format.all,
     out_dir: Annotated[Optional[Path], typer.Option(help="Where to write; default: the bundled artifacts folder.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
-    atol: Annotated[float, typer.Option(help="Max abs difference to eager PyTorch an artifact may show.")] = 1e-5,
+    atol: Annotated[float, typer.Option(help="Parity with eager PyTorch: |artifact - eager| <= atol + rtol * |eager| on every output.")] = 1e-5,
+    rtol: Annotated[float, typer.Option(help="Relative part of the parity bound (matters for the unbounded cell state cn).")] = 1e-6,
     quantize: Annotated[Optional[str], typer.Option(help="Also write a quantized ONNX variant: int8.")] = None,
 ) -> None:
     """Export a checkpoint to music_producter.pt / music_producter.onnx, validated against eager."""
@@ -140,7 +142,7 @@ def export(
     from mpx.runtime.artifacts import bundled_dir, CHECKPOINT
 
     report = export_artifacts(checkpoint or bundled_dir() / CHECKPOINT, format.value,
-                              out_dir or bundled_dir(), opset=opset, atol=atol, quantize=quantize,
+                              out_dir or bundled_dir(), opset=opset, atol=atol, rtol=rtol, quantize=quantize,
                               echo=_echo)
     for path in report.written:
         _echo(f"wrote {path}")

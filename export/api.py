@@ -53,7 +53,7 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 
 def export_artifacts(checkpoint_path: str | Path, format: str = "all", out_dir: str | Path = ".",
-                     *, opset: int = onnx_graph.DEFAULT_OPSET, atol: float = 1e-5,
+                     *, opset: int = onnx_graph.DEFAULT_OPSET, atol: float = 1e-5, rtol: float = 1e-6,
                      quantize: str | None = None,
                      echo: Callable[[str], None] = log.info) -> ExportReport:
     if format not in FORMATS:
@@ -64,6 +64,8 @@ def export_artifacts(checkpoint_path: str | Path, format: str = "all", out_dir: 
         raise ExportError("--quantize applies to the ONNX artifact; use --format onnx or all")
     if not (atol > 0):
         raise ExportError(f"--atol must be > 0, got {atol}")
+    if not (rtol >= 0):
+        raise ExportError(f"--rtol must be >= 0, got {rtol}")
     onnx_graph.check_opset(opset)
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
@@ -78,7 +80,7 @@ def export_artifacts(checkpoint_path: str | Path, format: str = "all", out_dir: 
         ts_spec = spec.replace(versions=stamp, artifact={"format": "torchscript", "source": Path(checkpoint_path).name})
         with atomic_path(target) as tmp:
             torchscript.save(model, ts_spec, tmp)
-            report.parity["torchscript"] = _validated(eager, TorchScriptBackend(tmp), real, atol, target, echo)
+            report.parity["torchscript"] = _validated(eager, TorchScriptBackend(tmp), real, atol, rtol, target, echo)
         report.written.append(target)
     if format in ("onnx", "all"):
         target = out_dir / ONNX
@@ -86,7 +88,7 @@ def export_artifacts(checkpoint_path: str | Path, format: str = "all", out_dir: 
                                                            "source": Path(checkpoint_path).name})
         with atomic_path(target) as tmp:
             onnx_graph.save(onnx_graph.build(model, onnx_spec, opset), tmp)
-            report.parity["onnx"] = _validated(eager, OnnxBackend(tmp), real, atol, target, echo)
+            report.parity["onnx"] = _validated(eager, OnnxBackend(tmp), real, atol, rtol, target, echo)
         report.written.append(target)
         if quantize == "int8":
             int8_target = out_dir / ONNX_INT8
@@ -101,8 +103,8 @@ def export_artifacts(checkpoint_path: str | Path, format: str = "all", out_dir: 
     return report
 
 
-def _validated(eager: Backend, candidate: Backend, real: np.ndarray, atol: float, target: Path,
-               echo: Callable[[str], None]) -> ParityReport:
-    parity = validate.check(eager, candidate, real, atol, target=str(target))
-    echo(f"parity {parity.describe()} <= atol {atol:g}")
+def _validated(eager: Backend, candidate: Backend, real: np.ndarray, atol: float, rtol: float,
+               target: Path, echo: Callable[[str], None]) -> ParityReport:
+    parity = validate.check(eager, candidate, real, atol, target=str(target), rtol=rtol)
+    echo(f"parity {parity.describe()}: within {atol:g} + {rtol:g} x |value|")
     return parity

@@ -78,7 +78,7 @@ class Generator:
 
     def _stateful(self, primer: np.ndarray, opts: GenerationOptions) -> Iterator[np.ndarray]:
         k = opts.num_outputs
-        sample = Sampler(opts)
+        sample = Sampler(opts, self.spec.timing)
         # The primer runs once; its state and last outputs are shared by the K streams.
         logits, step, duration, h, c = self.backend.step(primer[None], *zero_state(self.spec, 1))
         h, c = np.repeat(h, k, axis=1), np.repeat(c, k, axis=1)
@@ -92,7 +92,7 @@ class Generator:
 
     def _window(self, primer: np.ndarray, opts: GenerationOptions) -> Iterator[np.ndarray]:
         k, width = opts.num_outputs, self.spec.seq_len
-        sample = Sampler(opts)
+        sample = Sampler(opts, self.spec.timing)
         h0, c0 = zero_state(self.spec, k)
         window = np.repeat(primer[None, -width:], k, axis=0)
         for _ in range(opts.notes):

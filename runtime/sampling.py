@@ -1,8 +1,17 @@
 """One numpy sampler for every backend: the same seed gives the same notes from any artifact.
 
-Sampling stays outside the graphs (README, "Graph contract"): the graphs return logits and regressions; here
-they become notes. Step and duration are clipped at 0; pitch comes back as the raw MIDI number
-(the graph normalises its own input).
+Sampling stays outside the graphs (README, "Graph contract"): the graphs return logits and
+regressions; here they become notes. Pitch comes back as the raw MIDI number (the graph does
+its own input encoding); step and duration are clipped at 0.
+
+Timing. The step and duration heads are regressions: trained with squared error they predict
+the conditional mean, which is never the near-zero step of a chord note nor the long one of a
+phrase end. Fed back note after note, mean-valued timing drifts into a slow, even legato (the
+median generated step came out 3-12x the seed's). So when the model's spec carries timing
+quantiles (ratios target / prediction measured on held-out pieces, see mpx.train.calibrate),
+sampled generation draws each step and duration as prediction x a ratio drawn from them: the
+residual spread of real performances around the model's prediction. Greedy generation
+(temperature 0) and timing="mean" keep the point predictions.
 """
 from __future__ import annotations
 
@@ -15,6 +24,7 @@ from .errors import OptionsError
 
 Mode = Literal["stateful", "window"]
 MODES = ("stateful", "window")
+TIMINGS = ("sample", "mean")
 
 # Chosen on the bundled model by the generation checks in the model card (distinct pitches,
 # repeated-pitch runs, very short notes, tempo versus the seed): see benchmarks/sampling_sweep.py.
@@ -34,6 +44,7 @@ class GenerationOptions:
     mode: Mode = "stateful"
     num_outputs: int = 1                # K variations in one batched pass
     primer_notes: int | None = None     # None = the spec's seq_len
+    timing: str = "sample"              # "sample" (from the spec's quantiles) or "mean"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -56,6 +67,8 @@ class GenerationOptions:
             raise bad("mode", self.mode, " or ".join(MODES))
         if not isinstance(self.num_outputs, int) or not 1 <= self.num_outputs <= 4096:
             raise bad("num_outputs", self.num_outputs, "1..4096")
+        if self.timing not in TIMINGS:
+            raise bad("timing", self.timing, " or ".join(TIMINGS))
         if self.primer_notes is not None and (
                 not isinstance(self.primer_notes, int) or self.primer_notes < 1):
             raise bad("primer_notes", self.primer_notes, "a positive integer")
@@ -64,11 +77,17 @@ class GenerationOptions:
 class Sampler:
     """Turns one position of graph outputs into the next note for each of B streams."""
 
-    def __init__(self, options: GenerationOptions) -> None:
+    def __init__(self, options: GenerationOptions,
+                 timing: dict[str, list[float]] | None = None) -> None:
         self.temperature = float(options.temperature)
         self.top_k = int(options.top_k)
         self.top_p = float(options.top_p)
         self.rng = np.random.default_rng(options.seed)
+        self.timing = None
+        if timing and options.timing == "sample" and self.temperature > 0:
+            # per quantity: bin edges over the prediction [E], ratio quantiles per bin [E + 1, Q]
+            self.timing = [(np.asarray(timing[k]["edges"]), np.asarray(timing[k]["ratios"]))
+                           for k in ("step", "duration")]
 
     def __call__(self, pitch_logits: np.ndarray, step: np.ndarray,
                  duration: np.ndarray) -> np.ndarray:
@@ -77,7 +96,21 @@ class Sampler:
         out[:, 0] = self.pitch(pitch_logits)
         out[:, 1] = np.maximum(step, 0.0)
         out[:, 2] = np.maximum(duration, 0.0)
+        if self.timing is not None:
+            u = self.rng.random((len(out), 2))
+            for column, (edges, ratios) in enumerate(self.timing, start=1):
+                out[:, column] *= self._ratio(out[:, column], u[:, column - 1], edges, ratios)
         return out
+
+    @staticmethod
+    def _ratio(prediction: np.ndarray, u: np.ndarray, edges: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+        """A ratio drawn (by the uniforms u) from the table of each prediction's bin."""
+        table = ratios[np.searchsorted(edges, prediction)]        # [B, Q]
+        position = u * (table.shape[1] - 1)
+        low = np.minimum(position.astype(np.int64), table.shape[1] - 2)
+        frac = position - low
+        rows = np.arange(len(u))
+        return table[rows, low] * (1 - frac) + table[rows, low + 1] * frac
 
     def pitch(self, logits: np.ndarray) -> np.ndarray:
         """Pitch per row of logits [B, 128]: argmax when greedy, else an inverse-CDF draw over

@@ -51,6 +51,9 @@ class ModelSpec:
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     artifact: dict[str, Any] = dataclasses.field(default_factory=dict)  # format, opset, parity
+    # Quantiles (evenly spaced levels 0..1) of target / prediction for "step" and "duration" on
+    # held-out data: the sampler draws timing from them (see runtime/sampling.py). Optional.
+    timing: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     @property
     def hidden(self) -> int:

@@ -181,6 +181,7 @@ def test_cli_export_bad_checkpoints_are_one_line_and_leave_nothing(tiny_checkpoi
     (["--format", "tflite"], "'tflite' is not one of", 2),
     (["--opset", "99"], "opset 99 is not supported", 1),
     (["--atol", "0"], "--atol must be > 0", 1),
+    (["--rtol", "-1"], "--rtol must be >= 0", 1),
     (["--quantize", "int4"], "unknown quantization 'int4'", 1),
 ])
 def test_cli_export_bad_options(tiny_checkpoint: Path, tmp_path: Path, args: list[str], message: str, code: int) -> None:
@@ -200,7 +201,7 @@ def test_cli_export_unwritable_out_dir(tiny_checkpoint: Path, tmp_path: Path) ->
 def test_other_opsets_export_and_agree(tiny_checkpoint: Path, tmp_path: Path) -> None:
     for opset in (13, 20):
         report = api.export_artifacts(tiny_checkpoint, "onnx", tmp_path / str(opset), opset=opset, echo=lambda _: None)
-        assert report.parity["onnx"].worst <= 1e-5
+        assert report.parity["onnx"].passes(1e-5)
         assert onnx.load(str(tmp_path / str(opset) / "music_producter.onnx")).opset_import[0].version == opset
 
 

@@ -259,3 +259,17 @@ def test_one_stream_fast_path_draws_what_the_batch_path_draws(options: dict) -> 
     one.rng, batch.rng = _Uniforms(uniforms), _Uniforms(uniforms)
     singles = [one.pitch(logits[i:i + 1])[0] for i in range(300)]
     np.testing.assert_array_equal(singles, batch.pitch(logits))
+
+
+def test_timing_is_drawn_from_the_spec_tables_when_sampling() -> None:
+    table = {"edges": [0.1], "ratios": [[0.0, 0.5, 1.0], [1.0, 2.0, 3.0]]}
+    timing = {"step": table, "duration": table}
+    logits = np.zeros((4000, 128), np.float32)
+    pred = np.where(np.arange(4000) % 2 == 0, 0.05, 0.2).astype(np.float32)  # one per bin
+    notes = Sampler(GenerationOptions(seed=0), timing)(logits, pred, pred)
+    low, high = notes[0::2, 1] / 0.05, notes[1::2, 1] / 0.2
+    assert 0 <= low.min() and low.max() <= 1.0 and abs(np.median(low) - 0.5) < 0.05
+    assert 1.0 <= high.min() and high.max() <= 3.0 and abs(np.median(high) - 2.0) < 0.05
+    for options in (GenerationOptions(temperature=0.0), GenerationOptions(seed=0, timing="mean")):
+        kept = Sampler(options, timing)(logits[:4], pred[:4], pred[:4])
+        np.testing.assert_array_equal(kept[:, 1], pred[:4])  # greedy and "mean": the prediction

@@ -209,3 +209,26 @@ def test_checkpoints_get_ordinary_file_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_log_timing_model_and_loss() -> None:
+    from mpx.train.loss import log_mse
+    model = NoteLSTM(hidden=8, timing="log")
+    notes = torch.tensor([[[60.0, 0.0, 0.5], [64.0, 0.25, 2.0]]])
+    features = model.encode(notes)
+    torch.testing.assert_close(features[..., 1:], torch.log(notes[..., 1:] + 0.01))
+    _, step, duration, _, _ = model(notes, *model.zero_state(1))
+    assert (step > -0.01).all() and (duration > -0.01).all()  # exp(head) - 0.01
+    # the loss sees chord steps (5 ms) and run steps (60 ms) far apart; seconds MSE hardly does
+    chord, run = torch.tensor([0.005]), torch.tensor([0.06])
+    assert log_mse(chord, run) > 2.0 and positive_pressure_mse(chord, run) < 0.01
+    assert log_mse(run, run) == 0
+
+
+def test_calibration_tables_are_ordered_quantiles(tiny_checkpoint: Path) -> None:
+    from mpx.train.calibrate import BINS, LEVELS
+    timing = checkpoint.load(tiny_checkpoint).spec.timing  # calibrated at the end of training
+    for name in ("step", "duration"):
+        edges, ratios = np.array(timing[name]["edges"]), np.array(timing[name]["ratios"])
+        assert edges.shape == (BINS - 1,) and ratios.shape == (BINS, LEVELS)
+        assert (np.diff(edges) >= 0).all() and (np.diff(ratios, axis=1) >= 0).all() and (ratios >= 0).all()

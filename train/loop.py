@@ -29,7 +29,7 @@ from . import checkpoint
 from .batches import EpochPlan, LanePlanner
 from .corpus import Corpus
 from .loss import LossWeights, note_loss
-from .model import PITCH_INPUTS, NoteLSTM
+from .model import PITCH_INPUTS, TIMINGS, NoteLSTM
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class TrainOptions:
     embedding: int = 32          # embedding size when pitch_input is "embedding"
     dropout: float = 0.0         # on the LSTM output (and between layers), training only
     transpose: int = 0           # random transposition of each run by up to this many semitones
+    timing: str = "linear"       # step/duration in seconds (MSE) or "log" (log-seconds, see model.py)
     reset_prob: float = 0.2     # chance of a zero state at a chunk boundary
     pitch_weight: float = 0.05
     step_weight: float = 1.0
@@ -71,6 +72,8 @@ class TrainOptions:
             raise OptionsError(f"pitch_input must be one of {', '.join(PITCH_INPUTS)}, got {self.pitch_input!r}")
         if self.pitch_input == "embedding" and self.embedding < 1:
             raise OptionsError(f"embedding must be >= 1, got {self.embedding}")
+        if self.timing not in TIMINGS:
+            raise OptionsError(f"timing must be one of {', '.join(TIMINGS)}, got {self.timing!r}")
         if not 0 <= self.dropout < 1:
             raise OptionsError(f"dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.transpose, int) or not 0 <= self.transpose <= 24:
@@ -158,7 +161,8 @@ class Trainer:
         self.val_data = torch.from_numpy(self.val_planner.data).to(self.device)
         torch.manual_seed(options.seed)
         self.model = NoteLSTM(options.hidden, options.layers, pitch_input=options.pitch_input,
-                              embedding=options.embedding, dropout=options.dropout).to(self.device)
+                              embedding=options.embedding, dropout=options.dropout,
+                              timing=options.timing).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
         self.stop = stop if stop is not None else {"stop": False}
         self.on_step = on_step
@@ -242,6 +246,9 @@ class Trainer:
                 self.save_best(metrics)
             self.epoch, self.step = self.epoch + 1, 0
             self.save_last()
+        if (self.out / BEST).is_file():
+            from .calibrate import calibrate_checkpoint
+            calibrate_checkpoint(self.out / BEST, self.val_corpus.notes)
         return TrainResult(self.out / BEST, self.out / LAST, self.history, self.spec)
 
     def _train_epoch(self) -> None:
@@ -276,7 +283,7 @@ class Trainer:
         reset = torch.from_numpy(plan.resets[s]).to(self.device)
         h, c = (torch.where(reset[None, :, None], 0.0, t) for t in self.lanes)
         logits, step, duration, hn, cn = self.model(x, h, c)
-        loss, _ = note_loss(logits, step, duration, y, mask, self.options.weights)
+        loss, _ = note_loss(logits, step, duration, y, mask, self.options.weights, self.options.timing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
@@ -296,7 +303,7 @@ class Trainer:
             x, y, mask = self.batch(self.val_data, plan, s)
             reset = torch.from_numpy(plan.resets[s]).to(self.device)[None, :, None]
             logits, step, duration, h, c = self.model(x, torch.where(reset, 0.0, h), torch.where(reset, 0.0, c))
-            loss, parts = note_loss(logits, step, duration, y, mask, self.options.weights)
+            loss, parts = note_loss(logits, step, duration, y, mask, self.options.weights, self.options.timing)
             n = int(mask.sum())
             sums["loss"] += float(loss) * n
             for key, value in parts.items():

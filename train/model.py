@@ -21,14 +21,46 @@ VOCAB = 128
 
 
 PITCH_INPUTS = ("scalar", "embedding")
+TIMINGS = ("linear", "log")
+TIME_OFFSET = 0.01  # seconds: log(t + 0.01) tells a chord (t ~ 0) from a run (t ~ 0.05)
+
+
+class LogTime(nn.Module):
+    """Seconds -> log(t + 0.01), the LSTM's timing inputs when timing="log"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = TIME_OFFSET
+
+    def forward(self, seconds: Tensor) -> Tensor:
+        return torch.log(torch.clamp(seconds, min=0.0) + self.offset)
+
+
+class FromLogTime(nn.Module):
+    """A head's log(t + 0.01) -> seconds (> -0.01), clamped below e^5 = 148 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = TIME_OFFSET
+
+    def forward(self, log_time: Tensor) -> Tensor:
+        return torch.exp(torch.clamp(log_time, max=5.0)) - self.offset
 
 
 class NoteLSTM(nn.Module):
     def __init__(self, hidden: int = 128, layers: int = 1, pitch_scale: float = 128.0,
-                 pitch_input: str = "scalar", embedding: int = 0, dropout: float = 0.0) -> None:
+                 pitch_input: str = "scalar", embedding: int = 0, dropout: float = 0.0,
+                 timing: str = "linear") -> None:
         super().__init__()
         if pitch_input not in PITCH_INPUTS:
             raise ValueError(f"pitch_input must be one of {PITCH_INPUTS}, got {pitch_input!r}")
+        if timing not in TIMINGS:
+            raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
+        self.timing = timing
+        # "log": step and duration enter the LSTM, and leave the heads, as log(t + 0.01).
+        # Modules chosen here rather than an `if` in forward: no control flow in either graph.
+        self.time_in = LogTime() if timing == "log" else nn.Identity()
+        self.time_out = FromLogTime() if timing == "log" else nn.Identity()
         self.hidden = hidden
         self.layers = layers
         self.pitch_scale = pitch_scale
@@ -54,20 +86,23 @@ class NoteLSTM(nn.Module):
         """Constructor arguments: saved with the weights, the model is rebuilt from them."""
         return {"hidden": self.hidden, "layers": self.layers, "pitch_scale": self.pitch_scale,
                 "pitch_input": self.pitch_input, "embedding": self.embedding,
-                "dropout": self.dropout_p}
+                "dropout": self.dropout_p, "timing": self.timing}
 
     def encode(self, notes: Tensor) -> Tensor:
         """Raw notes [B, T, 3] -> LSTM input features [B, T, F]."""
         if self.pitch_embedding is not None:
             pitch = torch.clamp(notes[..., 0], 0.0, 127.0).round().long()  # VOCAB - 1
-            return torch.cat([self.pitch_embedding(pitch), notes[..., 1:]], dim=-1)
-        return notes * self.scale
+            return torch.cat([self.pitch_embedding(pitch), self.time_in(notes[..., 1:])], dim=-1)
+        scaled = notes * self.scale
+        return torch.cat([scaled[..., :1], self.time_in(scaled[..., 1:])], dim=-1)
 
     def forward(self, notes: Tensor, h0: Tensor, c0: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         y, (hn, cn) = self.lstm(self.encode(notes), (h0, c0))
         y = self.dropout(y)
-        return self.pitch(y), self.step(y).squeeze(-1), self.duration(y).squeeze(-1), hn, cn
+        step = self.time_out(self.step(y)).squeeze(-1)
+        duration = self.time_out(self.duration(y)).squeeze(-1)
+        return self.pitch(y), step, duration, hn, cn
 
     @torch.jit.export
     def zero_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
