@@ -45,10 +45,13 @@ import numpy as np
 import common
 import tutorial
 
-CHECKPOINT = common.ARTIFACTS / "model.safetensors"
-TORCHSCRIPT = common.ARTIFACTS / "music_producter.pt"
-ONNX = common.ARTIFACTS / "music_producter.onnx"
 SEED_MIDI = common.ARTIFACTS / "seed.mid"
+
+
+def model_paths(directory: Path) -> dict[str, Path]:
+    """A model folder as `mpx export` writes it (the bundled one: artifacts/)."""
+    return {"checkpoint": directory / "model.safetensors", "torchscript": directory / "music_producter.pt",
+            "onnx": directory / "music_producter.onnx"}
 BATCH = 64
 MODES = ("stateful", "window")
 TARGETS = {"onnx_stateful_vs_tutorial": 15.0, "batched_vs_tutorial": 100.0,
@@ -71,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 256 notes, 5 repeats, 64-stream runs of 32 notes, 3 cold starts")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--model-dir", type=Path, default=common.ARTIFACTS,
+                   help="folder with model.safetensors, music_producter.pt/.onnx (default: artifacts/)")
     args = p.parse_args(argv)
     if args.quick:
         args.notes, args.batched_notes, args.repeats, args.warmup, args.runs = 256, 32, 5, 8, 3
@@ -82,11 +87,12 @@ def load_primer(seq_len: int) -> np.ndarray:
     return read_notes(SEED_MIDI)[-seq_len:]
 
 
-def open_generators() -> dict[str, Any]:
-    """Every backend on the bundled model: eager (checkpoint), torchscript, onnx."""
+def open_generators(paths: dict[str, Path]) -> dict[str, Any]:
+    """Every backend on one model: eager (checkpoint), torchscript, onnx."""
     from mpx.runtime import load
     from mpx.train.eager import load as load_eager
-    return {"eager": load_eager(CHECKPOINT), "torchscript": load(TORCHSCRIPT), "onnx": load(ONNX)}
+    return {"eager": load_eager(paths["checkpoint"]), "torchscript": load(paths["torchscript"]),
+            "onnx": load(paths["onnx"])}
 
 
 def generation_run(gen: Any, primer: np.ndarray, notes: int, mode: str = "stateful",
@@ -109,7 +115,7 @@ def tutorial_case(primer: np.ndarray, args: argparse.Namespace
                   ) -> tuple[Callable[[], object], Callable[[], object], int]:
     """The tutorial's loop on the bundled checkpoint's NoteLSTM (the model mpx's eager runs)."""
     from mpx.train.checkpoint import load_model
-    model, _ = load_model(CHECKPOINT)
+    model, _ = load_model(args.model_dir / "model.safetensors")
     width = len(primer)  # the spec's seq_len: the tutorial's 25 for the bundled model
 
     def run(n: int) -> Callable[[], object]:
@@ -224,15 +230,15 @@ def bench_cold_start(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 # -- (d) onnxruntime options -------------------------------------------------------------------
-def onnx_generator(threads: int, level: str) -> Any:
+def onnx_generator(threads: int, level: str, onnx: Path) -> Any:
     """mpx's OnnxBackend, its session rebuilt with one option changed from mpx's choice."""
     import onnxruntime as ort
     from mpx.runtime import Generator, OnnxBackend
     from mpx.runtime.backends import onnx_session_options
-    backend = OnnxBackend(ONNX, threads=threads)
+    backend = OnnxBackend(onnx, threads=threads)
     opts = onnx_session_options(threads)
     opts.graph_optimization_level = ORT_LEVELS[level](ort)
-    backend.session = ort.InferenceSession(str(ONNX), opts, providers=["CPUExecutionProvider"])
+    backend.session = ort.InferenceSession(str(onnx), opts, providers=["CPUExecutionProvider"])
     return Generator(backend)
 
 
@@ -262,7 +268,7 @@ def sweep_round(threads: int, level: str, primer: np.ndarray, args: argparse.Nam
     The session lives only for this call: an idle multi-threaded session's spinning pool
     threads would otherwise take the cores from the configurations timed after it.
     """
-    gen = onnx_generator(threads, level)
+    gen = onnx_generator(threads, level, args.model_dir / "music_producter.onnx")
     rates = timed_rates({streams: (generation_run(gen, primer, n, num_outputs=streams),
                                    generation_run(gen, primer, args.warmup, num_outputs=streams),
                                    n * streams)
@@ -299,9 +305,10 @@ def main(argv: list[str] | None = None) -> None:
     threads = common.set_torch_threads(args.torch_threads)
     info = {**common.machine(), "torch_threads": threads}
     common.print_machine(info)
-    gens = open_generators()
+    paths = model_paths(args.model_dir)
+    gens = open_generators(paths)
     spec = gens["onnx"].spec
-    print(f"model: {ONNX.name}, config {spec.config}, seq_len {spec.seq_len}")
+    print(f"model: {paths['onnx']}, config {spec.config}, seq_len {spec.seq_len}")
     primer = load_primer(spec.seq_len)
     results: dict[str, Any] = {"machine": info, "model": spec.config, "options": vars(args)}
     results["single"] = bench_single(gens, primer, args)

@@ -5,9 +5,11 @@ and a rollout that carries the state one note at a time, fed with the reference'
 notes (both sides get the same inputs, so one near-tie cannot make the paths diverge).
 
 The criterion is elementwise |a - b| <= atol + rtol * |a| (numpy's allclose, a the eager
-value). Logits, step, duration and h are bounded and the absolute part decides; the cell state
-c is not bounded (a trained LSTM carries |c| of 20-30 through a long rollout), and there float32
-rounding alone grows with the magnitude: one unit in the last place at 26 is 1.9e-6.
+value; rtol 1e-5 is numpy's default). Step, duration and h are small and the absolute part
+decides. The logits and the cell state c are not bounded: a greedy rollout drives |c| to 40-80
+and |logit| to ~30, and float32 rounding, accumulated over hundreds of carried steps, grows with
+the magnitude (one unit in the last place at 64 is 7.6e-6; onnxruntime's kernels differ between
+CPUs by ~1e-6 of |c|). A fixed 1e-5 there would test the CPU, not the export.
 """
 from __future__ import annotations
 
@@ -100,7 +102,7 @@ def greedy_next(outputs: tuple[np.ndarray, ...]) -> np.ndarray:
 
 
 def measure(reference: Backend, candidate: Backend, real: np.ndarray, rollout_steps: int = 128,
-            seed: int = 0, rtol: float = 1e-6) -> ParityReport:
+            seed: int = 0, rtol: float = 1e-5) -> ParityReport:
     worst = _Worst(rtol)
     cases = 0
     for label, notes, h0, c0 in parity_cases(reference.spec, real, seed):
@@ -119,7 +121,7 @@ def measure(reference: Backend, candidate: Backend, real: np.ndarray, rollout_st
 
 
 def check(reference: Backend, candidate: Backend, real: np.ndarray, atol: float,
-          target: str, rtol: float = 1e-6, rollout_steps: int = 128) -> ParityReport:
+          target: str, rtol: float = 1e-5, rollout_steps: int = 128) -> ParityReport:
     """Measure parity; raise ParityError (naming the outputs) unless |a - b| <= atol + rtol |a|."""
     report = measure(reference, candidate, real, rollout_steps, rtol=rtol)
     failed = [k for k, v in report.excess.items() if not v <= atol]

@@ -61,12 +61,16 @@ def _ort_errors() -> tuple[type[BaseException], ...]:
     return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError,)
 
 
-def onnx_session_options(threads: int = 1):  # -> onnxruntime.SessionOptions
-    """Session options chosen by measurement (benchmarks/bench_generate.py --ort-sweep).
+# Intra-op threads of the ONNX backend, chosen by measurement (benchmarks/bench_generate.py
+# --ort-sweep, bundled model, this 2-core CPU, idle): 2 threads give 12.6k notes/s one stream
+# and 140k with 64 streams, against 8.8k and 113k on 1. With the other core busy, 2 threads
+# lose ~15% to 1 (7.9k vs 9.2k); `--threads 1` is the choice on a loaded machine.
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 
-    A one-layer LSTM step is microseconds of arithmetic: a second intra-op thread costs more in
-    hand-off than it saves, so single-stream generation is fastest with one thread.
-    """
+
+def onnx_session_options(threads: int = DEFAULT_THREADS):  # -> onnxruntime.SessionOptions
+    """Session options chosen by measurement; the graph optimisation level made no difference
+    (basic and all within noise), so the full set stays on."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -80,7 +84,7 @@ def onnx_session_options(threads: int = 1):  # -> onnxruntime.SessionOptions
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = DEFAULT_THREADS) -> None:
         import onnxruntime as ort
         self.path = Path(path)
         _require_file(self.path)
@@ -97,12 +101,14 @@ class OnnxBackend:
         self.spec = ModelSpec.from_json(meta[SPEC_KEY], source=str(self.path))
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
+        self.output_names = names_out
         if names_in != list(INPUTS) or names_out != list(OUTPUTS):
             raise ArtifactError(f"{self.path}: graph names {names_in} -> {names_out} differ "
                                 f"from the contract {list(INPUTS)} -> {list(OUTPUTS)}")
 
     def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
-        return tuple(self.session.run(None, {"notes": notes, "h0": h, "c0": c}))  # type: ignore[return-value]
+        # the output names passed in: with None, onnxruntime rebuilds the list on every call
+        return tuple(self.session.run(self.output_names, {"notes": notes, "h0": h, "c0": c}))  # type: ignore[return-value]
 
 
 class TorchScriptBackend:
@@ -157,7 +163,7 @@ def open_backend(path: str | os.PathLike[str], backend: str | None = None,
     """Open an ONNX or TorchScript artifact. `backend` overrides the choice by suffix."""
     chosen = backend or backend_for(path)
     if chosen == "onnx":
-        return OnnxBackend(path, threads=threads or 1)
+        return OnnxBackend(path, threads=threads or DEFAULT_THREADS)
     if chosen == "torchscript":
         return TorchScriptBackend(path, threads=threads)
     if chosen == "eager":

@@ -15,6 +15,7 @@ residual spread of real performances around the model's prediction. Greedy gener
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from typing import Literal
 
@@ -88,10 +89,14 @@ class Sampler:
             # per quantity: bin edges over the prediction [E], ratio quantiles per bin [E + 1, Q]
             self.timing = [(np.asarray(timing[k]["edges"]), np.asarray(timing[k]["ratios"]))
                            for k in ("step", "duration")]
+            self.timing_lists = [(list(timing[k]["edges"]), [list(r) for r in timing[k]["ratios"]])
+                                 for k in ("step", "duration")]
 
     def __call__(self, pitch_logits: np.ndarray, step: np.ndarray,
                  duration: np.ndarray) -> np.ndarray:
         """pitch_logits [B, 128], step [B], duration [B] -> notes float32 [B, 3]."""
+        if len(pitch_logits) == 1:
+            return self._one_note(pitch_logits, float(step[0]), float(duration[0]))
         out = np.empty((pitch_logits.shape[0], 3), dtype=np.float32)
         out[:, 0] = self.pitch(pitch_logits)
         out[:, 1] = np.maximum(step, 0.0)
@@ -101,6 +106,17 @@ class Sampler:
             for column, (edges, ratios) in enumerate(self.timing, start=1):
                 out[:, column] *= self._ratio(out[:, column], u[:, column - 1], edges, ratios)
         return out
+
+    def _one_note(self, logits: np.ndarray, step: float, duration: float) -> np.ndarray:
+        """The B = 1 path of __call__ in Python floats: the per-note hot path of one stream.
+        It draws exactly what the batch path draws from the same uniforms (tested)."""
+        pitch = self._one(logits[0]) if self.temperature else int(np.argmax(logits[0]))
+        step, duration = max(step, 0.0), max(duration, 0.0)
+        if self.timing is not None:
+            u_step, u_duration = self.rng.random(2)
+            step *= _ratio_one(step, u_step, *self.timing_lists[0])
+            duration *= _ratio_one(duration, u_duration, *self.timing_lists[1])
+        return np.array([[pitch, step, duration]], dtype=np.float32)
 
     @staticmethod
     def _ratio(prediction: np.ndarray, u: np.ndarray, edges: np.ndarray, ratios: np.ndarray) -> np.ndarray:
@@ -137,22 +153,30 @@ class Sampler:
         return order[rows, (cdf <= u[:, None]).sum(axis=-1)]
 
     def _one(self, logits: np.ndarray) -> int:
-        z = logits.astype(np.float64)
-        order = np.argsort(z)[::-1]                           # most likely first
-        ranked = z[order]
+        order = np.argsort(logits)[::-1]                      # most likely first
+        ranked = logits[order].astype(np.float64)
         ranked -= ranked[0]
         if self.temperature != 1.0:
             ranked /= self.temperature
         cdf = np.cumsum(np.exp(ranked))
         kept = len(cdf)
         if self.top_p < 1.0:
-            kept = int(np.searchsorted(cdf, self.top_p * cdf[-1])) + 1
+            kept = int(cdf.searchsorted(self.top_p * cdf[-1])) + 1
         if self.top_k:
             kept = min(kept, self.top_k)
         u = self.rng.random() * cdf[kept - 1]
-        return int(order[np.searchsorted(cdf, u, side="right")])
+        return int(order[cdf.searchsorted(u, side="right")])
 
     def _probs(self, logits: np.ndarray) -> np.ndarray:
         z = logits.astype(np.float64)
         z -= z.max(axis=-1, keepdims=True)
         return np.exp(z / self.temperature)
+
+
+def _ratio_one(prediction: float, u: float, edges: list[float], ratios: list[list[float]]) -> float:
+    """Sampler._ratio for one prediction, in Python floats."""
+    table = ratios[bisect.bisect_left(edges, prediction)]
+    position = u * (len(table) - 1)
+    low = min(int(position), len(table) - 2)
+    frac = position - low
+    return table[low] * (1 - frac) + table[low + 1] * frac

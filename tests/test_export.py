@@ -110,7 +110,7 @@ def test_a_perturbed_onnx_graph_is_refused_and_not_kept(tiny_checkpoint: Path, t
     def perturbed(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
         proto = real_build(model, spec, opset)
         for init in proto.graph.initializer:
-            if init.dims and init.dims[-1] == 128:  # the pitch head: nudge one weight
+            if init.dims and init.dims[-1] == 130:  # the heads (128 pitch logits, step, duration)
                 array = onnx.numpy_helper.to_array(init).copy()
                 array.flat[0] += 1e-3
                 init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
@@ -130,7 +130,7 @@ def test_a_perturbed_torchscript_module_is_refused_and_not_kept(tiny_checkpoint:
     def perturbed(model: NoteLSTM, spec: ModelSpec, path: Path) -> None:
         clone, _ = checkpoint.load_model(tiny_checkpoint)
         with torch.no_grad():
-            clone.step.bias += 1e-4
+            clone.heads.bias[128] += 1e-4  # the step head's bias
         real_save(clone, spec, path)
 
     monkeypatch.setattr(torchscript, "save", perturbed)

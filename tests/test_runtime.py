@@ -47,7 +47,7 @@ def tutorial_window_loop(backend, primer: np.ndarray, n: int, options: Generatio
     run the last seq_len notes from a zero state, sample, drop the oldest note, append the new
     one (raw pitch: these graphs normalise inside, so feeding it raw is right here)."""
     width = backend.spec.seq_len
-    sample = Sampler(options)
+    sample = Sampler(options, backend.spec.timing)  # the spec's timing tables, as mpx samples
     window = primer[-width:].copy()
     out = []
     for _ in range(n):
@@ -85,7 +85,7 @@ def test_greedy_is_the_argmax_rollout(generators: dict, seed_notes: np.ndarray) 
         assert notes[i, 0] == np.argmax(logits[0, -1])
         assert notes[i, 1] == pytest.approx(max(step[0, -1], 0.0))
         x = notes[None, i:i + 1]
-    assert np.array_equal(gen.generate(seed_notes, 20, top_k=1, seed=5), notes)
+    assert np.array_equal(gen.generate(seed_notes, 20, top_k=1, seed=5, timing="mean"), notes)
 
 
 def test_sampler_follows_the_softmax_and_its_filters() -> None:
@@ -243,10 +243,11 @@ class _Uniforms:
     def __init__(self, values: np.ndarray) -> None:
         self.values = list(values)
 
-    def random(self, size: int | None = None):  # type: ignore[no-untyped-def]
+    def random(self, size: int | tuple[int, ...] | None = None):  # type: ignore[no-untyped-def]
         if size is None:
             return self.values.pop(0)
-        out, self.values = np.array(self.values[:size]), self.values[size:]
+        count = int(np.prod(size))
+        out, self.values = np.array(self.values[:count]).reshape(size), self.values[count:]
         return out
 
 
@@ -273,3 +274,17 @@ def test_timing_is_drawn_from_the_spec_tables_when_sampling() -> None:
     for options in (GenerationOptions(temperature=0.0), GenerationOptions(seed=0, timing="mean")):
         kept = Sampler(options, timing)(logits[:4], pred[:4], pred[:4])
         np.testing.assert_array_equal(kept[:, 1], pred[:4])  # greedy and "mean": the prediction
+
+
+def test_one_stream_fast_path_draws_the_same_notes_with_timing() -> None:
+    spec_timing = load().spec.timing  # the bundled model's calibrated tables
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(300, 128)) * 3).astype(np.float32)
+    step, duration = (rng.random(300) * 0.3).astype(np.float32), rng.random(300).astype(np.float32)
+    uniforms = np.random.default_rng(5).random(900)
+    # one stream draws (pitch, step, duration) per note; a batch draws every pitch, then the timing
+    per_note = np.stack([uniforms[:300], uniforms[300::2], uniforms[301::2]], axis=1).ravel()
+    one, batch = Sampler(GenerationOptions(), spec_timing), Sampler(GenerationOptions(), spec_timing)
+    one.rng, batch.rng = _Uniforms(per_note), _Uniforms(uniforms)
+    singles = np.concatenate([one(logits[i:i + 1], step[i:i + 1], duration[i:i + 1]) for i in range(300)])
+    np.testing.assert_array_equal(singles, batch(logits, step, duration))
