@@ -27,18 +27,26 @@ def set_torch_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+SETTLE = 0.3  # seconds of quiet before each timed call (interleaved_medians)
+
+
 def interleaved_medians(cases: dict[Any, Callable[[], object]], repeats: int,
                         warmups: dict[Any, Callable[[], object]] | None = None) -> dict[Any, float]:
     """Median wall time per case, the cases run in turn `repeats` times.
 
     Interleaving spreads a slow spell of a busy machine over every case instead of one.
-    Each case is warmed up first (its warm-up callable, or one untimed call).
+    Each case is warmed up first (its warm-up callable, or one untimed call). Before each timed
+    call the process pauses for SETTLE seconds: the case before may leave thread pools spinning
+    (torch's OpenMP threads spin-wait for up to ~200 ms after work), and a case timed inside that
+    window shares the cores with them. A fast case (33 ms for 512 ONNX notes) measured right after
+    a torch case came out ~20% slow that way.
     """
     for key, fn in cases.items():
         (warmups or {}).get(key, fn)()
     times: dict[Any, list[float]] = {key: [] for key in cases}
     for _ in range(repeats):
         for key, fn in cases.items():
+            time.sleep(SETTLE)
             started = time.perf_counter()
             fn()
             times[key].append(time.perf_counter() - started)

@@ -158,6 +158,7 @@ def run(
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = DEFAULT_TEMPERATURE,
     top_k: Annotated[int, typer.Option(help="Sample among the k likeliest pitches; 0 = off.")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1]; 1 = off.")] = DEFAULT_TOP_P,
+    timing: Annotated[str, typer.Option(help="Step/duration: sample (around the prediction, from the model's calibration tables) or mean (the prediction itself).")] = "sample",
     seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same notes, on every backend.")] = None,
     mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode.stateful,
     num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = 1,
@@ -174,7 +175,7 @@ def run(
 
     options = GenerationOptions(notes=notes, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, mode=mode.value, num_outputs=num_outputs,
-                                primer_notes=primer_notes)
+                                primer_notes=primer_notes, timing=timing)
     write = WriteOptions(program=program, velocity=velocity)
     if threads is not None and threads < 1:
         raise MpxError(f"--threads must be >= 1, got {threads}")

@@ -132,6 +132,20 @@ def test_cli_run_writes_n_notes_per_output(tiny_artifacts: Path, seed_midi: Path
         assert len(read_notes(tmp_path / f"v-{i}.mid")) == 30
 
 
+def test_cli_run_timing_option_reaches_the_sampler(tiny_artifacts: Path, seed_midi: Path, tmp_path: Path) -> None:
+    model = tiny_artifacts / "music_producter.onnx"
+    got = {}
+    for timing in ("sample", "mean"):
+        out = tmp_path / f"{timing}.csv"
+        result = run_cli("run", str(seed_midi), "--model", str(model), "--notes", "16", "--seed", "2",
+                         "--timing", timing, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        got[timing] = np.loadtxt(out, delimiter=",", skiprows=1)
+    want = load(model).generate(read_notes(seed_midi), 16, seed=2, timing="mean")
+    np.testing.assert_allclose(got["mean"], want, atol=1e-6)  # the CSV keeps 6 decimals or more
+    assert not np.allclose(got["sample"][:, 1:], got["mean"][:, 1:])
+
+
 def test_cli_run_same_seed_same_notes_across_backends(tiny_artifacts: Path, tiny_checkpoint: Path,
                                                       seed_midi: Path, tmp_path: Path) -> None:
     outputs = []
@@ -187,6 +201,7 @@ def test_cli_run_bad_input_is_one_line_and_writes_nothing(tiny_artifacts: Path, 
         ([str(seed_midi), "--temperature", "-1"], "temperature must be >= 0"),
         ([str(seed_midi), "--top-p", "0"], "top_p must be in (0, 1]"),
         ([str(seed_midi), "--top-p", "1.01"], "top_p must be in (0, 1]"),
+        ([str(seed_midi), "--timing", "swing"], "timing must be sample or mean"),
         ([str(seed_midi), "--velocity", "0"], "velocity must be 1..127"),
     ]
     for args, message in cases:
