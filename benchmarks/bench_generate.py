@@ -302,9 +302,7 @@ def bench_ort_sweep(primer: np.ndarray, args: argparse.Namespace) -> list[dict[s
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    threads = common.set_torch_threads(args.torch_threads)
-    info = {**common.machine(), "torch_threads": threads}
-    common.print_machine(info)
+    info = common.start(args.torch_threads)
     paths = model_paths(args.model_dir)
     gens = open_generators(paths)
     spec = gens["onnx"].spec

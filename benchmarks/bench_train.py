@@ -213,9 +213,7 @@ def bench_load(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    threads = common.set_torch_threads(args.torch_threads)
-    info = {**common.machine(), "torch_threads": threads}
-    common.print_machine(info)
+    info = common.start(args.torch_threads)
     results: dict[str, Any] = {"machine": info, "options": vars(args)}
     if not args.skip_train:
         results["train"] = bench_train(args)

@@ -126,5 +126,13 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def start(torch_threads: int | None) -> dict[str, Any]:
+    """Set torch's threads, then print and return the machine facts every result file records."""
+    threads = set_torch_threads(torch_threads)
+    info = {**machine(), "torch_threads": threads}
+    print_machine(info)
+    return info
+
+
 def print_machine(info: dict[str, Any]) -> None:
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
