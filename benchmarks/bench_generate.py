@@ -18,6 +18,9 @@ What is measured (the model is always the bundled one in artifacts/, whatever it
     graph optimisation basic/all, on mpx's own OnnxBackend with the session swapped, so the
     choice in runtime/backends.py (onnx_session_options) rests on a measurement. One session
     exists at a time (a 2-thread session's idle pool spins and would slow the others).
+(e) where one onnx stateful note's time goes: the graph call alone (onnxruntime, T = 1, state
+    carried), the sampler alone (default options, the model's timing tables), and the rest of
+    a generate() note (Python around them), in microseconds per note.
 
 Run (from the repository root, with the venv):
     python benchmarks/bench_generate.py --quick                  # smoke test, ~20 s
@@ -52,6 +55,8 @@ def model_paths(directory: Path) -> dict[str, Path]:
     """A model folder as `mpx export` writes it (the bundled one: artifacts/)."""
     return {"checkpoint": directory / "model.safetensors", "torchscript": directory / "music_producter.pt",
             "onnx": directory / "music_producter.onnx"}
+
+
 BATCH = 64
 MODES = ("stateful", "window")
 TARGETS = {"onnx_stateful_vs_tutorial": 15.0, "batched_vs_tutorial": 100.0,
@@ -115,7 +120,7 @@ def tutorial_case(primer: np.ndarray, args: argparse.Namespace
                   ) -> tuple[Callable[[], object], Callable[[], object], int]:
     """The tutorial's loop on the bundled checkpoint's NoteLSTM (the model mpx's eager runs)."""
     from mpx.train.checkpoint import load_model
-    model, _ = load_model(args.model_dir / "model.safetensors")
+    model, _ = load_model(model_paths(args.model_dir)["checkpoint"])
     width = len(primer)  # the spec's seq_len: the tutorial's 25 for the bundled model
 
     def run(n: int) -> Callable[[], object]:
@@ -268,7 +273,7 @@ def sweep_round(threads: int, level: str, primer: np.ndarray, args: argparse.Nam
     The session lives only for this call: an idle multi-threaded session's spinning pool
     threads would otherwise take the cores from the configurations timed after it.
     """
-    gen = onnx_generator(threads, level, args.model_dir / "music_producter.onnx")
+    gen = onnx_generator(threads, level, model_paths(args.model_dir)["onnx"])
     rates = timed_rates({streams: (generation_run(gen, primer, n, num_outputs=streams),
                                    generation_run(gen, primer, args.warmup, num_outputs=streams),
                                    n * streams)
@@ -300,6 +305,34 @@ def bench_ort_sweep(primer: np.ndarray, args: argparse.Namespace) -> list[dict[s
     return rows
 
 
+# -- (e) per-note breakdown ---------------------------------------------------------------------
+def bench_breakdown(gen: Any, primer: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
+    from mpx.runtime import GenerationOptions, Sampler
+    from mpx.runtime.backends import zero_state
+    backend, calls = gen.backend, args.notes
+    outputs = backend.step(primer[None], *zero_state(backend.spec, 1))
+    note = primer[None, -1:]
+    sampler = Sampler(GenerationOptions(seed=0), backend.spec.timing)
+    last = [a[:, -1] for a in outputs[:3]]
+
+    def graph() -> None:
+        h, c = outputs[3], outputs[4]
+        for _ in range(calls):
+            _, _, _, h, c = backend.step(note, h, c)
+
+    def sample() -> None:
+        for _ in range(calls):
+            sampler(*last)
+    seconds = common.interleaved_medians({"graph": graph, "sampler": sample,
+                                          "generate": generation_run(gen, primer, calls)}, args.repeats)
+    per_note = {k: v / calls * 1e6 for k, v in seconds.items()}
+    per_note["python"] = per_note["generate"] - per_note["graph"] - per_note["sampler"]
+    common.print_table(f"(e) one onnx stateful note, microseconds (median of {args.repeats}, {calls} notes)",
+                       ["graph call", "sampler", "rest (Python)", "generate() per note"],
+                       [[per_note["graph"], per_note["sampler"], per_note["python"], per_note["generate"]]])
+    return per_note
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     info = common.start(args.torch_threads)
@@ -316,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         results["cold_start"] = bench_cold_start(args)
     if args.ort_sweep:
         results["ort_sweep"] = bench_ort_sweep(primer, args)
+    results["per_note_us"] = bench_breakdown(gens["onnx"], primer, args)
     common.write_json(args.json, results)
 
 

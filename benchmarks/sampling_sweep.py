@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mpx.runtime import load, read_notes
-from mpx.runtime.quality import failures, measure
+from mpx.runtime.quality import failed_checks, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,11 +46,11 @@ def sweep(model: Path, seeds: dict[str, np.ndarray], grid: list[tuple], trials: 
         for (name, seed), trial in itertools.product(seeds.items(), range(trials)):
             f = measure(gen.generate(seed, notes, temperature=temperature, top_p=top_p, timing=timing,
                                      seed=trial), seed)
-            problems = failures(f)
+            problems = failed_checks(f)
             figures.append(f)
             passed += not problems
-            tempo += not any("median step" in p for p in problems)
-            other += not any("median step" not in p for p in problems)
+            tempo += "tempo" not in problems
+            other += not set(problems) - {"tempo"}
         n = len(figures)
         rows.append({"temperature": temperature, "top_p": top_p, "timing": timing, "runs": n,
                      "pass_rate": passed / n, "tempo_pass_rate": tempo / n, "other_pass_rate": other / n,

@@ -62,9 +62,9 @@ def _ort_errors() -> tuple[type[BaseException], ...]:
 
 
 # Intra-op threads of the ONNX backend, chosen by measurement (benchmarks/bench_generate.py
-# --ort-sweep, bundled model, this 2-core CPU, idle): 2 threads give 12.6k notes/s one stream
-# and 140k with 64 streams, against 8.8k and 113k on 1. With the other core busy, 2 threads
-# lose ~15% to 1 (7.9k vs 9.2k); `--threads 1` is the choice on a loaded machine.
+# --ort-sweep, bundled model, this 2-core CPU, idle): 2 threads give 18.4k notes/s one stream
+# and 146k with 64 streams, against 12.6k and 116k on 1. When other processes keep the cores
+# busy, a second thread has no core to run on; `--threads 1` is the choice there.
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 
 

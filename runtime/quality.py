@@ -11,6 +11,9 @@ import dataclasses
 import numpy as np
 
 
+CHECKS = ("distinct", "repeats", "short", "tempo")
+
+
 @dataclasses.dataclass(frozen=True)
 class QualityBar:
     min_distinct_pitches: int = 24
@@ -44,14 +47,19 @@ def measure(notes: np.ndarray, seed: np.ndarray, bar: QualityBar = QualityBar())
 
 def failures(figures: dict[str, float], bar: QualityBar = QualityBar()) -> list[str]:
     """What misses the bar, in words; empty when the music passes."""
-    out = []
+    return list(failed_checks(figures, bar).values())
+
+
+def failed_checks(figures: dict[str, float], bar: QualityBar = QualityBar()) -> dict[str, str]:
+    """The checks missed, by name (one of CHECKS), each with its reason in words."""
+    out = {}
     if figures["distinct_pitches"] < bar.min_distinct_pitches:
-        out.append(f"{figures['distinct_pitches']} distinct pitches < {bar.min_distinct_pitches}")
+        out["distinct"] = f"{figures['distinct_pitches']} distinct pitches < {bar.min_distinct_pitches}"
     if figures["longest_repeat_run"] > bar.max_repeat_run:
-        out.append(f"a run of {figures['longest_repeat_run']} repeated pitches > {bar.max_repeat_run}")
+        out["repeats"] = f"a run of {figures['longest_repeat_run']} repeated pitches > {bar.max_repeat_run}"
     if figures["short_fraction"] >= bar.max_short_fraction:
-        out.append(f"{figures['short_fraction']:.1%} of notes shorter than {bar.short_note * 1000:.0f} ms")
+        out["short"] = f"{figures['short_fraction']:.1%} of notes shorter than {bar.short_note * 1000:.0f} ms"
     ratio = figures["step_ratio"]
     if not 1 / bar.max_step_ratio <= ratio <= bar.max_step_ratio:
-        out.append(f"median step {figures['median_step']:.3f} s is {ratio:.2f}x the seed's")
+        out["tempo"] = f"median step {figures['median_step']:.3f} s is {ratio:.2f}x the seed's"
     return out

@@ -86,11 +86,11 @@ class Sampler:
         self.rng = np.random.default_rng(options.seed)
         self.timing = None
         if timing and options.timing == "sample" and self.temperature > 0:
-            # per quantity: bin edges over the prediction [E], ratio quantiles per bin [E + 1, Q]
-            self.timing = [(np.asarray(timing[k]["edges"]), np.asarray(timing[k]["ratios"]))
-                           for k in ("step", "duration")]
+            # per quantity: bin edges over the prediction [E], ratio quantiles per bin [E + 1, Q];
+            # as Python lists for the one-stream path, as arrays for the batch path
             self.timing_lists = [(list(timing[k]["edges"]), [list(r) for r in timing[k]["ratios"]])
                                  for k in ("step", "duration")]
+            self.timing = [(np.asarray(edges), np.asarray(ratios)) for edges, ratios in self.timing_lists]
 
     def __call__(self, pitch_logits: np.ndarray, step: np.ndarray,
                  duration: np.ndarray) -> np.ndarray:
