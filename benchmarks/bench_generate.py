@@ -95,8 +95,7 @@ def load_primer(seq_len: int) -> np.ndarray:
 def open_generators(paths: dict[str, Path]) -> dict[str, Any]:
     """Every backend on one model: eager (checkpoint), torchscript, onnx."""
     from mpx.runtime import load
-    from mpx.train.eager import load as load_eager
-    return {"eager": load_eager(paths["checkpoint"]), "torchscript": load(paths["torchscript"]),
+    return {"eager": load(paths["checkpoint"]), "torchscript": load(paths["torchscript"]),
             "onnx": load(paths["onnx"])}
 
 

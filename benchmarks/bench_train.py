@@ -11,15 +11,17 @@
     Both use the same hidden size (`--hidden`, default 128). The table also gives the time
     one epoch (every training note supervised once) would take at the measured rate, and
     mpx's batch fill (predictions / positions computed: the rest is padding of its plan).
-(b) Corpus load time for maestro-mini (62 files) and asap (1,067 files, ~3.6M notes):
+(b) Corpus load time for each folder of `--load-data` (the README: maestro-mini, 62 files,
+    and asap, 1,067 files, ~3.6M notes):
     mpx cold (a fresh cache directory: every file parsed, in `--workers` processes) against
     mpx cached (the same directory again: no file parsed), and the tutorial's sequential
     pretty_midi + np.append load of the same files for reference. "Cold" means a cold mpx
     cache, not a cold disk: the files are read once before timing.
 
 Run (from the repository root, with the venv):
-    python benchmarks/bench_train.py --quick        # smoke test: ~1 min
-    python benchmarks/bench_train.py --seconds 60 --json benchmarks/results/train.json
+    python benchmarks/bench_train.py --quick --data tests/data/midi --load-data tests/data/midi  # smoke
+    python benchmarks/bench_train.py --seconds 60 --data ../shared/data/maestro-mini \
+        --load-data ../shared/data/maestro-mini ../shared/data/asap --json benchmarks/results/train.json
 torch keeps its default thread count unless --torch-threads is given (printed either way).
 """
 from __future__ import annotations
@@ -38,16 +40,15 @@ import common
 import tutorial
 
 TARGETS = {"train_vs_tutorial": 20.0, "cached_vs_cold": 20.0}
-LOAD_SETS = ("maestro-mini", "asap")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=common.DATA / "maestro-mini",
-                   help="corpus for the training comparison (default: shared maestro-mini)")
-    p.add_argument("--data-root", type=Path, default=common.DATA,
-                   help="folder holding maestro-mini/ and asap/ for the load comparison")
+    p.add_argument("--data", type=Path, required=True,
+                   help="corpus for the training comparison (the README's figures: maestro-mini)")
+    p.add_argument("--load-data", type=Path, nargs="*", default=[],
+                   help="corpora for the load comparison (the README's figures: maestro-mini and asap)")
     p.add_argument("--seconds", type=float, default=60.0, help="time budget per training loop")
     p.add_argument("--slices", type=int, default=4,
                    help="the loops take turns in this many slices of the budget (default 4)")
@@ -119,9 +120,11 @@ def run_budget(loops: dict[str, Iterator[int]], seconds: float, slices: int,
 
 
 def make_trainer(corpus: Any, out_dir: Path, args: argparse.Namespace) -> Any:
-    from mpx.train.loop import TrainOptions, Trainer
-    options = TrainOptions(epochs=1, hidden=args.hidden, layers=1, batch_size=args.batch_size,
-                           seq_len=args.seq_len, pitch_input=args.pitch_input, device="cpu")
+    from mpx.runtime.config import ModelConfig
+    from mpx.train.loop import Trainer
+    from mpx.train.options import TrainOptions
+    options = TrainOptions(model=ModelConfig(hidden=args.hidden, pitch_input=args.pitch_input),
+                           epochs=1, batch_size=args.batch_size, seq_len=args.seq_len, device="cpu")
     return Trainer(corpus, out_dir, options)
 
 
@@ -192,7 +195,7 @@ def bench_load_one(data: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_load(args: argparse.Namespace) -> list[dict[str, Any]]:
-    rows = [bench_load_one(args.data_root / name, args) for name in LOAD_SETS]
+    rows = [bench_load_one(data, args) for data in args.load_data]
     goal = TARGETS["cached_vs_cold"]
     common.print_table(
         f"(b) corpus load, seconds (mpx workers: {args.workers or 'all cores'}; notes: mpx, all "
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"machine": info, "options": vars(args)}
     if not args.skip_train:
         results["train"] = bench_train(args)
-    if not args.skip_load:
+    if not args.skip_load and args.load_data:
         results["load"] = bench_load(args)
     common.write_json(args.json, results)
 

@@ -11,7 +11,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-DATA = ROOT.parent / "shared" / "data"
 
 
 def venv_executable(name: str) -> Path:

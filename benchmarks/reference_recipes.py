@@ -58,14 +58,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mpx.runtime.backends import zero_state
+from mpx.runtime.backends import Backend, open_backend, zero_state
+from mpx.runtime.config import ModelConfig
+from mpx.runtime.contract import VOCAB, Outputs
 from mpx.runtime.spec import ModelSpec
 from mpx.train import checkpoint
 from mpx.train.corpus import load_corpus
-from mpx.train.eager import EagerBackend
 from mpx.train.evaluate import evaluate_model
 from mpx.train.loss import positive_pressure_mse
-from mpx.train.model import VOCAB, NoteLSTM
+from mpx.train.model import NoteLSTM
 
 SEQ_LEN = 25
 BATCH = 64
@@ -119,12 +120,11 @@ def recipe_loss(model: NoteLSTM, x: torch.Tensor, y: torch.Tensor, recipe: dict[
     """
     h0, c0 = model.zero_state(len(x))
     out, _ = model.lstm(model.encode(x), (h0, c0))
-    last = out[:, -1]
-    pitch = model.pitch(last)
+    heads = model.heads(out[:, -1])  # pitch logits, step, duration in one layer
+    pitch = heads[:, :VOCAB]
     if recipe["pitch_transform"] == "sigmoid":
         pitch = torch.sigmoid(pitch)  # the notebook's bug, kept: CE's softmax sees values in (0, 1)
-    step = model.step(last).squeeze(-1)
-    duration = model.duration(last).squeeze(-1)
+    step, duration = heads[:, VOCAB], heads[:, VOCAB + 1]
     ce = F.cross_entropy(pitch, y[:, 0].long())
     step_loss = positive_pressure_mse(step, y[:, 1]).mean()
     duration_loss = positive_pressure_mse(duration, y[:, 2]).mean()
@@ -157,7 +157,7 @@ def train_recipe(name: str, windows: Windows, budget_s: float, seed: int,
     restore_best_weights would keep, at CPU-minute rather than epoch granularity)."""
     recipe = RECIPES[name]
     torch.manual_seed(seed)  # same seed: both recipes start from the same weights
-    model = NoteLSTM(hidden=128, layers=1, pitch_input="scalar").train()
+    model = NoteLSTM(ModelConfig(hidden=128, layers=1, pitch_input="scalar")).train()
     optimizer = make_optimizer(model, recipe)
     rng = np.random.default_rng(seed)
     steps = seen = epochs_done = 0
@@ -221,14 +221,14 @@ class NotebookBackend:
     """
     name = "eager+sigmoid"
 
-    def __init__(self, inner: EagerBackend) -> None:
+    def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.spec = inner.spec
         self.path = inner.path
 
     def step(self, notes, h, c):
-        logits, step, duration, hn, cn = self.inner.step(notes, h, c)
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32), step, duration, hn, cn
+        out = self.inner.step(notes, h, c)
+        return out._replace(pitch_logits=(1.0 / (1.0 + np.exp(-out.pitch_logits))).astype(np.float32))
 
 
 class UnigramBackend:
@@ -243,24 +243,15 @@ class UnigramBackend:
         self.step_median = float(np.median(allnotes[:, 1]))
         self.duration_median = float(np.median(allnotes[:, 2]))
         # Shape bookkeeping only (the evaluation makes zero states from it); no weights.
-        self.spec = ModelSpec(config={"hidden": 1, "layers": 1, "pitch_scale": 128.0,
-                                      "pitch_input": "scalar", "embedding": 0},
-                              seq_len=SEQ_LEN, training={"recipe": "unigram", "smoothing": smoothing})
+        self.spec = ModelSpec(config=ModelConfig(hidden=1), seq_len=SEQ_LEN,
+                              training={"recipe": "unigram", "smoothing": smoothing})
         self.path = Path("<unigram>")
 
     def step(self, notes, h, c):
         b, t = notes.shape[:2]
         logits = np.broadcast_to(self.log_probs, (b, t, VOCAB))
-        return (logits, np.full((b, t), self.step_median, np.float32),
-                np.full((b, t), self.duration_median, np.float32), h, c)
-
-
-def load_backend(path: Path):
-    """Any artifact behind mpx's backend interface (checkpoint eagerly, else the runtime)."""
-    if path.suffix.lower() == ".safetensors":
-        return EagerBackend.from_checkpoint(path)
-    from mpx.runtime import load
-    return load(path).backend
+        return Outputs(logits, np.full((b, t), self.step_median, np.float32),
+                       np.full((b, t), self.duration_median, np.float32), h, c)
 
 
 def pitch_diagnostics(backend, notes: list[np.ndarray], stride: int = 10, batch: int = 1024) -> dict[str, float]:
@@ -271,7 +262,7 @@ def pitch_diagnostics(backend, notes: list[np.ndarray], stride: int = 10, batch:
     for i in range(0, len(xs), batch):
         x = np.ascontiguousarray(np.stack(xs[i:i + batch]), np.float32)
         h, c = zero_state(backend.spec, len(x))
-        logits = backend.step(x, h, c)[0][:, -1].astype(np.float64)
+        logits = backend.step(x, h, c).pitch_logits[:, -1].astype(np.float64)
         logp = logits - logits.max(-1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
         p = np.exp(logp)
@@ -350,7 +341,7 @@ def check_cli(ckpt: Path, data: list[str], max_files: int | None, expected: dict
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", nargs="+", default=["/work/shared/data/asap"], help="MIDI inputs (ASAP)")
+    p.add_argument("--data", nargs="+", required=True, help="MIDI inputs (ASAP: split by piece with its metadata.csv)")
     p.add_argument("--minutes", type=float, default=20.0, help="process CPU minutes per recipe")
     p.add_argument("--max-files", type=int, default=None, help="use at most this many files (smoke tests)")
     p.add_argument("--recipes", nargs="+", default=["notebook", "tf"], choices=list(RECIPES))
@@ -437,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "notebook":
                 training["note"] = ("trained through sigmoid(pitch head): its pitch distribution is "
                                     "softmax(sigmoid(pitch_logits)); score/generate with the sigmoid")
-            spec = ModelSpec(config=model.config(), seq_len=SEQ_LEN, training=training,
+            spec = ModelSpec(config=model.config, seq_len=SEQ_LEN, training=training,
                              data={k: v for k, v in data_info.items() if k != "summary"}
                              | {"summary": corpus.summary()},
                              versions={"torch": torch.__version__, "python": platform.python_version()})
@@ -449,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         # in-memory model instead gave float32 rounding-level differences - presumably kernel
         # paths that depend on memory layout - which stateful mode amplified over 8,000-note
         # files to 2e-3 nats on the TF model.)
-        eager = EagerBackend.from_checkpoint(ckpt)
+        eager = open_backend(ckpt)
         row: dict[str, Any] = {"name": name, "checkpoint": str(ckpt), "training": stats}
         if name == "notebook":
             row["label"] = "notebook recipe (sigmoid logits)"
@@ -476,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         add_row({"name": "tf_best", "label": "TF recipe, best snapshot", "checkpoint": str(best_ckpt),
                  "training": {"cpu_minutes": snap["cpu_s"] / 60, "windows_seen": snap["windows"],
                               "epochs": snap["windows"] / trained["windows_per_epoch"], "snapshot": snap},
-                 "eval": score("TF recipe, best snapshot", EagerBackend.from_checkpoint(best_ckpt), test.notes)})
+                 "eval": score("TF recipe, best snapshot", open_backend(best_ckpt), test.notes)})
 
     unigram = UnigramBackend(train.notes)
     add_row({"name": "unigram", "label": "unigram baseline (train counts)",
@@ -485,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                             "smoothing": 0.5}})
 
     for path in args.model:
-        backend = load_backend(path)
+        backend = open_backend(path)
         label = f"{path.name} ({backend.name})"
         add_row({"name": str(path), "label": label[:34], "training": {},
                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),

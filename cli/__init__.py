@@ -1,2 +1,4 @@
 """mpx: train, export and run a next-note LSTM MIDI generator."""
-__version__ = "0.1.0"
+from mpx.runtime.versions import version as _version
+
+__version__ = _version("mpx") or "unknown"

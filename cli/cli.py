@@ -1,6 +1,8 @@
 """The `mpx` command line: each command maps its flags onto one library call.
 
-Heavy modules (torch, onnx, onnxruntime) are imported inside the commands that need them, so
+Defaults come from the libraries' option records (ModelConfig, TrainOptions, ExportOptions,
+GenerationOptions) and every check is theirs: a command adds no checks of its own. Heavy modules
+(torch, onnx, onnxruntime) are imported inside the commands that need them, so
 `mpx run --backend onnx` never loads torch and `mpx --help` loads almost nothing.
 """
 from __future__ import annotations
@@ -14,8 +16,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from mpx.runtime.config import PITCH_INPUTS, TIME_ENCODINGS, ModelConfig
 from mpx.runtime.errors import MpxError
-from mpx.runtime.sampling import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from mpx.runtime.sampling import MODES, TIMINGS, GenerationOptions
+from mpx.export.options import FORMATS, QUANTIZATIONS, ExportOptions
+from mpx.runtime.run import WriteOptions
+from mpx.train.options import TrainOptions  # torch-free, like every option record here
 
 log = logging.getLogger("mpx")
 
@@ -26,21 +32,33 @@ app = typer.Typer(
 )
 
 
-class Backend(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-    eager = "eager"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of the library's allowed values, so --help lists them."""
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
 
 
-class Mode(str, Enum):
-    stateful = "stateful"
-    window = "window"
+Backend = _choices("Backend", ("onnx", "torchscript", "eager"))
+Mode = _choices("Mode", MODES)
+Timing = _choices("Timing", TIMINGS)
+PitchInput = _choices("PitchInput", PITCH_INPUTS)
+TimeEncoding = _choices("TimeEncoding", TIME_ENCODINGS)
+Format = _choices("Format", FORMATS)
+Quantize = _choices("Quantize", QUANTIZATIONS)
+Split = _choices("Split", ("train", "val", "test", "all"))
+EvalMode = _choices("EvalMode", ("window", "stateful", "both"))
+
+MODEL = ModelConfig()
+TRAIN = TrainOptions()
+EXPORT = ExportOptions()
+GENERATION = GenerationOptions()
+WRITE = WriteOptions()
+TORCHSCRIPT_WARNING = ("A .pt (TorchScript) file is a program: running it runs its code. Use .pt "
+                       "files only from sources you trust; prefer .onnx (data, not code) for files "
+                       "from others.")
 
 
-class Format(str, Enum):
-    torchscript = "torchscript"
-    onnx = "onnx"
-    all = "all"
+def _value(option: object) -> object:
+    return option.value if isinstance(option, Enum) else option
 
 
 def _echo(message: str) -> None:
@@ -55,31 +73,44 @@ def _require(*modules: str, purpose: str) -> None:
         raise MpxError(f"{purpose} needs {', '.join(missing)}: pip install 'mpx[train]'")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from mpx import __version__
+        _echo(f"mpx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print mpx's version and exit.")] = False) -> None:
+    """mpx: train a next-note LSTM on MIDI, export it and generate music from the artifacts."""
+
+
 # ---------------------------------------------------------------------------------------------
 @app.command()
 def train(
     data: Annotated[list[str], typer.Argument(help="MIDI files, directories (searched recursively) or glob patterns.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for best.safetensors and last.safetensors.")],
-    epochs: Annotated[int, typer.Option(help="Epochs to train (the total, also with --resume).")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Sequences (lanes) per batch.")] = 64,
-    seq_len: Annotated[int, typer.Option(help="Notes per training chunk; the LSTM state is carried between chunks of a piece.")] = 128,
-    primer_len: Annotated[int, typer.Option(help="Primer / window length recorded in the spec (the tutorial's 25).")] = 25,
-    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (cosine decay to a tenth).")] = 3e-3,
-    hidden: Annotated[int, typer.Option(help="LSTM hidden size.")] = 128,
-    layers: Annotated[int, typer.Option(help="LSTM layers.")] = 1,
-    pitch_input: Annotated[str, typer.Option(help="Pitch encoding: scalar (pitch/128, the tutorial's) or embedding (a learned vector per pitch).")] = "scalar",
-    embedding: Annotated[int, typer.Option(help="Embedding size for --pitch-input embedding.")] = 32,
-    dropout: Annotated[float, typer.Option(help="Dropout on the LSTM output during training.")] = 0.0,
-    transpose: Annotated[int, typer.Option(help="Augment: transpose each training run by up to N semitones.")] = 0,
-    timing: Annotated[str, typer.Option(help="Step/duration: linear (seconds, MSE with positive pressure, the tutorial's) or log (log-seconds in and out).")] = "linear",
-    reset_prob: Annotated[float, typer.Option(help="Chance of a zero state at a chunk boundary.")] = 0.2,
-    pitch_weight: Annotated[float, typer.Option(help="Loss weight of pitch cross-entropy.")] = 0.05,
-    step_weight: Annotated[float, typer.Option(help="Loss weight of step MSE.")] = 1.0,
-    duration_weight: Annotated[float, typer.Option(help="Loss weight of duration MSE.")] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Epochs to train (the total, also with --resume).")] = TRAIN.epochs,
+    batch_size: Annotated[int, typer.Option(help="Sequences (lanes) per batch.")] = TRAIN.batch_size,
+    seq_len: Annotated[int, typer.Option(help="Notes per training chunk; the LSTM state is carried between chunks of a piece.")] = TRAIN.seq_len,
+    primer_len: Annotated[int, typer.Option(help="Primer / window length recorded in the spec (the tutorial's 25).")] = TRAIN.primer_len,
+    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (cosine decay to a tenth).")] = TRAIN.lr,
+    hidden: Annotated[int, typer.Option(help="LSTM hidden size.")] = MODEL.hidden,
+    layers: Annotated[int, typer.Option(help="LSTM layers.")] = MODEL.layers,
+    pitch_input: Annotated[PitchInput, typer.Option(help="Pitch encoding: scalar (pitch/128, the tutorial's) or embedding (a learned vector per pitch).")] = PitchInput(MODEL.pitch_input),
+    embedding: Annotated[int, typer.Option(help="Embedding size for --pitch-input embedding.")] = ModelConfig(pitch_input="embedding").embedding,
+    dropout: Annotated[float, typer.Option(help="Dropout on the LSTM output during training.")] = MODEL.dropout,
+    transpose: Annotated[int, typer.Option(help="Augment: transpose each training run by up to N semitones.")] = TRAIN.transpose,
+    timing: Annotated[TimeEncoding, typer.Option(help="Step/duration encoding: linear (seconds, MSE with positive pressure, the tutorial's) or log (log-seconds in and out).")] = TimeEncoding(MODEL.timing),
+    reset_prob: Annotated[float, typer.Option(help="Chance of a zero state at a chunk boundary.")] = TRAIN.reset_prob,
+    pitch_weight: Annotated[float, typer.Option(help="Loss weight of pitch cross-entropy.")] = TRAIN.pitch_weight,
+    step_weight: Annotated[float, typer.Option(help="Loss weight of step MSE.")] = TRAIN.step_weight,
+    duration_weight: Annotated[float, typer.Option(help="Loss weight of duration MSE.")] = TRAIN.duration_weight,
     max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files (sorted by path).")] = None,
     metadata: Annotated[Optional[Path], typer.Option(help="CSV with composer,title,midi_performance to split by piece (found automatically as DATA/metadata.csv).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 0,
-    device: Annotated[str, typer.Option(help="auto (cuda when available), cpu or cuda[:N].")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = TRAIN.seed,
+    device: Annotated[str, typer.Option(help="auto (cuda when available), cpu, cuda or cuda:N.")] = TRAIN.device,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last.safetensors (its options, up to --epochs).")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI (default: all cores).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
@@ -88,19 +119,15 @@ def train(
     _require("torch", "safetensors", purpose="training")
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
-    from mpx.train.loop import TrainOptions, train as run_training
+    from mpx.train.loop import check_out_dir, train as run_training
 
-    options = TrainOptions(epochs=epochs, batch_size=batch_size, seq_len=seq_len,
-                           primer_len=primer_len, lr=lr, hidden=hidden, layers=layers,
-                           pitch_input=pitch_input, embedding=embedding, dropout=dropout,
-                           transpose=transpose, timing=timing,
-                           reset_prob=reset_prob, pitch_weight=pitch_weight,
-                           step_weight=step_weight, duration_weight=duration_weight,
-                           seed=seed, device=device)
-    if max_files is not None and max_files < 1:
-        raise MpxError(f"--max-files must be >= 1, got {max_files}")
-    if resume and not (out / "last.safetensors").is_file():
-        raise MpxError(f"{out / 'last.safetensors'}: nothing to resume")
+    model = ModelConfig(hidden=hidden, layers=layers, pitch_input=_value(pitch_input),
+                        embedding=embedding, dropout=dropout, timing=_value(timing))
+    options = TrainOptions(model=model, epochs=epochs, batch_size=batch_size, seq_len=seq_len,
+                           primer_len=primer_len, lr=lr, transpose=transpose, reset_prob=reset_prob,
+                           pitch_weight=pitch_weight, step_weight=step_weight,
+                           duration_weight=duration_weight, seed=seed, device=device)
+    check_out_dir(out, resume)  # before the corpus is parsed
     corpus = load_corpus(data, max_files=max_files, cache=NoteCache(cache_dir), workers=workers,
                          metadata=metadata)
     summary = corpus.summary()
@@ -129,57 +156,56 @@ def train(
 @app.command()
 def export(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (.safetensors) to export; default: the bundled one.")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="Artifact(s) to write.")] = Format.all,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Where to write; default: the bundled artifacts folder.")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
-    atol: Annotated[float, typer.Option(help="Parity with eager PyTorch: |artifact - eager| <= atol + rtol * |eager| on every output.")] = 1e-5,
-    rtol: Annotated[float, typer.Option(help="Relative part of the parity bound (matters for the unbounded logits and cell state cn).")] = 1e-5,
-    quantize: Annotated[Optional[str], typer.Option(help="Also write a quantized ONNX variant: int8.")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Artifact(s) to write.")] = Format(EXPORT.format),
+    out_dir: Annotated[Path, typer.Option(help="Where to write (created if missing).")] = Path("."),
+    opset: Annotated[int, typer.Option(help="ONNX opset (13..23).")] = EXPORT.opset,
+    atol: Annotated[float, typer.Option(help="Parity with eager PyTorch: |artifact - eager| <= atol + rtol * |eager| on every output.")] = EXPORT.atol,
+    rtol: Annotated[float, typer.Option(help="Relative part of the parity bound (matters for the unbounded logits and cell state cn).")] = EXPORT.rtol,
+    quantize: Annotated[Optional[Quantize], typer.Option(help="Also write a quantized ONNX variant.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace artifacts that already exist in --out-dir.")] = False,
 ) -> None:
     """Export a checkpoint to music_producter.pt / music_producter.onnx, validated against eager."""
     _require("torch", "onnx", "safetensors", purpose="export")
     from mpx.export.api import export_artifacts
-    from mpx.runtime.artifacts import bundled_dir, CHECKPOINT
+    from mpx.runtime.artifacts import bundled
 
-    report = export_artifacts(checkpoint or bundled_dir() / CHECKPOINT, format.value,
-                              out_dir or bundled_dir(), opset=opset, atol=atol, rtol=rtol, quantize=quantize,
-                              echo=_echo)
+    options = ExportOptions(format=_value(format), opset=opset, atol=atol, rtol=rtol,
+                            quantize=_value(quantize), force=force)
+    report = export_artifacts(checkpoint or bundled("eager"), out_dir, options, echo=_echo)
     for path in report.written:
         _echo(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@app.command(epilog=TORCHSCRIPT_WARNING)
 def run(
     seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="Seed MIDI (or CSV notes); its last notes prime the model.")],
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by --model's suffix, else onnx.")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model file (.onnx, .pt, or a checkpoint for eager); default: the bundled one.")] = None,
-    notes: Annotated[int, typer.Option(help="Notes to generate per output.")] = 256,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = DEFAULT_TEMPERATURE,
-    top_k: Annotated[int, typer.Option(help="Sample among the k likeliest pitches; 0 = off.")] = 0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1]; 1 = off.")] = DEFAULT_TOP_P,
-    timing: Annotated[str, typer.Option(help="Step/duration: sample (around the prediction, from the model's calibration tables) or mean (the prediction itself).")] = "sample",
+    notes: Annotated[int, typer.Option(help="Notes to generate per output.")] = GENERATION.notes,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = GENERATION.temperature,
+    top_k: Annotated[int, typer.Option(help="Sample among the k likeliest pitches; 0 = off.")] = GENERATION.top_k,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1]; 1 = off.")] = GENERATION.top_p,
+    timing: Annotated[Timing, typer.Option(help="Step/duration: sample (around the prediction, from the model's calibration tables) or mean (the prediction itself).")] = Timing(GENERATION.timing),
     seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same notes, on every backend.")] = None,
-    mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode.stateful,
-    num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = 1,
+    mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode(GENERATION.mode),
+    num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = GENERATION.num_outputs,
     primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes used as primer; default: the model's seq_len.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .mid (or .csv); default SEED-mpx.mid here.")] = None,
-    program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = 0,
-    velocity: Annotated[int, typer.Option(help="Velocity of every output note.")] = 100,
+    program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = WRITE.program,
+    velocity: Annotated[int, typer.Option(help="Velocity of every output note.")] = WRITE.velocity,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads of the backend; default 2 (measured fastest on an idle 2-core CPU), 1 is faster on a busy machine.")] = None,
 ) -> None:
     """Generate music from a seed with an exported model (no training code on the ONNX path)."""
-    from mpx.runtime.run import WriteOptions, generate_files
-    from mpx.runtime.sampling import GenerationOptions
+    from mpx.runtime.artifacts import load
+    from mpx.runtime.run import generate_files
 
     options = GenerationOptions(notes=notes, temperature=temperature, top_k=top_k, top_p=top_p,
-                                seed=seed, mode=mode.value, num_outputs=num_outputs,
-                                primer_notes=primer_notes, timing=timing)
+                                seed=seed, mode=_value(mode), num_outputs=num_outputs,
+                                primer_notes=primer_notes, timing=_value(timing))
     write = WriteOptions(program=program, velocity=velocity)
-    if threads is not None and threads < 1:
-        raise MpxError(f"--threads must be >= 1, got {threads}")
-    generator = _load_generator(model, backend.value if backend else None, threads)
+    generator = load(model, _value(backend), threads)
     if plot is not None:
         from mpx.runtime.atomic import ensure_writable
         ensure_writable(plot)
@@ -190,22 +216,6 @@ def run(
         from mpx.runtime.plot import piano_roll
         piano_roll(result.primer, result.notes[0], plot, title=f"{seed_file.name} + mpx")
         _echo(f"wrote {plot}")
-
-
-def _load_generator(model: Path | None, backend: str | None, threads: int | None = None):
-    from mpx.runtime.artifacts import bundled, load
-    from mpx.runtime.backends import backend_for
-
-    chosen = backend or (backend_for(model) if model else "onnx")
-    if chosen == "eager":
-        _require("torch", "safetensors", purpose="the eager backend")
-        import torch
-
-        from mpx.train.eager import load as load_eager
-        if threads:
-            torch.set_num_threads(threads)
-        return load_eager(model or bundled("eager"))
-    return load(model or bundled(chosen), chosen, threads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,34 +232,27 @@ def info(
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command(name="eval")
+@app.command(name="eval", epilog=TORCHSCRIPT_WARNING)
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors), .pt or .onnx.")],
     data: Annotated[list[str], typer.Argument(help="MIDI files, directories or glob patterns.")],
-    split: Annotated[str, typer.Option(help="Which split of DATA to score: train, val, test or all.")] = "test",
-    mode: Annotated[str, typer.Option(help="window, stateful or both.")] = "both",
+    split: Annotated[Split, typer.Option(help="Which split of DATA to score.")] = Split("test"),
+    mode: Annotated[EvalMode, typer.Option(help="Window, stateful or both.")] = EvalMode("both"),
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by the file's suffix.")] = None,
     max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files.")] = None,
     metadata: Annotated[Optional[Path], typer.Option(help="Piece metadata CSV (default DATA/metadata.csv).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a model on MIDI: pitch cross-entropy, top-1 accuracy, step/duration MAE."""
+    from mpx.runtime.artifacts import load
     from mpx.train.corpus import load_corpus
-    from mpx.train.evaluate import evaluate_model, format_report
+    from mpx.train.evaluate import MODES, evaluate_split, format_report
 
-    if split not in ("train", "val", "test", "all"):
-        raise MpxError(f"--split must be train, val, test or all, got {split!r}")
-    if mode not in ("window", "stateful", "both"):
-        raise MpxError(f"--mode must be window, stateful or both, got {mode!r}")
-    generator = _load_generator(model, backend.value if backend else None)
+    generator = load(model, _value(backend))
     corpus = load_corpus(data, max_files=max_files, metadata=metadata)
-    if split != "all":
-        corpus = corpus.select(split)
-        if not corpus.files:
-            raise MpxError(f"the {split} split of {' '.join(data)} is empty")
-    modes = ("window", "stateful") if mode == "both" else (mode,)
-    report = evaluate_model(generator.backend, corpus.notes, modes)
-    report["model"], report["split"], report["files"] = str(model), split, len(corpus.files)
+    modes = MODES if _value(mode) == "both" else (_value(mode),)
+    report = evaluate_split(generator.backend, corpus, _value(split), modes)
+    report["model"] = str(model)
     _echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
@@ -261,15 +264,9 @@ def notes(
     last: Annotated[Optional[int], typer.Option(help="Keep only the last N notes (e.g. a primer for the C++ example).")] = None,
 ) -> None:
     """Convert notes between MIDI and CSV (pitch,step,duration per line)."""
-    from mpx.runtime.notes_csv import read_any, write_any
+    from mpx.runtime.notes_csv import last_notes, read_any, write_any
 
-    values = read_any(source)
-    if last is not None:
-        if last < 1:
-            raise MpxError(f"--last must be >= 1, got {last}")
-        if last > len(values):
-            raise MpxError(f"{source}: has {len(values)} notes, fewer than --last {last}")
-        values = values[-last:]
+    values = last_notes(read_any(source), last, str(source))
     _echo(f"wrote {write_any(values, out)} ({len(values)} notes)")
 
 

@@ -10,31 +10,15 @@ from pathlib import Path
 import onnx
 import torch
 
-from mpx.runtime.spec import DYNAMIC_AXES, INPUTS, OUTPUTS, SPEC_KEY, ModelSpec
+from mpx.runtime.contract import INPUTS, OUTPUTS, SPEC_KEY, dynamic_axes
+from mpx.runtime.spec import ModelSpec
 from mpx.train.model import NoteLSTM
-
-from .errors import ExportError
-
-# Opsets the exporter and onnxruntime both handle for this graph (tested: 13, 17, 20).
-OPSETS = range(13, 24)
-DEFAULT_OPSET = 17
-
-
-def dynamic_axes() -> dict[str, dict[int, str]]:
-    """From the one declaration of the contract (mpx.runtime.spec), never written inline."""
-    return {name: {i: axis for i, axis in enumerate(axes) if axis in DYNAMIC_AXES}
-            for name, axes in {**INPUTS, **OUTPUTS}.items()}
-
-
-def check_opset(opset: int) -> None:
-    if opset not in OPSETS:
-        raise ExportError(f"opset {opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1}")
 
 
 def build(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     """Export with torch's TorchScript-based exporter, which maps nn.LSTM onto one ONNX LSTM
-    node (the torch.export-based one lowers it into many ops)."""
-    check_opset(opset)
+    node (the torch.export-based one lowers it into many ops). Names and dynamic axes come from
+    the one declaration of the contract (mpx.runtime.contract)."""
     model = model.eval()
     batch, time = 2, 5  # example sizes only: both axes are declared dynamic
     h0, c0 = model.zero_state(batch)

@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from mpx.runtime.backends import Backend, OnnxBackend, zero_state
+from mpx.runtime.backends import Backend, OnnxBackend
+from mpx.runtime.contract import Outputs
 from mpx.runtime.spec import ModelSpec
 
 from . import onnx_graph
-from .validate import greedy_next
+from .parity import lockstep_rollout
 
 log = logging.getLogger(__name__)
 
-QUANTIZATIONS = ("int8",)
+
 
 
 def agreement(fp32: Backend, other: Backend, real: np.ndarray, rollout_steps: int = 256) -> dict[str, float]:
@@ -31,22 +32,17 @@ def agreement(fp32: Backend, other: Backend, real: np.ndarray, rollout_steps: in
     worst = {"max_step_diff": 0.0, "max_duration_diff": 0.0}
     rel_sum = {"step": 0.0, "duration": 0.0}
 
-    def compare(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> None:
+    def compare(a: Outputs, b: Outputs) -> None:
         nonlocal same, total
-        same += int((a[0].argmax(-1) == b[0].argmax(-1)).sum())
-        total += a[0].shape[0] * a[0].shape[1]
-        for name, x, y in (("step", a[1], b[1]), ("duration", a[2], b[2])):
+        same += int((a.pitch_logits.argmax(-1) == b.pitch_logits.argmax(-1)).sum())
+        total += a.pitch_logits.shape[0] * a.pitch_logits.shape[1]
+        for name, x, y in (("step", a.step, b.step), ("duration", a.duration, b.duration)):
             gap = np.abs(x - y)
             worst[f"max_{name}_diff"] = max(worst[f"max_{name}_diff"], float(gap.max()))
             rel_sum[name] += float((gap / np.maximum(np.abs(x), 0.05)).sum())
 
-    x = real[None].astype(np.float32)
-    state_a = state_b = zero_state(fp32.spec, 1)
-    for _ in range(rollout_steps + 1):
-        a, b = fp32.step(x, *state_a), other.step(x, *state_b)
+    for a, b in lockstep_rollout(fp32, other, real, rollout_steps):
         compare(a, b)
-        state_a, state_b = a[3:], b[3:]
-        x = greedy_next(a)
     return {"top1_pitch_agreement": same / total, **worst,
             "mean_step_rel_diff": rel_sum["step"] / total,
             "mean_duration_rel_diff": rel_sum["duration"] / total, "positions": total}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mpx.runtime.backends import TS_SPEC_FILE
+from mpx.runtime.contract import TORCHSCRIPT_SPEC_FILE
 from mpx.runtime.spec import ModelSpec
 from mpx.train.model import NoteLSTM
 
@@ -18,4 +18,4 @@ def script(model: NoteLSTM) -> torch.jit.ScriptModule:
 
 def save(model: NoteLSTM, spec: ModelSpec, path: Path) -> None:
     scripted = script(model)
-    torch.jit.save(scripted, str(path), _extra_files={TS_SPEC_FILE: spec.to_json(indent=2)})
+    torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_SPEC_FILE: spec.to_json(indent=2)})

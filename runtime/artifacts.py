@@ -1,11 +1,11 @@
-"""Where the bundled model lives, and `load`: any artifact path -> a Generator."""
+"""The bundled model's files, and `load`: any model file -> a Generator."""
 from __future__ import annotations
 
 import os
 from importlib import resources
 from pathlib import Path
 
-from .backends import backend_for, open_backend
+from .backends import open_backend
 from .errors import ArtifactError
 from .generate import Generator
 
@@ -13,7 +13,8 @@ CHECKPOINT = "model.safetensors"
 TORCHSCRIPT = "music_producter.pt"
 ONNX = "music_producter.onnx"
 ONNX_INT8 = "music_producter.int8.onnx"
-DEFAULT_FILE = {"onnx": ONNX, "torchscript": TORCHSCRIPT, "eager": CHECKPOINT}
+SEED = "seed.mid"
+BUNDLED = {"onnx": ONNX, "torchscript": TORCHSCRIPT, "eager": CHECKPOINT}  # per backend
 
 
 def bundled_dir() -> Path:
@@ -23,7 +24,7 @@ def bundled_dir() -> Path:
 
 def bundled(backend: str = "onnx") -> Path:
     """The bundled model file a backend runs by default."""
-    path = bundled_dir() / DEFAULT_FILE[backend]
+    path = bundled_dir() / BUNDLED[backend]
     if not path.is_file():
         raise ArtifactError(f"{path}: the bundled model file is missing; "
                             "create it with `mpx export` or pass --model")
@@ -32,14 +33,9 @@ def bundled(backend: str = "onnx") -> Path:
 
 def load(path: str | os.PathLike[str] | None = None, backend: str | None = None,
          threads: int | None = None) -> Generator:
-    """A Generator for an ONNX (.onnx) or TorchScript (.pt) artifact; the bundled ONNX by default.
-
-    The backend follows the file's suffix unless `backend` names one. For a checkpoint (the
-    eager backend) use mpx.train.eager.load, which needs the training code and torch.
-    """
+    """A Generator for any model file: .onnx, .pt, or a .safetensors checkpoint (eager, needs
+    the training extra). The backend follows the file's suffix unless `backend` names one;
+    with no path, the bundled model of that backend (ONNX by default)."""
     if path is None:
         path = bundled(backend or "onnx")
     return Generator(open_backend(path, backend, threads))
-
-
-__all__ = ["bundled", "bundled_dir", "load", "backend_for"]

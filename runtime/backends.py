@@ -1,30 +1,34 @@
-"""Backends: one interface over every way to run the graph (the README's graph contract).
+"""Backends: one interface over every way to run the graph (runtime/contract.py).
 
-    backend.step(notes [B, T, 3], h [L, B, H], c [L, B, H])
-        -> (pitch_logits [B, T, 128], step [B, T], duration [B, T], hn, cn)   all numpy float32
+    backend.step(notes [B, T, 3], h [L, B, H], c [L, B, H]) -> Outputs (numpy float32)
 
-The ONNX backend needs onnxruntime only. The TorchScript backend imports torch when it is
-created, never at module import. The eager backend (a checkpoint run by the training code)
-lives in mpx.train.eager, because the runtime never imports the training code.
+`open_backend` is the one place that decides which backend opens a model file. The ONNX
+backend needs onnxruntime only. The TorchScript backend imports torch when it is created, never
+at module import. The eager backend runs a checkpoint with the training code; the runtime never
+imports that code, so it is found as a plugin (the `mpx.backends` entry point group, declared in
+pyproject.toml) and only when a checkpoint is opened.
 """
 from __future__ import annotations
 
 import logging
 import os
+from importlib import metadata
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import ArtifactError, MpxError
-from .spec import INPUTS, OUTPUTS, SPEC_KEY, ModelSpec
+from .contract import INPUTS, OUTPUTS, SPEC_KEY, TORCHSCRIPT_SPEC_FILE, Outputs
+from .errors import ArtifactError, MpxError, OptionsError
+from .spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-Outputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-BACKENDS = ("onnx", "torchscript", "eager")
-SUFFIX_BACKEND = {".onnx": "onnx", ".pt": "torchscript", ".safetensors": "eager"}
-TS_SPEC_FILE = "mpx_spec.json"  # TorchScript extra file holding the spec
+# backend name -> the suffix of the files it opens by default
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "eager": ".safetensors"}
+BACKENDS = tuple(SUFFIXES)
+ENTRY_POINTS = "mpx.backends"
+MAX_THREADS = 256
 
 
 class Backend(Protocol):
@@ -43,10 +47,45 @@ def zero_state(spec: ModelSpec, batch: int) -> tuple[np.ndarray, np.ndarray]:
 def backend_for(path: str | os.PathLike[str]) -> str:
     """The backend a file's suffix selects; ArtifactError for an unknown suffix."""
     suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIX_BACKEND:
-        raise ArtifactError(f"{path}: unknown model file type {suffix!r}; expected one of "
-                            f"{', '.join(SUFFIX_BACKEND)}")
-    return SUFFIX_BACKEND[suffix]
+    for name, known in SUFFIXES.items():
+        if suffix == known:
+            return name
+    raise ArtifactError(f"{path}: unknown model file type {suffix!r}; expected one of "
+                        f"{', '.join(SUFFIXES.values())}")
+
+
+def check_threads(threads: int | None) -> None:
+    if threads is not None and (not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
+        raise OptionsError(f"--threads must be 1..{MAX_THREADS}, got {threads!r}")
+
+
+def open_backend(path: str | os.PathLike[str], backend: str | None = None,
+                 threads: int | None = None) -> Backend:
+    """Open any model file: an ONNX or TorchScript artifact, or a checkpoint (eager).
+
+    The backend follows the file's suffix unless `backend` names one.
+    """
+    check_threads(threads)
+    chosen = backend or backend_for(path)
+    if chosen == "onnx":
+        return OnnxBackend(path, threads=threads or DEFAULT_THREADS)
+    if chosen == "torchscript":
+        return TorchScriptBackend(path, threads=threads)
+    if chosen == "eager":
+        return _plugin("eager")(path, threads=threads)
+    raise OptionsError(f"unknown backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _plugin(name: str) -> Any:
+    """A backend class registered by another part of mpx (the training code's eager backend)."""
+    found = [ep for ep in metadata.entry_points(group=ENTRY_POINTS) if ep.name == name]
+    if not found:
+        raise MpxError(f"the {name} backend is not installed: pip install 'mpx[train]'")
+    try:
+        return found[0].load()
+    except ImportError:
+        raise MpxError(f"the {name} backend needs torch and safetensors: pip install 'mpx[train]' "
+                       "(or use an .onnx model)") from None
 
 
 def _require_file(path: Path) -> None:
@@ -54,11 +93,9 @@ def _require_file(path: Path) -> None:
         raise ArtifactError(f"{path}: no such model file")
 
 
-def _ort_errors() -> tuple[type[BaseException], ...]:
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-    names = ("Fail", "InvalidArgument", "InvalidProtobuf", "NoSuchFile", "InvalidGraph",
-             "RuntimeException", "NotImplemented")
-    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError,)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 # Intra-op threads of the ONNX backend, chosen by measurement (benchmarks/bench_generate.py
@@ -91,9 +128,8 @@ class OnnxBackend:
         try:
             self.session = ort.InferenceSession(str(self.path), onnx_session_options(threads),
                                                 providers=["CPUExecutionProvider"])
-        except _ort_errors() as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
+        except Exception as exc:  # onnxruntime's own error types vary by version and build
+            raise ArtifactError(f"{self.path}: not a loadable ONNX model ({_first_line(exc)})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if SPEC_KEY not in meta:
             raise ArtifactError(f"{self.path}: ONNX model has no mpx spec in its metadata; "
@@ -101,72 +137,67 @@ class OnnxBackend:
         self.spec = ModelSpec.from_json(meta[SPEC_KEY], source=str(self.path))
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
-        self.output_names = names_out
         if names_in != list(INPUTS) or names_out != list(OUTPUTS):
             raise ArtifactError(f"{self.path}: graph names {names_in} -> {names_out} differ "
                                 f"from the contract {list(INPUTS)} -> {list(OUTPUTS)}")
+        self._outputs = names_out  # passed on every call: with None onnxruntime rebuilds the list
 
     def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
-        # the output names passed in: with None, onnxruntime rebuilds the list on every call
-        return tuple(self.session.run(self.output_names, {"notes": notes, "h0": h, "c0": c}))  # type: ignore[return-value]
+        return Outputs(*self.session.run(self._outputs, {"notes": notes, "h0": h, "c0": c}))
 
 
 class TorchScriptBackend:
+    """A TorchScript archive. Loading one runs no code, but calling it runs the TorchScript
+    inside, which may do anything a program can: PyTorch's security policy says to treat such
+    files like executables. Take .pt files only from sources you trust; ONNX is data."""
+
     name = "torchscript"
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
-        try:
-            import torch
-        except ImportError:
-            raise MpxError("the torchscript backend needs torch: pip install 'mpx[train]' "
-                           "(or use --backend onnx)") from None
+        torch = import_torch("the torchscript backend")
         self.path = Path(path)
         _require_file(self.path)
-        self._torch = torch
-        if threads is not None:
-            torch.set_num_threads(threads)
-        extra = {TS_SPEC_FILE: ""}
+        use_torch_kernels(torch, threads)
+        extra = {TORCHSCRIPT_SPEC_FILE: ""}
         try:
             self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra)
-        except (RuntimeError, ValueError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"{self.path}: not a loadable TorchScript archive ({first[:200]})") from None
-        if not extra[TS_SPEC_FILE]:
-            raise ArtifactError(f"{self.path}: TorchScript archive has no {TS_SPEC_FILE}; "
+        except Exception as exc:  # torch raises RuntimeError, ValueError, OSError, c10 errors...
+            raise ArtifactError(f"{self.path}: not a loadable TorchScript archive ({_first_line(exc)})") from None
+        if not extra[TORCHSCRIPT_SPEC_FILE]:
+            raise ArtifactError(f"{self.path}: TorchScript archive has no {TORCHSCRIPT_SPEC_FILE}; "
                                 "export it with `mpx export`")
-        self.spec = ModelSpec.from_json(extra[TS_SPEC_FILE], source=str(self.path))
+        self.spec = ModelSpec.from_json(extra[TORCHSCRIPT_SPEC_FILE], source=str(self.path))
         self.module.eval()
+        self._torch = torch
 
     def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
         return torch_step(self._torch, self.module, notes, h, c)
 
 
-def torch_step(torch, module, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:  # type: ignore[no-untyped-def]
-    """One graph call of a torch module (scripted or eager) on numpy arrays.
-
-    oneDNN is switched off for the call: its LSTM costs ~2.5x more than torch's own kernels
-    for the one-note steps of generation (benchmarks/bench_generate.py), and the C++ example
-    does the same, so both sides run the same kernels and agree bit for bit.
-    """
-    onednn = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+def import_torch(purpose: str) -> Any:
     try:
-        with torch.inference_mode():
-            out = module(torch.from_numpy(notes), torch.from_numpy(h), torch.from_numpy(c))
-    finally:
-        torch.backends.mkldnn.enabled = onednn
-    return tuple(t.numpy() for t in out)  # type: ignore[return-value]
+        import torch
+    except ImportError:
+        raise MpxError(f"{purpose} needs torch: pip install 'mpx[train]' (or use --backend onnx)") from None
+    return torch
 
 
-def open_backend(path: str | os.PathLike[str], backend: str | None = None,
-                 threads: int | None = None) -> Backend:
-    """Open an ONNX or TorchScript artifact. `backend` overrides the choice by suffix."""
-    chosen = backend or backend_for(path)
-    if chosen == "onnx":
-        return OnnxBackend(path, threads=threads or DEFAULT_THREADS)
-    if chosen == "torchscript":
-        return TorchScriptBackend(path, threads=threads)
-    if chosen == "eager":
-        raise MpxError("the eager backend runs a checkpoint with the training code: use "
-                       "mpx.train.eager.load(checkpoint) (the CLI does this for --backend eager)")
-    raise MpxError(f"unknown backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
+def use_torch_kernels(torch: Any, threads: int | None) -> None:
+    """Set torch up for generation, once for the process.
+
+    oneDNN is switched off: its LSTM costs ~2.5x more than torch's own kernels for the one-note
+    steps of generation (benchmarks/bench_generate.py), and the C++ example does the same, so
+    both sides run the same kernels and agree bit for bit. The switch is process-global
+    (torch.backends.mkldnn.enabled): flipping it per call raced between threads sharing a
+    Generator, so it is set once and left so.
+    """
+    torch.backends.mkldnn.enabled = False
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def torch_step(torch: Any, module: Any, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
+    """One graph call of a torch module (scripted or eager) on numpy arrays."""
+    with torch.inference_mode():
+        out = module(torch.from_numpy(notes), torch.from_numpy(h), torch.from_numpy(c))
+    return Outputs(*(t.numpy() for t in out))

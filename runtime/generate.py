@@ -80,15 +80,16 @@ class Generator:
         k = opts.num_outputs
         sample = Sampler(opts, self.spec.timing)
         # The primer runs once; its state and last outputs are shared by the K streams.
-        logits, step, duration, h, c = self.backend.step(primer[None], *zero_state(self.spec, 1))
-        h, c = np.repeat(h, k, axis=1), np.repeat(c, k, axis=1)
-        last = [np.repeat(a[:, -1], k, axis=0) for a in (logits, step, duration)]
+        out = self.backend.step(primer[None], *zero_state(self.spec, 1))
+        h, c = np.repeat(out.hn, k, axis=1), np.repeat(out.cn, k, axis=1)
+        last = [np.repeat(a[:, -1], k, axis=0) for a in (out.pitch_logits, out.step, out.duration)]
         for i in range(opts.notes):
             note = sample(*last)
             yield note
             if i + 1 < opts.notes:
-                logits, step, duration, h, c = self.backend.step(note[:, None, :], h, c)
-                last = [logits[:, -1], step[:, -1], duration[:, -1]]
+                out = self.backend.step(note[:, None, :], h, c)
+                h, c = out.hn, out.cn
+                last = [out.pitch_logits[:, -1], out.step[:, -1], out.duration[:, -1]]
 
     def _window(self, primer: np.ndarray, opts: GenerationOptions) -> Iterator[np.ndarray]:
         k, width = opts.num_outputs, self.spec.seq_len
@@ -96,8 +97,8 @@ class Generator:
         h0, c0 = zero_state(self.spec, k)
         window = np.repeat(primer[None, -width:], k, axis=0)
         for _ in range(opts.notes):
-            logits, step, duration, _, _ = self.backend.step(window, h0, c0)
-            note = sample(logits[:, -1], step[:, -1], duration[:, -1])
+            out = self.backend.step(window, h0, c0)
+            note = sample(out.pitch_logits[:, -1], out.step[:, -1], out.duration[:, -1])
             yield note
             keep = window[:, 1:] if window.shape[1] >= width else window
             window = np.concatenate([keep, note[:, None, :]], axis=1)

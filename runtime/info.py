@@ -7,9 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .backends import TS_SPEC_FILE, backend_for
-from .errors import ArtifactError, MpxError
-from .spec import INPUTS, OUTPUTS, SPEC_KEY, ModelSpec
+from . import contract
+from .backends import backend_for
+from .checkpoints import read_header
+from .errors import ArtifactError
+from .spec import ModelSpec
+
+
+KINDS = {"onnx": "onnx", "torchscript": "torchscript", "eager": "checkpoint"}  # backend -> file kind
 
 
 def sha256(path: Path) -> str:
@@ -22,12 +27,11 @@ def sha256(path: Path) -> str:
 
 def _contract_io(spec: ModelSpec) -> dict[str, list[dict[str, Any]]]:
     """Shapes as the contract names them, with the model's fixed sizes filled in."""
-    sizes = {"layers": spec.layers, "hidden": spec.hidden, "feature": 3, "vocab": 128}
+    sizes: dict[str, int | str] = {"layers": spec.layers, "hidden": spec.hidden}
 
-    def shape(axes: tuple[str, ...]) -> list[int | str]:
-        return [sizes.get(a, a) for a in axes]
-    return {"inputs": [{"name": n, "shape": shape(a), "dtype": "float32"} for n, a in INPUTS.items()],
-            "outputs": [{"name": n, "shape": shape(a), "dtype": "float32"} for n, a in OUTPUTS.items()]}
+    def described(names: dict[str, tuple[str, ...]]) -> list[dict[str, Any]]:
+        return [{"name": n, "shape": contract.shape(a, sizes), "dtype": "float32"} for n, a in names.items()]
+    return {"inputs": described(contract.INPUTS), "outputs": described(contract.OUTPUTS)}
 
 
 def _describe_onnx(path: Path) -> dict[str, Any]:
@@ -41,31 +45,17 @@ def _describe_onnx(path: Path) -> dict[str, Any]:
 def _describe_torchscript(path: Path) -> dict[str, Any]:
     from .backends import TorchScriptBackend
     backend = TorchScriptBackend(path)
-    methods = [m for m in ("forward", "zero_state") if hasattr(backend.module, m)]
+    methods = [m for m in contract.TORCHSCRIPT_METHODS if hasattr(backend.module, m)]
     return {"spec": backend.spec.to_dict(), "methods": methods,
-            "spec_file": TS_SPEC_FILE, **_contract_io(backend.spec)}
+            "spec_file": contract.TORCHSCRIPT_SPEC_FILE, **_contract_io(backend.spec)}
 
 
 def _describe_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        from safetensors import SafetensorError, safe_open
-    except ImportError:
-        raise MpxError("reading a checkpoint needs safetensors: pip install 'mpx[train]'") from None
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            metadata = fh.metadata() or {}
-            tensors = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise ArtifactError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
-    if SPEC_KEY not in metadata:
-        raise ArtifactError(f"{path}: safetensors file carries no mpx spec (not an mpx checkpoint)")
-    spec = ModelSpec.from_json(metadata[SPEC_KEY], source=str(path))
-    weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
-    info = {"spec": spec.to_dict(), "weights": weights,
-            "parameters": sum(_count(v) for v in weights.values()), **_contract_io(spec)}
-    if "mpx_progress" in metadata:
-        progress = json.loads(metadata["mpx_progress"])
-        info["training_state"] = {k: progress.get(k) for k in ("epoch", "step", "best_val", "seconds")}
+    header = read_header(path)
+    info = {"spec": header.spec.to_dict(), "weights": header.weights,
+            "parameters": sum(_count(v) for v in header.weights.values()), **_contract_io(header.spec)}
+    if header.progress:
+        info["training_state"] = {k: header.progress.get(k) for k in ("epoch", "step", "best_val", "seconds")}
     return info
 
 
@@ -80,7 +70,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
-    kind = {"onnx": "onnx", "torchscript": "torchscript", "eager": "checkpoint"}[backend_for(path)]
+    kind = KINDS[backend_for(path)]
     describe_kind = {"onnx": _describe_onnx, "torchscript": _describe_torchscript,
                      "checkpoint": _describe_checkpoint}[kind]
     return {"path": str(path), "kind": kind, "bytes": path.stat().st_size,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import MidiError
+from .errors import MidiError, OptionsError
 from .midi import FEATURES, read_notes
 
 HEADER = ",".join(FEATURES)
@@ -64,3 +64,14 @@ def write_any(notes: np.ndarray, path: str | os.PathLike[str], **midi_options: o
     if Path(path).suffix.lower() == ".csv":
         return write_csv(notes, path)
     return write_midi(notes, path, **midi_options)  # type: ignore[arg-type]
+
+
+def last_notes(notes: np.ndarray, last: int | None, source: str) -> np.ndarray:
+    """The last `last` notes (all of them for None); OptionsError when there are fewer."""
+    if last is None:
+        return notes
+    if not isinstance(last, int) or last < 1:
+        raise OptionsError(f"--last must be >= 1, got {last!r}")
+    if last > len(notes):
+        raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --last {last}")
+    return notes[-last:]

@@ -48,9 +48,9 @@ class GenerationOptions:
     timing: str = "sample"              # "sample" (from the spec's quantiles) or "mean"
 
     def __post_init__(self) -> None:
-        self.validate()
+        self.check()
 
-    def validate(self) -> None:
+    def check(self) -> None:
         def bad(name: str, value: object, allowed: str) -> OptionsError:
             return OptionsError(f"{name} must be {allowed}, got {value!r}")
 

@@ -52,11 +52,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint trained for two quick epochs on the six test files (hidden 32)."""
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
-    from mpx.train.loop import TrainOptions, train
+    from mpx.runtime.config import ModelConfig
+    from mpx.train.loop import train
+    from mpx.train.options import TrainOptions
 
     out = tmp_path_factory.mktemp("tiny-run")
     corpus = load_corpus([MIDI_DIR], cache=NoteCache(out / "cache"), workers=1)
-    train(corpus, out, TrainOptions(epochs=2, hidden=32, batch_size=8, seq_len=64, seed=0))
+    train(corpus, out, TrainOptions(model=ModelConfig(hidden=32), epochs=2, batch_size=8, seq_len=64, seed=0))
     return out
 
 
@@ -69,9 +71,10 @@ def tiny_checkpoint(tiny_run: Path) -> Path:
 def tiny_artifacts(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """music_producter.pt / .onnx (+ int8) exported from the tiny checkpoint."""
     from mpx.export.api import export_artifacts
+    from mpx.export.options import ExportOptions
 
     out = tmp_path_factory.mktemp("tiny-artifacts")
-    export_artifacts(tiny_checkpoint, "all", out, quantize="int8", echo=lambda _: None)
+    export_artifacts(tiny_checkpoint, out, ExportOptions(quantize="int8"), echo=lambda _: None)
     return out
 
 

@@ -58,9 +58,10 @@ def test_eval_scores_checkpoint_and_artifacts_alike(tiny_checkpoint: Path, tiny_
 
 
 def test_eval_bad_input(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    for args, message in ((["--split", "dev"], "--split must be"), (["--mode", "both-ways"], "--mode must be")):
+    for args, message in ((["--split", "dev"], "'dev' is not one of 'train', 'val', 'test', 'all'"),
+                          (["--mode", "both-ways"], "'both-ways' is not one of 'window', 'stateful', 'both'")):
         result = run_cli("eval", str(tiny_checkpoint), str(MIDI_DIR), *args)
-        assert result.returncode == 1 and message in result.stderr
+        assert result.returncode == 2 and message in result.stderr, result.stderr
     missing = run_cli("eval", str(tmp_path / "none.safetensors"), str(MIDI_DIR))
     assert missing.returncode == 1 and "no such checkpoint" in missing.stderr
 

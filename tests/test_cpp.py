@@ -15,6 +15,8 @@ import pytest
 
 from conftest import ARTIFACTS, ROOT, SEEDS_DIR, run_cli
 
+pytestmark = pytest.mark.slow  # a C++ build
+
 EXAMPLE = ROOT / "examples" / "libtorch"
 MODEL = ARTIFACTS / "music_producter.pt"
 PRIMER_NOTES = 25

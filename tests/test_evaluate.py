@@ -6,8 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from mpx.runtime.config import ModelConfig
+from mpx.runtime.contract import Outputs
 from mpx.runtime.spec import ModelSpec
-from mpx.train.evaluate import _windows, evaluate_stateful, evaluate_window
+from mpx.train.evaluate import evaluate_stateful, evaluate_window, windows
 
 
 def test_windows_are_every_seq_len_window_and_the_note_after_it() -> None:
@@ -15,7 +17,7 @@ def test_windows_are_every_seq_len_window_and_the_note_after_it() -> None:
     notes = [rng.random((n, 3)).astype(np.float32) for n in (10, 26, 27, 500, 3, 1000)]
     for stride in (1, 3):
         for batch in (7, 5000):
-            got = list(_windows(notes, 25, batch, stride))
+            got = list(windows(notes, 25, batch, stride))
             expected = [(seq[i:i + 25], seq[i + 25]) for seq in notes for i in range(0, len(seq) - 25, stride)]
             assert all(len(x) == batch for x, _ in got[:-1])
             np.testing.assert_array_equal(np.concatenate([x for x, _ in got]), np.stack([e[0] for e in expected]))
@@ -28,14 +30,14 @@ class EchoBackend:
     name = "echo"
 
     def __init__(self, p: float) -> None:
-        self.spec = ModelSpec(config={"hidden": 2, "layers": 1}, seq_len=4)
+        self.spec = ModelSpec(config=ModelConfig(hidden=2), seq_len=4)
         self.p = p
 
     def step(self, notes, h, c):  # type: ignore[no-untyped-def]
         b, t, _ = notes.shape
         probs = np.full((b, t, 128), (1 - self.p) / 127)
         np.put_along_axis(probs, notes[..., :1].astype(int), self.p, axis=-1)
-        return np.log(probs).astype(np.float32), notes[..., 1] - 0.5, notes[..., 2], h, c
+        return Outputs(np.log(probs).astype(np.float32), notes[..., 1] - 0.5, notes[..., 2], h, c)
 
 
 def test_metrics_match_hand_computation() -> None:

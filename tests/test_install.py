@@ -13,6 +13,8 @@ from mpx.runtime import read_notes
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # a wheel build and a venv install
+
 
 @pytest.fixture(scope="module")
 def runtime_env(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from mpx.export.api import export_artifacts
-from mpx.export.validate import measure
+from mpx.export.options import ExportOptions
+from mpx.export.parity import measure
 from mpx.runtime import load
-from mpx.runtime.backends import OnnxBackend, TorchScriptBackend
-from mpx.runtime.generate import Generator
+from mpx.runtime.backends import OnnxBackend, TorchScriptBackend, open_backend
+from mpx.runtime.config import ModelConfig
+from mpx.runtime.contract import Outputs
 from mpx.runtime.spec import ModelSpec
 from mpx.train import checkpoint
-from mpx.train.eager import EagerBackend
 from mpx.train.model import NoteLSTM
 
 from conftest import ARTIFACTS, SEEDS_DIR, record_parity
@@ -51,11 +52,11 @@ class ReferenceBackend:
 
     def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray):  # type: ignore[no-untyped-def]
         out = self.evaluator.run(None, {"notes": notes, "h0": h, "c0": c})
-        return tuple(np.asarray(o, np.float32) for o in out)
+        return Outputs(*(np.asarray(o, np.float32) for o in out))
 
 
 def _backends(checkpoint_path: Path, artifacts: Path) -> dict[str, object]:
-    return {"eager": EagerBackend.from_checkpoint(checkpoint_path),
+    return {"eager": open_backend(checkpoint_path),
             "torchscript": TorchScriptBackend(artifacts / "music_producter.pt"),
             "onnxruntime": OnnxBackend(artifacts / "music_producter.onnx"),
             "onnx-reference": ReferenceBackend(artifacts / "music_producter.onnx")}
@@ -67,9 +68,9 @@ def fresh_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (scalar pitch, linear timing; the bundled model has a pitch embedding and log timing)."""
     out = tmp_path_factory.mktemp("fresh")
     torch.manual_seed(1)
-    model = NoteLSTM(hidden=64, layers=2, pitch_input="scalar", timing="linear")
-    checkpoint.save(out / "model.safetensors", ModelSpec(config=model.config()), model.state_dict())
-    export_artifacts(out / "model.safetensors", "all", out, echo=lambda _: None)
+    model = NoteLSTM(ModelConfig(hidden=64, layers=2, pitch_input="scalar", timing="linear"))
+    checkpoint.save(out / "model.safetensors", ModelSpec(config=model.config), model.state_dict())
+    export_artifacts(out / "model.safetensors", out, echo=lambda _: None)
     return out
 
 
@@ -83,6 +84,7 @@ def real_notes() -> np.ndarray:
     return read_notes(SEEDS_DIR / "chopin_etude_op25_4.mid")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(MODELS))
 def test_every_pair_of_consumers_agrees(model: str, fresh_model: Path, real_notes: np.ndarray) -> None:
     backends = _backends(*MODELS[model](fresh_model))
@@ -97,7 +99,7 @@ def test_every_pair_of_consumers_agrees(model: str, fresh_model: Path, real_note
 @pytest.mark.parametrize("model", list(MODELS))
 def test_sampled_generation_is_identical_on_every_backend(model: str, fresh_model: Path, real_notes: np.ndarray) -> None:
     checkpoint_path, artifacts = MODELS[model](fresh_model)
-    generators = {"eager": Generator(EagerBackend.from_checkpoint(checkpoint_path)),
+    generators = {"eager": load(checkpoint_path),
                   "torchscript": load(artifacts / "music_producter.pt"),
                   "onnx": load(artifacts / "music_producter.onnx")}
     for seed, temperature, mode in itertools.product((0, 1, 2), (0.7, 1.2), ("stateful", "window")):
@@ -113,7 +115,7 @@ def test_int8_variant_keeps_the_top_pitch_above_its_floor(tmp_path: Path, real_n
     from mpx.export.quantize import agreement
     int8 = ARTIFACTS / "music_producter.int8.onnx"
     if not int8.is_file():  # exported with the bundled model; rebuild it when absent
-        export_artifacts(ARTIFACTS / "model.safetensors", "onnx", tmp_path, quantize="int8", echo=lambda _: None)
+        export_artifacts(ARTIFACTS / "model.safetensors", tmp_path, ExportOptions(format="onnx", quantize="int8"), echo=lambda _: None)
         int8 = tmp_path / "music_producter.int8.onnx"
     measured = agreement(OnnxBackend(ARTIFACTS / "music_producter.onnx"), OnnxBackend(int8), real_notes)
     print(f"int8 top-1 pitch agreement {measured['top1_pitch_agreement']:.4f} over {measured['positions']} positions")

@@ -9,18 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from mpx.runtime.errors import ArtifactError
+from mpx.runtime.config import ModelConfig
 from mpx.runtime.spec import ModelSpec
 from mpx.train import checkpoint
 from mpx.train.batches import LanePlanner
 from mpx.train.cache import NoteCache
 from mpx.train.corpus import Corpus, load_corpus
-from mpx.train.loop import LAST, Interrupted, Trainer, TrainOptions, train
+from mpx.train.loop import LAST, Interrupted, Trainer, train
+from mpx.train.options import TrainOptions
 from mpx.train.loss import LossWeights, note_loss, positive_pressure_mse
 from mpx.train.model import NoteLSTM
 
 from conftest import MIDI_DIR, run_cli
 
-TINY = dict(hidden=16, batch_size=4, seq_len=32, seed=3)
+TINY = dict(model=ModelConfig(hidden=16), batch_size=4, seq_len=32, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def weights_of(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("kwargs", [{}, {"pitch_input": "embedding", "embedding": 8, "layers": 2}])
 def test_forward_follows_the_graph_contract(kwargs: dict) -> None:
-    model = NoteLSTM(hidden=24, **kwargs)
+    model = NoteLSTM(ModelConfig(hidden=24, **kwargs))
     notes = torch.tensor([[[60.0, 0.1, 0.5]] * 7] * 3)
     h0, c0 = model.zero_state(3)
     logits, step, duration, hn, cn = model(notes, h0, c0)
@@ -49,10 +51,10 @@ def test_forward_follows_the_graph_contract(kwargs: dict) -> None:
 
 
 def test_raw_pitch_is_normalised_inside_the_model() -> None:
-    model = NoteLSTM(hidden=8)
+    model = NoteLSTM(ModelConfig(hidden=8))
     notes = torch.tensor([[[64.0, 0.25, 1.5]]])
     torch.testing.assert_close(model.encode(notes), torch.tensor([[[0.5, 0.25, 1.5]]]))
-    embedded = NoteLSTM(hidden=8, pitch_input="embedding", embedding=4)
+    embedded = NoteLSTM(ModelConfig(hidden=8, pitch_input="embedding", embedding=4))
     features = embedded.encode(notes)
     torch.testing.assert_close(features[0, 0, :4], embedded.pitch_embedding.weight[64])
     torch.testing.assert_close(features[0, 0, 4:], torch.tensor([0.25, 1.5]))
@@ -95,6 +97,7 @@ def test_lanes_cover_every_prediction_once_in_evaluation_order() -> None:
                 assert shuffled.resets[s, lane]
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_gives_the_same_weights(corpus: Corpus, tmp_path: Path) -> None:
     a = train(corpus, tmp_path / "a", TrainOptions(epochs=1, **TINY))
     b = train(corpus, tmp_path / "b", TrainOptions(epochs=1, **TINY))
@@ -105,7 +108,7 @@ def test_same_seed_same_data_gives_the_same_weights(corpus: Corpus, tmp_path: Pa
 
 
 def test_validation_loss_falls_over_epochs(corpus: Corpus, tmp_path: Path) -> None:
-    result = train(corpus, tmp_path, TrainOptions(epochs=4, hidden=32, batch_size=8, seq_len=64, seed=0))
+    result = train(corpus, tmp_path, TrainOptions(model=ModelConfig(hidden=32), epochs=4, batch_size=8, seq_len=64, seed=0))
     losses = [row["val_loss"] for row in result.history]
     assert losses[-1] < losses[0]
     best = checkpoint.load(result.best)
@@ -114,7 +117,7 @@ def test_validation_loss_falls_over_epochs(corpus: Corpus, tmp_path: Path) -> No
 
 def test_resume_after_an_interruption_reaches_the_uninterrupted_weights(corpus: Corpus, tmp_path: Path) -> None:
     # dropout and transposition draw random numbers: resuming must continue their streams too
-    options = TrainOptions(epochs=2, dropout=0.2, transpose=4, **TINY)
+    options = TrainOptions(epochs=2, transpose=4, **{**TINY, 'model': ModelConfig(hidden=16, dropout=0.2)})
     straight = train(corpus, tmp_path / "straight", options)
 
     calls = {"n": 0}
@@ -144,8 +147,8 @@ def test_resume_on_other_data_is_refused(corpus: Corpus, tmp_path: Path) -> None
 
 
 def test_a_crash_while_saving_leaves_the_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = NoteLSTM(hidden=8)
-    spec = ModelSpec(config=model.config())
+    model = NoteLSTM(ModelConfig(hidden=8))
+    spec = ModelSpec(config=model.config)
     path = checkpoint.save(tmp_path / "best.safetensors", spec, model.state_dict())
     before = path.read_bytes()
 
@@ -155,20 +158,20 @@ def test_a_crash_while_saving_leaves_the_old_checkpoint(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(checkpoint, "save_file", torn_write)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(path, spec, NoteLSTM(hidden=8).state_dict())
+        checkpoint.save(path, spec, NoteLSTM(ModelConfig(hidden=8)).state_dict())
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors"]
 
 
 def test_checkpoint_loading_refuses_bad_files(tmp_path: Path) -> None:
-    model = NoteLSTM(hidden=8)
-    good = checkpoint.save(tmp_path / "good.safetensors", ModelSpec(config=model.config()), model.state_dict())
+    model = NoteLSTM(ModelConfig(hidden=8))
+    good = checkpoint.save(tmp_path / "good.safetensors", ModelSpec(config=model.config), model.state_dict())
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[:300])
     from safetensors.torch import save_file
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
-    reshaped = checkpoint.save(tmp_path / "reshaped.safetensors", ModelSpec(config={**model.config(), "hidden": 9}),
+    reshaped = checkpoint.save(tmp_path / "reshaped.safetensors", ModelSpec(config=ModelConfig(hidden=9)),
                                model.state_dict())
     for path, message in [(tmp_path / "none.safetensors", "no such checkpoint"),
                           (truncated, "not a readable"), (foreign, "no mpx spec")]:
@@ -184,14 +187,15 @@ def test_cli_train_writes_a_checkpoint_that_loads(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "epoch   1" in result.stdout and "best checkpoint" in result.stdout
     model, spec = checkpoint.load_model(tmp_path / "run" / "best.safetensors")
-    assert spec.config["hidden"] == 16 and isinstance(model, NoteLSTM)
+    assert spec.config.hidden == 16 and isinstance(model, NoteLSTM)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["nowhere/"], "no such file, directory or pattern"),
-    ([str(MIDI_DIR), "--hidden", "0"], "hidden must be a positive integer"),
+    ([str(MIDI_DIR), "--hidden", "0"], "hidden must be an integer 1..4096"),
     ([str(MIDI_DIR), "--resume"], "nothing to resume"),
-    ([str(MIDI_DIR), "--pitch-input", "onehot"], "pitch_input must be one of"),
+    ([str(MIDI_DIR), "--pitch-weight", "nan"], "--pitch-weight must be a number"),
     ([str(MIDI_DIR), "--max-files", "0"], "--max-files must be >= 1"),
 ])
 def test_cli_train_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -204,8 +208,8 @@ def test_cli_train_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], 
 def test_checkpoints_get_ordinary_file_permissions(tmp_path: Path) -> None:
     import os
     import stat
-    model = NoteLSTM(hidden=8)
-    path = checkpoint.save(tmp_path / "m.safetensors", ModelSpec(config=model.config()), model.state_dict())
+    model = NoteLSTM(ModelConfig(hidden=8))
+    path = checkpoint.save(tmp_path / "m.safetensors", ModelSpec(config=model.config), model.state_dict())
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
@@ -213,7 +217,7 @@ def test_checkpoints_get_ordinary_file_permissions(tmp_path: Path) -> None:
 
 def test_log_timing_model_and_loss() -> None:
     from mpx.train.loss import log_mse
-    model = NoteLSTM(hidden=8, timing="log")
+    model = NoteLSTM(ModelConfig(hidden=8, timing="log"))
     notes = torch.tensor([[[60.0, 0.0, 0.5], [64.0, 0.25, 2.0]]])
     features = model.encode(notes)
     torch.testing.assert_close(features[..., 1:], torch.log(notes[..., 1:] + 0.01))

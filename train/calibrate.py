@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mpx.runtime.backends import Backend, zero_state
+from mpx.runtime.backends import Backend
 
 from . import checkpoint
 from .eager import EagerBackend
+from .evaluate import stateful_outputs
 
 LEVELS = 33          # quantiles at 0, 1/32, ..., 1
 CAP = 0.99           # the highest level's value is the 99th percentile
@@ -32,11 +33,8 @@ def timing_quantiles(backend: Backend, notes: Sequence[np.ndarray]) -> dict[str,
     """{"step": {"edges": [BINS - 1], "ratios": [BINS][LEVELS]}, "duration": {...}}"""
     preds: dict[str, list[np.ndarray]] = {"step": [], "duration": []}
     targets: dict[str, list[np.ndarray]] = {"step": [], "duration": []}
-    for seq in notes:
-        if len(seq) < 2:
-            continue
-        _, step, duration, _, _ = backend.step(np.ascontiguousarray(seq[None, :-1]), *zero_state(backend.spec, 1))
-        for name, pred, column in (("step", step[0], 1), ("duration", duration[0], 2)):
+    for seq, out in stateful_outputs(backend, notes):
+        for name, pred, column in (("step", out.step[0], 1), ("duration", out.duration[0], 2)):
             preds[name].append(np.maximum(pred, FLOOR))
             targets[name].append(seq[1:, column])
     levels = np.linspace(0.0, CAP, LEVELS)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mpx.runtime.errors import MidiError, MpxError
+from mpx.runtime.errors import MidiError, MpxError, OptionsError
 from mpx.runtime.midi import read_notes
 
 from .cache import NoteCache, content_key
-from .split import assign, find_metadata, read_piece_metadata
+from .split import SPLITS, assign, find_metadata, read_piece_metadata
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ class Corpus:
     parsed: int = 0        # files parsed this run (0 when the cache served everything)
 
     def select(self, split: str) -> "Corpus":
+        """The files of one split ("train", "val", "test"), or every file for "all"."""
+        if split not in (*SPLITS, "all"):
+            raise OptionsError(f"--split must be one of {', '.join(SPLITS)} or all, got {split!r}")
+        if split == "all":
+            return self
         keep = [i for i, s in enumerate(self.splits) if s == split]
         return dataclasses.replace(
             self, files=[self.files[i] for i in keep], notes=[self.notes[i] for i in keep],
@@ -52,7 +57,7 @@ class Corpus:
         per_split = {s: {"files": self.splits.count(s),
                          "notes": int(sum(len(n) for n, t in zip(self.notes, self.splits) if t == s)),
                          "groups": len({g for g, t in zip(self.groups, self.splits) if t == s})}
-                     for s in ("train", "val", "test")}
+                     for s in SPLITS}
         return {"files": len(self.files), "notes": self.note_count, "skipped": len(self.skipped),
                 "splits": per_split}
 
@@ -90,6 +95,10 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
                 metadata: str | os.PathLike[str] | None = None, val: float = 0.1,
                 test: float = 0.1, on_parsed: Callable[[int, int], None] | None = None) -> Corpus:
     """Load every MIDI file of `inputs` (at most max_files, in sorted order) and split it."""
+    if max_files is not None and (not isinstance(max_files, int) or max_files < 1):
+        raise OptionsError(f"--max-files must be >= 1, got {max_files!r}")
+    if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= 256):
+        raise OptionsError(f"--workers must be 1..256, got {workers!r}")
     files = find_midi_files(inputs)
     if max_files is not None:
         files = files[:max_files]

@@ -1,5 +1,6 @@
 """The eager backend: a checkpoint run by the model code in PyTorch, behind the runtime's
-backend interface. It is the reference every exported artifact is compared with."""
+backend interface. It is the reference every exported artifact is compared with. The runtime
+finds it through the `mpx.backends` entry point (pyproject.toml) when a checkpoint is opened."""
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpx.runtime.backends import Outputs, torch_step
-from mpx.runtime.generate import Generator
+from mpx.runtime.backends import torch_step, use_torch_kernels
+from mpx.runtime.contract import Outputs
 from mpx.runtime.spec import ModelSpec
 
 from . import checkpoint
@@ -20,19 +21,17 @@ class EagerBackend:
     name = "eager"
 
     def __init__(self, model: NoteLSTM, spec: ModelSpec, path: Path | None = None) -> None:
+        use_torch_kernels(torch, None)
         self.model = model.eval()
         self.spec = spec
         self.path = path or Path("<memory>")
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str]) -> "EagerBackend":
-        model, spec = checkpoint.load_model(path)
-        return cls(model, spec, Path(path))
 
     def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
         return torch_step(torch, self.model, notes, h, c)
 
 
-def load(path: str | os.PathLike[str]) -> Generator:
-    """A Generator running a checkpoint eagerly."""
-    return Generator(EagerBackend.from_checkpoint(path))
+def open_checkpoint(path: str | os.PathLike[str], threads: int | None = None) -> EagerBackend:
+    """The `eager` backend plugin: a checkpoint file -> a backend running it."""
+    use_torch_kernels(torch, threads)
+    model, spec = checkpoint.load_model(path)
+    return EagerBackend(model, spec, Path(path))

@@ -11,11 +11,16 @@ Works on any backend: checkpoint (eager), TorchScript or ONNX.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mpx.runtime.backends import Backend, zero_state
+from mpx.runtime.contract import Outputs
+from mpx.runtime.errors import MpxError, OptionsError
+
+if TYPE_CHECKING:
+    from .corpus import Corpus
 
 MODES = ("window", "stateful")
 
@@ -43,7 +48,7 @@ class _Totals:
                 "duration_mae": self.duration_ae / n, "predictions": self.n}
 
 
-def _windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
+def windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches of (windows [B, width, 3], the note after each [B, 3]) across all files."""
     xs: list[np.ndarray] = []
@@ -70,26 +75,32 @@ def _windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
 def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int = 1024,
                     stride: int = 1) -> dict[str, float]:
     totals = _Totals()
-    for x, y in _windows(notes, backend.spec.seq_len, batch, stride):
-        h, c = zero_state(backend.spec, len(x))
-        logits, step, duration, _, _ = backend.step(np.ascontiguousarray(x, np.float32), h, c)
-        totals.add(logits[:, -1], step[:, -1], duration[:, -1], y)
+    for x, y in windows(notes, backend.spec.seq_len, batch, stride):
+        out = backend.step(np.ascontiguousarray(x, np.float32), *zero_state(backend.spec, len(x)))
+        totals.add(out.pitch_logits[:, -1], out.step[:, -1], out.duration[:, -1], y)
     return totals.result()
+
+
+def stateful_outputs(backend: Backend, notes: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, Outputs]]:
+    """The one pass over each file from a zero state: (file's notes, outputs at every position
+    but the last, each predicting the note after it). Files shorter than 2 notes are skipped."""
+    for seq in notes:
+        if len(seq) >= 2:
+            yield seq, backend.step(np.ascontiguousarray(seq[None, :-1], np.float32), *zero_state(backend.spec, 1))
 
 
 def evaluate_stateful(backend: Backend, notes: Sequence[np.ndarray]) -> dict[str, float]:
     totals = _Totals()
-    for seq in notes:
-        if len(seq) < 2:
-            continue
-        h, c = zero_state(backend.spec, 1)
-        logits, step, duration, _, _ = backend.step(np.ascontiguousarray(seq[None, :-1], np.float32), h, c)
-        totals.add(logits[0], step[0], duration[0], seq[1:])
+    for seq, out in stateful_outputs(backend, notes):
+        totals.add(out.pitch_logits[0], out.step[0], out.duration[0], seq[1:])
     return totals.result()
 
 
 def evaluate_model(backend: Backend, notes: Sequence[np.ndarray],
                    modes: Sequence[str] = MODES, stride: int = 1) -> dict[str, Any]:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise OptionsError(f"--mode must be one of {', '.join(MODES)} (or both), got {', '.join(unknown) or 'none'}")
     report: dict[str, Any] = {"backend": backend.name, "seq_len": backend.spec.seq_len}
     if "window" in modes:
         report["window"] = evaluate_window(backend, notes, stride=stride)
@@ -109,3 +120,15 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"{mode:<9} {r['pitch_ce']:>15.4f} {r['top1']:>7.4f} {r['step_mae']:>13.4f} "
                          f"{r['duration_mae']:>17.4f} {r['predictions']:>12}")
     return "\n".join(lines)
+
+
+def evaluate_split(backend: Backend, corpus: "Corpus", split: str = "test",
+                   modes: Sequence[str] = MODES) -> dict[str, Any]:
+    """`mpx eval`: score one split of a corpus (or "all" of it) in the given modes."""
+    chosen = corpus.select(split)
+    if not chosen.files:
+        raise MpxError(f"the {split} split of this data is empty (it has {len(corpus.files)} files: "
+                       "try --split all)")
+    report = evaluate_model(backend, chosen.notes, modes)
+    report["split"], report["files"] = split, len(chosen.files)
+    return report

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import logging
 import math
-import platform
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -24,77 +23,19 @@ import torch
 
 from mpx.runtime.errors import MpxError, OptionsError
 from mpx.runtime.spec import ModelSpec
+from mpx.runtime.versions import versions
 
 from . import checkpoint
 from .batches import EpochPlan, LanePlanner
 from .corpus import Corpus
-from .loss import LossWeights, note_loss
-from .model import PITCH_INPUTS, TIMINGS, NoteLSTM
+from .loss import note_loss
+from .model import NoteLSTM
+from .options import TrainOptions
 
 log = logging.getLogger(__name__)
 
 BEST = "best.safetensors"
 LAST = "last.safetensors"
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainOptions:
-    epochs: int = 10
-    batch_size: int = 64        # lanes: sequences trained side by side
-    seq_len: int = 128          # notes per chunk (truncated back-propagation length)
-    primer_len: int = 25        # the spec's seq_len: primer and window length at generation
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1   # cosine decay from lr to lr * min_lr_ratio over all epochs
-    hidden: int = 128
-    layers: int = 1
-    pitch_input: str = "scalar"  # or "embedding" (see model.py)
-    embedding: int = 32          # embedding size when pitch_input is "embedding"
-    dropout: float = 0.0         # on the LSTM output (and between layers), training only
-    transpose: int = 0           # random transposition of each run by up to this many semitones
-    timing: str = "linear"       # step/duration in seconds (MSE) or "log" (log-seconds, see model.py)
-    reset_prob: float = 0.2     # chance of a zero state at a chunk boundary
-    pitch_weight: float = 0.05
-    step_weight: float = 1.0
-    duration_weight: float = 1.0
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "seq_len", "primer_len", "hidden", "layers")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise OptionsError(f"{name} must be a positive integer, got {value!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise OptionsError(f"lr must be > 0, got {self.lr}")
-        if self.pitch_input not in PITCH_INPUTS:
-            raise OptionsError(f"pitch_input must be one of {', '.join(PITCH_INPUTS)}, got {self.pitch_input!r}")
-        if self.pitch_input == "embedding" and self.embedding < 1:
-            raise OptionsError(f"embedding must be >= 1, got {self.embedding}")
-        if self.timing not in TIMINGS:
-            raise OptionsError(f"timing must be one of {', '.join(TIMINGS)}, got {self.timing!r}")
-        if not 0 <= self.dropout < 1:
-            raise OptionsError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not isinstance(self.transpose, int) or not 0 <= self.transpose <= 24:
-            raise OptionsError(f"transpose must be 0..24 semitones, got {self.transpose!r}")
-        if not 0 <= self.reset_prob <= 1:
-            raise OptionsError(f"reset_prob must be in [0, 1], got {self.reset_prob}")
-        if min(self.pitch_weight, self.step_weight, self.duration_weight) < 0:
-            raise OptionsError("loss weights must be >= 0")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise OptionsError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-
-    @property
-    def weights(self) -> LossWeights:
-        return LossWeights(self.pitch_weight, self.step_weight, self.duration_weight)
-
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise OptionsError("device cuda requested but torch sees no CUDA device")
-        return torch.device(self.device)
 
 
 @dataclasses.dataclass
@@ -103,6 +44,14 @@ class TrainResult:
     last: Path
     history: list[dict[str, float]]
     spec: ModelSpec
+
+
+def resolved_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionsError(f"--device {device}: torch sees no CUDA device here (use --device cpu)")
+    return torch.device(device)
 
 
 class Interrupted(MpxError):
@@ -134,11 +83,6 @@ def fingerprint(corpus: Corpus) -> str:
     return hashlib.sha256("\n".join(sorted(corpus.keys)).encode()).hexdigest()[:16]
 
 
-def versions() -> dict[str, str]:
-    from mpx import __version__
-    return {"mpx": __version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
 class Trainer:
     def __init__(self, corpus: Corpus, out_dir: str | Path, options: TrainOptions,
                  stop: dict[str, bool] | None = None,
@@ -146,7 +90,7 @@ class Trainer:
                  on_epoch: Callable[[dict[str, float]], None] | None = None) -> None:
         self.options = options
         self.out = Path(out_dir)
-        self.device = options.resolved_device()
+        self.device = resolved_device(options.device)
         self.train_corpus = corpus.select("train")
         self.val_corpus = corpus.select("val")
         if not self.train_corpus.files:
@@ -160,17 +104,15 @@ class Trainer:
         self.train_data = torch.from_numpy(self.planner.data).to(self.device)
         self.val_data = torch.from_numpy(self.val_planner.data).to(self.device)
         torch.manual_seed(options.seed)
-        self.model = NoteLSTM(options.hidden, options.layers, pitch_input=options.pitch_input,
-                              embedding=options.embedding, dropout=options.dropout,
-                              timing=options.timing).to(self.device)
+        self.model = NoteLSTM(options.model).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
         self.stop = stop if stop is not None else {"stop": False}
         self.on_step = on_step
         self.on_epoch = on_epoch
         self.spec = ModelSpec(
-            config=self.model.config(), seq_len=options.primer_len,
-            training={**dataclasses.asdict(options), "data_fingerprint": fingerprint(self.train_corpus)},
-            data=corpus.summary(), versions=versions())
+            config=options.model, seq_len=options.primer_len,
+            training={**options.to_dict(), "data_fingerprint": fingerprint(self.train_corpus)},
+            data=corpus.summary(), versions=versions("torch"))
         self.history: list[dict[str, float]] = []
         self.best_val = math.inf
         self.epoch, self.step = 0, 0
@@ -178,7 +120,7 @@ class Trainer:
         self.lanes = self._zero_lanes(options.batch_size)
 
     def _zero_lanes(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (self.options.layers, batch, self.options.hidden)
+        shape = (self.options.model.layers, batch, self.options.model.hidden)
         return torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device)
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -237,7 +179,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         while self.epoch < self.options.epochs:
             self._train_epoch()
-            metrics = self.validate()
+            metrics = self.validation()
             self.history.append({"epoch": self.epoch + 1, **metrics})
             if self.on_epoch:
                 self.on_epoch(self.history[-1])
@@ -283,7 +225,7 @@ class Trainer:
         reset = torch.from_numpy(plan.resets[s]).to(self.device)
         h, c = (torch.where(reset[None, :, None], 0.0, t) for t in self.lanes)
         logits, step, duration, hn, cn = self.model(x, h, c)
-        loss, _ = note_loss(logits, step, duration, y, mask, self.options.weights, self.options.timing)
+        loss, _ = note_loss(logits, step, duration, y, mask, self.options.weights, self.options.model.timing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
@@ -292,7 +234,7 @@ class Trainer:
         return float(loss.detach()), int(mask.sum())
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
+    def validation(self) -> dict[str, float]:
         """Stateful loss on the validation split: each file from a zero state, every next note."""
         self.model.eval()
         plan = self.val_planner.plan(None)
@@ -303,7 +245,7 @@ class Trainer:
             x, y, mask = self.batch(self.val_data, plan, s)
             reset = torch.from_numpy(plan.resets[s]).to(self.device)[None, :, None]
             logits, step, duration, h, c = self.model(x, torch.where(reset, 0.0, h), torch.where(reset, 0.0, c))
-            loss, parts = note_loss(logits, step, duration, y, mask, self.options.weights, self.options.timing)
+            loss, parts = note_loss(logits, step, duration, y, mask, self.options.weights, self.options.model.timing)
             n = int(mask.sum())
             sums["loss"] += float(loss) * n
             for key, value in parts.items():
@@ -337,15 +279,23 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def check_out_dir(out_dir: str | Path, resume: bool) -> None:
+    """Fail before any work when the run could not be written or resumed."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise MpxError(f"{out}: exists and is not a directory")
+    if resume and not (out / LAST).is_file():
+        raise MpxError(f"{out / LAST}: nothing to resume")
+
+
 def resumed_options(out_dir: str | Path, epochs: int) -> TrainOptions:
     """The options of the run saved in out_dir/last.safetensors, with a new epoch target.
 
     Everything else comes from the checkpoint: the architecture is never rebuilt from flags.
     """
+    check_out_dir(out_dir, resume=True)
     saved = checkpoint.load(Path(out_dir) / LAST).progress.get("options", {})
-    names = {f.name for f in dataclasses.fields(TrainOptions)}
-    return TrainOptions(**{k: v for k, v in saved.items() if k in names and k != "epochs"},
-                        epochs=epochs)
+    return TrainOptions.from_dict(saved, epochs=epochs)
 
 
 def train(corpus: Corpus, out_dir: str | Path, options: TrainOptions, resume: bool = False,
@@ -356,6 +306,7 @@ def train(corpus: Corpus, out_dir: str | Path, options: TrainOptions, resume: bo
     With resume, the options saved in out_dir/last.safetensors replace `options` except epochs.
     """
     started = time.perf_counter()
+    check_out_dir(out_dir, resume)
     if resume:
         options = resumed_options(out_dir, options.epochs)
     with _sigint_flag() as stop:

@@ -6,20 +6,12 @@ so the softmax inside the loss can barely tell pitches apart; here the loss sees
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .model import TIME_OFFSET
-
-
-@dataclasses.dataclass(frozen=True)
-class LossWeights:
-    pitch: float = 0.05
-    step: float = 1.0
-    duration: float = 1.0
+from .options import LossWeights
 
 
 def positive_pressure_mse(pred: Tensor, target: Tensor) -> Tensor:

@@ -12,16 +12,12 @@ Two input encodings of the pitch, chosen by config:
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-VOCAB = 128
+from mpx.runtime.config import ModelConfig
+from mpx.runtime.contract import VOCAB
 
-
-PITCH_INPUTS = ("scalar", "embedding")
-TIMINGS = ("linear", "log")
 TIME_OFFSET = 0.01  # seconds: log(t + 0.01) tells a chord (t ~ 0) from a run (t ~ 0.05)
 
 
@@ -48,46 +44,29 @@ class FromLogTime(nn.Module):
 
 
 class NoteLSTM(nn.Module):
-    def __init__(self, hidden: int = 128, layers: int = 1, pitch_scale: float = 128.0,
-                 pitch_input: str = "scalar", embedding: int = 0, dropout: float = 0.0,
-                 timing: str = "linear") -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if pitch_input not in PITCH_INPUTS:
-            raise ValueError(f"pitch_input must be one of {PITCH_INPUTS}, got {pitch_input!r}")
-        if timing not in TIMINGS:
-            raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
-        self.timing = timing
+        self.config = config  # not scripted (TorchScript skips it): forward reads the fields below
+        self.hidden = config.hidden
+        self.layers = config.layers
         # "log": step and duration enter the LSTM, and leave the heads, as log(t + 0.01).
         # Modules chosen here rather than an `if` in forward: no control flow in either graph.
-        self.time_in = LogTime() if timing == "log" else nn.Identity()
-        self.time_out = FromLogTime() if timing == "log" else nn.Identity()
-        self.hidden = hidden
-        self.layers = layers
-        self.pitch_scale = pitch_scale
-        self.pitch_input = pitch_input
-        self.embedding = embedding if pitch_input == "embedding" else 0
-        if pitch_input == "embedding" and embedding < 1:
-            raise ValueError(f"pitch_input 'embedding' needs embedding >= 1, got {embedding}")
+        self.time_in = LogTime() if config.timing == "log" else nn.Identity()
+        self.time_out = FromLogTime() if config.timing == "log" else nn.Identity()
+        embedding = config.embedding
         # None for "scalar": TorchScript then compiles only the branch that is used.
-        self.pitch_embedding = nn.Embedding(VOCAB, embedding) if self.embedding else None
-        features = self.embedding + 2 if self.embedding else 3
-        self.lstm = nn.LSTM(features, hidden, layers, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.pitch_embedding = nn.Embedding(VOCAB, embedding) if embedding else None
+        features = embedding + 2 if embedding else 3
+        self.lstm = nn.LSTM(features, config.hidden, config.layers, batch_first=True,
+                            dropout=config.dropout if config.layers > 1 else 0.0)
         # Training-time only: in eval mode (every export and backend) it is the identity.
-        self.dropout = nn.Dropout(dropout)
-        self.dropout_p = dropout
+        self.dropout = nn.Dropout(config.dropout)
         # The three heads (pitch logits, step, duration) as one layer: one matrix product per
         # call instead of three, and fewer graph nodes, which is most of a one-note step's cost.
         self.vocab = VOCAB
-        self.heads = nn.Linear(hidden, VOCAB + 2)
+        self.heads = nn.Linear(config.hidden, VOCAB + 2)
         # Derived from config, so not saved: the checkpoint holds learned weights only.
-        self.register_buffer("scale", torch.tensor([1.0 / pitch_scale, 1.0, 1.0]), persistent=False)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments: saved with the weights, the model is rebuilt from them."""
-        return {"hidden": self.hidden, "layers": self.layers, "pitch_scale": self.pitch_scale,
-                "pitch_input": self.pitch_input, "embedding": self.embedding,
-                "dropout": self.dropout_p, "timing": self.timing}
+        self.register_buffer("scale", torch.tensor([1.0 / config.pitch_scale, 1.0, 1.0]), persistent=False)
 
     def encode(self, notes: Tensor) -> Tensor:
         """Raw notes [B, T, 3] -> LSTM input features [B, T, F]."""

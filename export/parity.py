@@ -19,7 +19,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from mpx.runtime.backends import Backend, zero_state
-from mpx.runtime.spec import OUTPUTS, ModelSpec
+from mpx.runtime.contract import OUTPUTS, Outputs
+from mpx.runtime.spec import ModelSpec
 
 from .errors import ParityError
 
@@ -37,12 +38,11 @@ class ParityReport:
     rollout_steps: int
     rtol: float
 
-    @property
-    def worst(self) -> float:
-        return max(self.max_diff.values())
-
     def passes(self, atol: float) -> bool:
-        return all(v <= atol for v in self.excess.values())
+        return not self.failed(atol)
+
+    def failed(self, atol: float) -> list[str]:
+        return [name for name, excess in self.excess.items() if not excess <= atol]
 
     def describe(self) -> str:
         parts = ", ".join(f"{name} {diff:.1e}" for name, diff in self.max_diff.items())
@@ -74,6 +74,26 @@ def parity_cases(spec: ModelSpec, real: np.ndarray, seed: int = 0) -> Iterator[C
             yield f"random B={batch} T={time}", random_notes(rng, batch, time), *state
 
 
+def greedy_next(outputs: Outputs) -> np.ndarray:
+    """The greedy next note [B, 1, 3] from a step's outputs (argmax pitch, clipped regressions)."""
+    note = np.stack([np.argmax(outputs.pitch_logits[:, -1], axis=-1),
+                     np.maximum(outputs.step[:, -1], 0), np.maximum(outputs.duration[:, -1], 0)], -1)
+    return note[:, None, :].astype(np.float32)
+
+
+def lockstep_rollout(reference: Backend, candidate: Backend, primer: np.ndarray,
+                     steps: int) -> Iterator[tuple[Outputs, Outputs]]:
+    """Both backends run the primer, then `steps` one-note calls, each carrying its own state;
+    both are fed the reference's greedy notes, so a near-tie cannot make the paths diverge."""
+    ref_state = cand_state = zero_state(reference.spec, 1)
+    x = np.ascontiguousarray(primer[None], np.float32)
+    for _ in range(steps + 1):
+        ref, cand = reference.step(x, *ref_state), candidate.step(x, *cand_state)
+        yield ref, cand
+        ref_state, cand_state = ref.state, cand.state
+        x = greedy_next(ref)
+
+
 class _Worst:
     def __init__(self, rtol: float) -> None:
         self.rtol = rtol
@@ -81,7 +101,7 @@ class _Worst:
         self.excess = {name: -np.inf for name in OUTPUTS}
         self.magnitude = {name: 0.0 for name in OUTPUTS}
 
-    def update(self, a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...], label: str) -> None:
+    def update(self, a: Outputs, b: Outputs, label: str) -> None:
         for name, x, y in zip(OUTPUTS, a, b):
             if x.shape != y.shape:
                 raise ParityError(f"{label}: output {name} has shape {list(y.shape)}, "
@@ -94,13 +114,6 @@ class _Worst:
             self.magnitude[name] = max(self.magnitude[name], float(np.abs(x).max()))
 
 
-def greedy_next(outputs: tuple[np.ndarray, ...]) -> np.ndarray:
-    """The greedy next note [B, 1, 3] from a step's outputs (argmax pitch, clipped regressions)."""
-    logits, step, duration = outputs[0][:, -1], outputs[1][:, -1], outputs[2][:, -1]
-    note = np.stack([np.argmax(logits, axis=-1), np.maximum(step, 0), np.maximum(duration, 0)], -1)
-    return note[:, None, :].astype(np.float32)
-
-
 def measure(reference: Backend, candidate: Backend, real: np.ndarray, rollout_steps: int = 128,
             seed: int = 0, rtol: float = 1e-5) -> ParityReport:
     worst = _Worst(rtol)
@@ -108,23 +121,18 @@ def measure(reference: Backend, candidate: Backend, real: np.ndarray, rollout_st
     for label, notes, h0, c0 in parity_cases(reference.spec, real, seed):
         worst.update(reference.step(notes, h0, c0), candidate.step(notes, h0, c0), label)
         cases += 1
-    ref_state = cand_state = zero_state(reference.spec, 1)
-    x = real[None, : reference.spec.seq_len].astype(np.float32)
-    for i in range(rollout_steps + 1):  # the primer, then one note per call, state carried
-        ref = reference.step(x, *ref_state)
-        cand = candidate.step(x, *cand_state)
+    primer = real[: reference.spec.seq_len]
+    for i, (ref, cand) in enumerate(lockstep_rollout(reference, candidate, primer, rollout_steps)):
         worst.update(ref, cand, f"rollout note {i}")
-        ref_state, cand_state = ref[3:], cand[3:]
-        x = greedy_next(ref)
     return ParityReport(reference.name, candidate.name, worst.diff, worst.excess, worst.magnitude,
                         cases, rollout_steps, rtol)
 
 
-def check(reference: Backend, candidate: Backend, real: np.ndarray, atol: float,
-          target: str, rtol: float = 1e-5, rollout_steps: int = 128) -> ParityReport:
+def check(reference: Backend, candidate: Backend, real: np.ndarray, atol: float, rtol: float,
+          target: str, rollout_steps: int = 128) -> ParityReport:
     """Measure parity; raise ParityError (naming the outputs) unless |a - b| <= atol + rtol |a|."""
     report = measure(reference, candidate, real, rollout_steps, rtol=rtol)
-    failed = [k for k, v in report.excess.items() if not v <= atol]
+    failed = report.failed(atol)
     if failed:
         detail = ", ".join(f"{k} {report.max_diff[k]:.2e} at |{k}| <= {report.magnitude[k]:.3g}" for k in failed)
         raise ParityError(f"{target}: {candidate.name} artifact differs from eager PyTorch beyond "
