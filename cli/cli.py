@@ -16,9 +16,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from mpx.runtime.config import PITCH_INPUTS, TIME_ENCODINGS, ModelConfig
+from mpx.runtime.config import ModelConfig
 from mpx.runtime.errors import MpxError
-from mpx.runtime.sampling import MODES, TIMINGS, GenerationOptions
+from mpx.runtime.generate import MODES, GenerationOptions
 from mpx.export.options import FORMATS, QUANTIZATIONS, ExportOptions
 from mpx.runtime.run import WriteOptions
 from mpx.train.options import TrainOptions  # torch-free, like every option record here
@@ -39,9 +39,6 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 Backend = _choices("Backend", ("onnx", "torchscript", "eager"))
 Mode = _choices("Mode", MODES)
-Timing = _choices("Timing", TIMINGS)
-PitchInput = _choices("PitchInput", PITCH_INPUTS)
-TimeEncoding = _choices("TimeEncoding", TIME_ENCODINGS)
 Format = _choices("Format", FORMATS)
 Quantize = _choices("Quantize", QUANTIZATIONS)
 Split = _choices("Split", ("train", "val", "test", "all"))
@@ -94,19 +91,24 @@ def train(
     epochs: Annotated[int, typer.Option(help="Epochs to train (the total, also with --resume).")] = TRAIN.epochs,
     batch_size: Annotated[int, typer.Option(help="Sequences (lanes) per batch.")] = TRAIN.batch_size,
     seq_len: Annotated[int, typer.Option(help="Notes per training chunk; the LSTM state is carried between chunks of a piece.")] = TRAIN.seq_len,
-    primer_len: Annotated[int, typer.Option(help="Primer / window length recorded in the spec (the tutorial's 25).")] = TRAIN.primer_len,
+    primer_len: Annotated[int, typer.Option(help="Primer (at most) / window length recorded in the spec.")] = TRAIN.primer_len,
     lr: Annotated[float, typer.Option(help="Peak Adam learning rate (cosine decay to a tenth).")] = TRAIN.lr,
     hidden: Annotated[int, typer.Option(help="LSTM hidden size.")] = MODEL.hidden,
     layers: Annotated[int, typer.Option(help="LSTM layers.")] = MODEL.layers,
-    pitch_input: Annotated[PitchInput, typer.Option(help="Pitch encoding: scalar (pitch/128, the tutorial's) or embedding (a learned vector per pitch).")] = PitchInput(MODEL.pitch_input),
-    embedding: Annotated[int, typer.Option(help="Embedding size for --pitch-input embedding.")] = ModelConfig(pitch_input="embedding").embedding,
+    embedding: Annotated[int, typer.Option(help="Size of the learned vector per pitch.")] = MODEL.embedding,
     dropout: Annotated[float, typer.Option(help="Dropout on the LSTM output during training.")] = MODEL.dropout,
+    step_bins: Annotated[int, typer.Option(help="Step bins, uniform in log(t + 0.01) up to --step-max.")] = MODEL.step_bins,
+    step_max: Annotated[float, typer.Option(help="Longest step (seconds) with a bin of its own.")] = MODEL.step_max,
+    duration_bins: Annotated[int, typer.Option(help="Duration bins, uniform in log(t + 0.01) up to --duration-max.")] = MODEL.duration_bins,
+    duration_max: Annotated[float, typer.Option(help="Longest duration (seconds) with a bin of its own.")] = MODEL.duration_max,
+    velocity_bins: Annotated[int, typer.Option(help="Velocity bins over 1..127.")] = MODEL.velocity_bins,
     transpose: Annotated[int, typer.Option(help="Augment: transpose each training run by up to N semitones.")] = TRAIN.transpose,
-    timing: Annotated[TimeEncoding, typer.Option(help="Step/duration encoding: linear (seconds, MSE with positive pressure, the tutorial's) or log (log-seconds in and out).")] = TimeEncoding(MODEL.timing),
     reset_prob: Annotated[float, typer.Option(help="Chance of a zero state at a chunk boundary.")] = TRAIN.reset_prob,
-    pitch_weight: Annotated[float, typer.Option(help="Loss weight of pitch cross-entropy.")] = TRAIN.pitch_weight,
-    step_weight: Annotated[float, typer.Option(help="Loss weight of step MSE.")] = TRAIN.step_weight,
-    duration_weight: Annotated[float, typer.Option(help="Loss weight of duration MSE.")] = TRAIN.duration_weight,
+    pitch_weight: Annotated[float, typer.Option(help="Loss weight of the pitch cross-entropy.")] = TRAIN.pitch_weight,
+    step_weight: Annotated[float, typer.Option(help="Loss weight of the step cross-entropy.")] = TRAIN.step_weight,
+    duration_weight: Annotated[float, typer.Option(help="Loss weight of the duration cross-entropy.")] = TRAIN.duration_weight,
+    velocity_weight: Annotated[float, typer.Option(help="Loss weight of the velocity cross-entropy.")] = TRAIN.velocity_weight,
+    licence: Annotated[str, typer.Option(help="Licence of the training data, which the weights inherit (stored in the spec).")] = TRAIN.licence,
     max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files (sorted by path).")] = None,
     metadata: Annotated[Optional[Path], typer.Option(help="CSV with composer,title,midi_performance to split by piece (found automatically as DATA/metadata.csv).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = TRAIN.seed,
@@ -121,12 +123,14 @@ def train(
     from mpx.train.corpus import load_corpus
     from mpx.train.loop import check_out_dir, train as run_training
 
-    model = ModelConfig(hidden=hidden, layers=layers, pitch_input=_value(pitch_input),
-                        embedding=embedding, dropout=dropout, timing=_value(timing))
+    model = ModelConfig(hidden=hidden, layers=layers, embedding=embedding, dropout=dropout,
+                        step_bins=step_bins, step_max=step_max, duration_bins=duration_bins,
+                        duration_max=duration_max, velocity_bins=velocity_bins)
     options = TrainOptions(model=model, epochs=epochs, batch_size=batch_size, seq_len=seq_len,
                            primer_len=primer_len, lr=lr, transpose=transpose, reset_prob=reset_prob,
                            pitch_weight=pitch_weight, step_weight=step_weight,
-                           duration_weight=duration_weight, seed=seed, device=device)
+                           duration_weight=duration_weight, velocity_weight=velocity_weight,
+                           seed=seed, device=device, licence=licence)
     check_out_dir(out, resume)  # before the corpus is parsed
     corpus = load_corpus(data, max_files=max_files, cache=NoteCache(cache_dir), workers=workers,
                          metadata=metadata)
@@ -145,8 +149,9 @@ def train(
         def on_epoch(row: dict[str, float]) -> None:
             progress.console.print(
                 f"epoch {row['epoch']:>3}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
-                f"(pitch {row['val_pitch']:.3f} nats, step {row['val_step']:.4f}, "
-                f"duration {row['val_duration']:.4f})", highlight=False, soft_wrap=True)
+                f"(nats: pitch {row['val_pitch']:.3f}, step {row['val_step']:.3f}, duration "
+                f"{row['val_duration']:.3f}, velocity {row['val_velocity']:.3f})",
+                highlight=False, soft_wrap=True)
 
         result = run_training(corpus, out, options, resume=resume, on_step=on_step, on_epoch=on_epoch)
     _echo(f"best checkpoint: {result.best}")
@@ -183,17 +188,17 @@ def run(
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by --model's suffix, else onnx.")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model file (.onnx, .pt, or a checkpoint for eager); default: the bundled one.")] = None,
     notes: Annotated[int, typer.Option(help="Notes to generate per output.")] = GENERATION.notes,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = GENERATION.temperature,
-    top_k: Annotated[int, typer.Option(help="Sample among the k likeliest pitches; 0 = off.")] = GENERATION.top_k,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1]; 1 = off.")] = GENERATION.top_p,
-    timing: Annotated[Timing, typer.Option(help="Step/duration: sample (around the prediction, from the model's calibration tables) or mean (the prediction itself).")] = Timing(GENERATION.timing),
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same notes, on every backend.")] = None,
+    temperature: Annotated[Optional[str], typer.Option(help="Sampling temperature: one value, or four for pitch,step,duration,velocity; 0 = greedy. Default: the model's own (mpx info).")] = None,
+    top_p: Annotated[Optional[str], typer.Option(help="Nucleus mass in (0, 1]: one value or four (pitch,step,duration,velocity); 1 = off. Default: the model's own.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same notes on every backend and consumer (C++, JavaScript). Default: a fresh one, printed.")] = None,
     mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode(GENERATION.mode),
     num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = GENERATION.num_outputs,
-    primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes used as primer; default: the model's seq_len.")] = None,
+    primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes used as primer; default: the model's seq_len (all of a shorter seed).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .mid (or .csv); default SEED-mpx.mid here.")] = None,
+    include_primer: Annotated[bool, typer.Option(help="Write the primer, then the continuation, in one file.")] = False,
     program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = WRITE.program,
-    velocity: Annotated[int, typer.Option(help="Velocity of every output note.")] = WRITE.velocity,
+    velocity: Annotated[Optional[int], typer.Option(help="Play every note at this velocity (1..127) instead of the generated dynamics.")] = None,
+    tempo: Annotated[float, typer.Option(help="Tempo (bpm) written into the MIDI file; the notes' times in seconds do not change.")] = WRITE.tempo,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads of the backend; default 2 (measured fastest on an idle 2-core CPU), 1 is faster on a busy machine.")] = None,
 ) -> None:
@@ -201,17 +206,17 @@ def run(
     from mpx.runtime.artifacts import load
     from mpx.runtime.run import generate_files
 
-    options = GenerationOptions(notes=notes, temperature=temperature, top_k=top_k, top_p=top_p,
-                                seed=seed, mode=_value(mode), num_outputs=num_outputs,
-                                primer_notes=primer_notes, timing=_value(timing))
-    write = WriteOptions(program=program, velocity=velocity)
+    options = GenerationOptions(notes=notes, temperature=temperature, top_p=top_p, seed=seed,
+                                mode=_value(mode), num_outputs=num_outputs, primer_notes=primer_notes)
+    write = WriteOptions(program=program, velocity=velocity, tempo=tempo)
     generator = load(model, _value(backend), threads)
     if plot is not None:
         from mpx.runtime.atomic import ensure_writable
         ensure_writable(plot)
-    result = generate_files(generator, seed_file, out, options, write)
+    result = generate_files(generator, seed_file, out, options, write, include_primer)
     for path in result.outputs:
-        _echo(f"wrote {path} ({options.notes} notes, {generator.backend.name}, {options.mode})")
+        _echo(f"wrote {path} ({options.notes} notes, {generator.backend.name}, {options.mode}, "
+              f"seed {result.seed})")
     if plot is not None:
         from mpx.runtime.plot import piano_roll
         piano_roll(result.primer, result.notes[0], plot, title=f"{seed_file.name} + mpx")
@@ -241,19 +246,30 @@ def evaluate(
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by the file's suffix.")] = None,
     max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files.")] = None,
     metadata: Annotated[Optional[Path], typer.Option(help="Piece metadata CSV (default DATA/metadata.csv).")] = None,
+    generation: Annotated[bool, typer.Option(help="Also generate from every scored piece and report pace, tempo, texture and overlaps with the real continuation (README, 'Generation report').")] = False,
+    files: Annotated[Optional[int], typer.Option(help="With --generation: this many pieces, spread over the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Score a model on MIDI: pitch cross-entropy, top-1 accuracy, step/duration MAE."""
+    """Score a model on MIDI: cross-entropy and top-1 of every note attribute; with
+    --generation, how its free-running music compares with the real continuations."""
     from mpx.runtime.artifacts import load
+    from mpx.runtime.report import format_report as format_generation
     from mpx.train.corpus import load_corpus
-    from mpx.train.evaluate import MODES, evaluate_split, format_report
+    from mpx.train.evaluate import MODES, evaluate_split, format_report, generation_split
 
     generator = load(model, _value(backend))
     corpus = load_corpus(data, max_files=max_files, metadata=metadata)
     modes = MODES if _value(mode) == "both" else (_value(mode),)
     report = evaluate_split(generator.backend, corpus, _value(split), modes)
     report["model"] = str(model)
-    _echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    if generation:
+        report["generation"] = generation_split(generator, corpus, _value(split), files)
+    if as_json:
+        _echo(json.dumps(report, indent=2))
+        return
+    _echo(format_report(report))
+    if generation:
+        _echo(format_generation(report["generation"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +279,7 @@ def notes(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output: .csv for notes as text, .mid for MIDI.")],
     last: Annotated[Optional[int], typer.Option(help="Keep only the last N notes (e.g. a primer for the C++ example).")] = None,
 ) -> None:
-    """Convert notes between MIDI and CSV (pitch,step,duration per line)."""
+    """Convert notes between MIDI and CSV (pitch,step,duration,velocity per line)."""
     from mpx.runtime.notes_csv import last_notes, read_any, write_any
 
     values = last_notes(read_any(source), last, str(source))

@@ -1,5 +1,5 @@
-"""ONNX artifact: one graph (an ONNX LSTM node and three heads, no control flow), the LSTM
-state as explicit inputs/outputs, batch and time dynamic on every tensor, the spec in
+"""ONNX artifact: one graph (an ONNX LSTM node, the heads and the sampling, no control flow),
+the LSTM state as explicit inputs/outputs, batch and time dynamic on every tensor, the spec in
 metadata_props, checked with onnx.checker's full check."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from mpx.runtime.contract import INPUTS, OUTPUTS, SPEC_KEY, dynamic_axes
+from mpx.runtime.contract import ATTRIBUTES, FEATURES, INPUTS, OUTPUTS, SPEC_KEY, UNIFORMS, dynamic_axes
 from mpx.runtime.spec import ModelSpec
 from mpx.train.model import NoteLSTM
 
@@ -21,13 +21,14 @@ def build(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     the one declaration of the contract (mpx.runtime.contract)."""
     model = model.eval()
     batch, time = 2, 5  # example sizes only: both axes are declared dynamic
-    h0, c0 = model.zero_state(batch)
+    example = (torch.zeros(batch, time, len(FEATURES)), *model.zero_state(batch),
+               torch.zeros(batch, UNIFORMS), torch.ones(len(ATTRIBUTES)), torch.ones(len(ATTRIBUTES)))
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The exporter warns that it is the legacy one, and that LSTM batch sizes may be
         # fixed unless h0/c0 are graph inputs; they are, and the tests run B = 1, 4, 64.
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(batch, time, 3), h0, c0), buffer, dynamo=False,
+        torch.onnx.export(model, example, buffer, dynamo=False,
                           opset_version=opset, input_names=list(INPUTS),
                           output_names=list(OUTPUTS), dynamic_axes=dynamic_axes(),
                           do_constant_folding=True)

@@ -12,7 +12,8 @@ from mpx.train.model import NoteLSTM
 
 
 def script(model: NoteLSTM) -> torch.jit.ScriptModule:
-    """forward(notes, h0, c0) -> (pitch_logits, step, duration, hn, cn), plus zero_state(B)."""
+    """forward(notes, h0, c0, uniforms, temperature, top_p) -> (next_note, hn, cn, logits),
+    plus zero_state(B)."""
     return torch.jit.script(model.eval())
 
 

@@ -1,6 +1,10 @@
 """Backends: one interface over every way to run the graph (runtime/contract.py).
 
-    backend.step(notes [B, T, 3], h [L, B, H], c [L, B, H]) -> Outputs (numpy float32)
+    backend.run(notes [B, T, 4], h0, c0 [L, B, H], uniforms [B, 8], temperature [4], top_p [4])
+        -> Outputs(next_note [B, 4], hn, cn, logits [B, T, 4, 128])      numpy float32
+
+`run` checks its inputs (one line naming what is wrong); the Generator, which builds valid
+inputs itself, calls `call`, the same without the checks (the per-note hot path).
 
 `open_backend` is the one place that decides which backend opens a model file. The ONNX
 backend needs onnxruntime only. The TorchScript backend imports torch when it is created, never
@@ -18,9 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .contract import INPUTS, OUTPUTS, SPEC_KEY, TORCHSCRIPT_SPEC_FILE, Outputs
+from .contract import FEATURES, INPUTS, OUTPUTS, SPEC_KEY, TORCHSCRIPT_SPEC_FILE, Outputs, shape
 from .errors import ArtifactError, MpxError, OptionsError
-from .spec import ModelSpec
+from .spec import ModelSpec, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +40,52 @@ class Backend(Protocol):
     spec: ModelSpec
     path: Path
 
-    def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs: ...
+    def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+             temperature: np.ndarray, top_p: np.ndarray) -> Outputs: ...
+
+    def run(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+            temperature: np.ndarray, top_p: np.ndarray) -> Outputs: ...
+
+
+class Checked:
+    """`run` = the inputs checked against the contract, then `call`."""
+
+    spec: ModelSpec
+
+    def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+        raise NotImplementedError
+
+    def run(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+            temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+        return self.call(*check_inputs(self.spec, notes, h0, c0, uniforms, temperature, top_p))
 
 
 def zero_state(spec: ModelSpec, batch: int) -> tuple[np.ndarray, np.ndarray]:
     shape = (spec.layers, batch, spec.hidden)
     return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+
+def check_inputs(spec: ModelSpec, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray,
+                 uniforms: np.ndarray, temperature: np.ndarray, top_p: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The graph's inputs as float32 arrays of the contract's shapes; OptionsError otherwise."""
+    arrays = {name: np.ascontiguousarray(value, np.float32) for name, value in
+              zip(INPUTS, (notes, h0, c0, uniforms, temperature, top_p))}
+    if arrays["notes"].ndim != 3 or arrays["notes"].shape[0] < 1 or arrays["notes"].shape[1] < 1:
+        raise OptionsError(f"notes must have shape [B, T, {len(FEATURES)}] with B, T >= 1, got {list(arrays['notes'].shape)}")
+    sizes = {"batch": arrays["notes"].shape[0], "time": arrays["notes"].shape[1],
+             "layers": spec.layers, "hidden": spec.hidden}
+    for name, array in arrays.items():
+        expected = shape(INPUTS[name], sizes)
+        if list(array.shape) != expected:
+            raise OptionsError(f"{name} must have shape {expected}, got {list(array.shape)}")
+        if not np.isfinite(array).all():
+            raise OptionsError(f"{name} holds NaN or infinite values")
+    u = arrays["uniforms"]
+    if u.min() < 0 or u.max() >= 1:
+        raise OptionsError(f"uniforms must lie in [0, 1), got values in [{u.min():g}, {u.max():g}]")
+    Sampling(tuple(arrays["temperature"]), tuple(arrays["top_p"]))  # the ranges, checked once
+    return tuple(arrays.values())
 
 
 def backend_for(path: str | os.PathLike[str]) -> str:
@@ -118,7 +162,7 @@ def onnx_session_options(threads: int = DEFAULT_THREADS):  # -> onnxruntime.Sess
     return opts
 
 
-class OnnxBackend:
+class OnnxBackend(Checked):
     name = "onnx"
 
     def __init__(self, path: str | os.PathLike[str], threads: int = DEFAULT_THREADS) -> None:
@@ -141,12 +185,15 @@ class OnnxBackend:
             raise ArtifactError(f"{self.path}: graph names {names_in} -> {names_out} differ "
                                 f"from the contract {list(INPUTS)} -> {list(OUTPUTS)}")
         self._outputs = names_out  # passed on every call: with None onnxruntime rebuilds the list
+        self._inputs = names_in
 
-    def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
-        return Outputs(*self.session.run(self._outputs, {"notes": notes, "h0": h, "c0": c}))
+    def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+        feed = dict(zip(self._inputs, (notes, h0, c0, uniforms, temperature, top_p)))
+        return Outputs(*self.session.run(self._outputs, feed))
 
 
-class TorchScriptBackend:
+class TorchScriptBackend(Checked):
     """A TorchScript archive. Loading one runs no code, but calling it runs the TorchScript
     inside, which may do anything a program can: PyTorch's security policy says to treat such
     files like executables. Take .pt files only from sources you trust; ONNX is data."""
@@ -170,8 +217,9 @@ class TorchScriptBackend:
         self.module.eval()
         self._torch = torch
 
-    def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
-        return torch_step(self._torch, self.module, notes, h, c)
+    def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+        return torch_call(self._torch, self.module, (notes, h0, c0, uniforms, temperature, top_p))
 
 
 def import_torch(purpose: str) -> Any:
@@ -196,8 +244,8 @@ def use_torch_kernels(torch: Any, threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def torch_step(torch: Any, module: Any, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
+def torch_call(torch: Any, module: Any, inputs: tuple[np.ndarray, ...]) -> Outputs:
     """One graph call of a torch module (scripted or eager) on numpy arrays."""
     with torch.inference_mode():
-        out = module(torch.from_numpy(notes), torch.from_numpy(h), torch.from_numpy(c))
+        out = module(*(torch.from_numpy(x) for x in inputs))
     return Outputs(*(t.numpy() for t in out))

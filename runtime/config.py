@@ -11,46 +11,39 @@ import dataclasses
 import math
 from typing import Any
 
+from .contract import VOCAB
 from .errors import OptionsError
-
-PITCH_INPUTS = ("scalar", "embedding")
-TIME_ENCODINGS = ("linear", "log")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    hidden: int = 128             # LSTM hidden size
+    hidden: int = 256             # LSTM hidden size
     layers: int = 1               # LSTM layers
-    pitch_scale: float = 128.0    # pitch / pitch_scale is the scalar pitch input
-    pitch_input: str = "scalar"   # "scalar" (the tutorial's) or "embedding" (a vector per pitch)
-    embedding: int = 32           # embedding size when pitch_input is "embedding" (else stored as 0)
+    embedding: int = 64           # size of the learned vector per pitch (the LSTM's pitch input)
     dropout: float = 0.0          # on the LSTM output (and between layers), training only
-    timing: str = "linear"        # step/duration in and out: seconds or log(seconds + 0.01)
+    step_bins: int = 64           # step: bins uniform in log(t + 0.01) from 0 s ...
+    step_max: float = 4.0         # ... to this many seconds (longer steps fall in the last bin)
+    duration_bins: int = 64       # duration: the same, up to duration_max seconds
+    duration_max: float = 8.0
+    velocity_bins: int = 32       # velocity: bins of equal width over 1..127
 
     def __post_init__(self) -> None:
         self.check()
-        if self.pitch_input != "embedding":  # the config says what the model really uses
-            object.__setattr__(self, "embedding", 0)
 
     def check(self) -> None:
         """Raise OptionsError naming the field and what is allowed."""
-        for name in ("hidden", "layers"):
+        for name, low, high in (("hidden", 1, 4096), ("layers", 1, 16), ("embedding", 1, 1024),
+                                ("step_bins", 2, VOCAB), ("duration_bins", 2, VOCAB),
+                                ("velocity_bins", 2, VOCAB)):
             value = getattr(self, name)
-            if not _is_int(value) or not 1 <= value <= 4096:
-                raise OptionsError(f"{name} must be an integer 1..4096, got {value!r}")
-        if not _is_number(self.pitch_scale) or not self.pitch_scale > 0:
-            raise OptionsError(f"pitch_scale must be a number > 0, got {self.pitch_scale!r}")
-        if self.pitch_input not in PITCH_INPUTS:
-            raise OptionsError(f"pitch_input must be one of {', '.join(PITCH_INPUTS)}, "
-                               f"got {self.pitch_input!r}")
-        if not _is_int(self.embedding) or not 0 <= self.embedding <= 4096:
-            raise OptionsError(f"embedding must be an integer 0..4096, got {self.embedding!r}")
-        if self.pitch_input == "embedding" and self.embedding < 1:
-            raise OptionsError(f"pitch_input 'embedding' needs embedding >= 1, got {self.embedding}")
+            if not _is_int(value) or not low <= value <= high:
+                raise OptionsError(f"{name} must be an integer {low}..{high}, got {value!r}")
+        for name in ("step_max", "duration_max"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0.05 <= value <= 600:
+                raise OptionsError(f"{name} must be a number of seconds in [0.05, 600], got {value!r}")
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
             raise OptionsError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.timing not in TIME_ENCODINGS:
-            raise OptionsError(f"timing must be one of {', '.join(TIME_ENCODINGS)}, got {self.timing!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,7 +57,7 @@ class ModelConfig:
         unknown = sorted(set(raw) - set(names))
         if unknown:
             raise OptionsError(f"config has unknown keys {unknown}; known: {names}")
-        missing = [n for n in ("hidden", "layers") if n not in raw]
+        missing = [n for n in names if n not in raw]
         if missing:
             raise OptionsError(f"config lacks {missing}")
         return cls(**raw)

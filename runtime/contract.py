@@ -2,6 +2,10 @@
 
 The exporters, the backends, `mpx info`, the tests and the README's contract table all read
 these declarations; nobody spells a graph name, an axis or an output position anywhere else.
+
+Contract v2: the artifact is the whole generator. One call runs the LSTM over `notes` and
+samples the next note from the last position, with the uniform random numbers and the sampling
+parameters it is given; `logits` are the per-position distributions (for scoring and parity).
 """
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 
-FEATURES = ("pitch", "step", "duration")  # one note, in this order, float32
-VOCAB = 128                               # MIDI pitches 0..127
+FEATURES = ("pitch", "step", "duration", "velocity")  # one note, in this order, float32
+ATTRIBUTES = FEATURES       # every attribute of a note is a distribution over bins
+VOCAB = 128                 # MIDI pitches 0..127; also the padded width of every attribute's bins
+UNIFORMS = 2 * len(ATTRIBUTES)  # per note: one draw to choose each bin, one to place the value in it
+LOGIT_PAD = -1e4            # logits past an attribute's bin count: probability 0 after a softmax
 
 # Axis names per input and output, by position. "batch" and "time" are dynamic everywhere;
 # the others are fixed by the model ("layers", "hidden") or by the contract.
@@ -20,37 +27,42 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "notes": ("batch", "time", "feature"),
     "h0": ("layers", "batch", "hidden"),
     "c0": ("layers", "batch", "hidden"),
+    "uniforms": ("batch", "uniform"),
+    "temperature": ("attribute",),
+    "top_p": ("attribute",),
 }
 OUTPUTS: dict[str, tuple[str, ...]] = {
-    "pitch_logits": ("batch", "time", "vocab"),
-    "step": ("batch", "time"),
-    "duration": ("batch", "time"),
+    "next_note": ("batch", "feature"),
     "hn": ("layers", "batch", "hidden"),
     "cn": ("layers", "batch", "hidden"),
+    "logits": ("batch", "time", "attribute", "bin"),
 }
 DYNAMIC_AXES = ("batch", "time")
-FIXED_AXES = {"feature": len(FEATURES), "vocab": VOCAB}
+FIXED_AXES = {"feature": len(FEATURES), "attribute": len(ATTRIBUTES), "bin": VOCAB, "uniform": UNIFORMS}
 
 MEANING = {
-    "notes": "raw notes: pitch 0..127, step and duration in seconds; the graph does its own input encoding",
+    "notes": "previous notes, raw: pitch 0..127, step and duration in seconds, velocity 1..127",
     "h0": "LSTM state; zeros start a sequence",
     "c0": "LSTM state; zeros start a sequence",
-    "pitch_logits": "logits (not probabilities) for the next note's pitch at every position",
-    "step": "next note's step (seconds), unclipped",
-    "duration": "next note's duration (seconds), unclipped",
-    "hn": "state after the last position",
-    "cn": "state after the last position",
+    "uniforms": "uniform draws in [0, 1): columns 0-3 choose the bin of pitch, step, duration, "
+                "velocity; columns 4-7 place the value inside the chosen bin",
+    "temperature": "per attribute, >= 0; 0 = greedy (the likeliest bin, its centre)",
+    "top_p": "per attribute nucleus mass in (0, 1]; 1 = off",
+    "next_note": "the sampled next note (pitch, step, duration, velocity), from the last position",
+    "hn": "state after the last position: feed it back as h0",
+    "cn": "state after the last position: feed it back as c0",
+    "logits": "per position and attribute, unnormalised log-probabilities of the next note's bin; "
+              f"entries past an attribute's bin count are {LOGIT_PAD:g}",
 }
 
 
 class Outputs(NamedTuple):
     """What one graph call returns, by name; every backend returns this."""
 
-    pitch_logits: np.ndarray
-    step: np.ndarray
-    duration: np.ndarray
+    next_note: np.ndarray
     hn: np.ndarray
     cn: np.ndarray
+    logits: np.ndarray
 
     @property
     def state(self) -> tuple[np.ndarray, np.ndarray]:

@@ -79,11 +79,17 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def format_description(info: dict[str, Any]) -> str:
     spec = info["spec"]
+    config = spec["config"]
     lines = [f"{info['path']}  ({info['kind']}, {info['bytes']:,} bytes)",
              f"sha256   {info['sha256']}",
-             f"model    LSTM hidden {spec['config']['hidden']}, layers {spec['config']['layers']}, "
-             f"pitch scale {spec['config'].get('pitch_scale', 128)}; primer/window {spec['seq_len']} notes; "
-             f"spec v{spec['spec_version']}"]
+             f"model    LSTM hidden {config['hidden']}, layers {config['layers']}, pitch embedding "
+             f"{config['embedding']}; bins: step {config['step_bins']} (to {config['step_max']:g} s), "
+             f"duration {config['duration_bins']} (to {config['duration_max']:g} s), velocity "
+             f"{config['velocity_bins']}; dropout {config['dropout']:g} (training only)",
+             f"contract v{spec['spec_version']}; primer/window {spec['seq_len']} notes; default sampling "
+             f"temperature {spec['sampling']['temperature']}, top-p {spec['sampling']['top_p']} "
+             "(pitch, step, duration, velocity)",
+             f"licence  {spec.get('licence') or 'not stated'}"]
     for side in ("inputs", "outputs"):
         for item in info[side]:
             lines.append(f"{side[:-1]:<8} {item['name']:<13} {item['shape']}  {item['dtype']}")

@@ -1,8 +1,8 @@
-"""MIDI codec: MIDI file <-> notes array float32 [N, 3] = (pitch, step, duration).
+"""MIDI codec: MIDI file <-> notes array float32 [N, 4] = (pitch, step, duration, velocity).
 
 pitch is the MIDI number 0..127, step the time from the previous note's start to this one's
-(0 for the first note), duration = end - start; times in seconds, so tempo changes and tick
-resolution are pretty_midi's job, not ours.
+(0 for the first note), duration = end - start, velocity the note-on velocity 1..127; times in
+seconds, so tempo changes and tick resolution are pretty_midi's job, not ours.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from .errors import MidiError, OptionsError
 
 log = logging.getLogger(__name__)
 
-FEATURES = ("pitch", "step", "duration")
 # Written files use this resolution: at the default 120 bpm one tick is ~0.52 ms.
 RESOLUTION = 960
+DEFAULT_VELOCITY = 100  # for notes that come without one (a 3-column CSV)
 
 # pretty_midi (through mido) raises any of these on a damaged or foreign file.
 _PARSE_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
@@ -32,7 +32,7 @@ _PARSE_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
 
 def read_notes(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
                instruments: Iterable[int] | None = None) -> np.ndarray:
-    """Read a MIDI file (path or its bytes) into notes float32 [N, 3].
+    """Read a MIDI file (path or its bytes) into notes float32 [N, 4].
 
     Notes of every non-drum instrument are merged, unless `instruments` lists the indices
     (in file order) of the instruments to keep. Order: start time, then pitch, then end.
@@ -41,15 +41,11 @@ def read_notes(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     midi = _parse(source, label)
     chosen = _select_instruments(midi, instruments, label)
-    starts, ends, pitches = [], [], []
-    for inst in chosen:
-        for note in inst.notes:
-            starts.append(note.start)
-            ends.append(note.end)
-            pitches.append(note.pitch)
-    if not starts:
+    events = [(note.pitch, note.start, note.end, note.velocity) for inst in chosen for note in inst.notes]
+    if not events:
         raise MidiError(label, "holds no notes")
-    return notes_from_events(np.asarray(pitches), np.asarray(starts), np.asarray(ends))
+    pitches, starts, ends, velocities = (np.asarray(column, np.float64) for column in zip(*events))
+    return notes_from_events(pitches, starts, ends, velocities)
 
 
 def _parse(source: str | os.PathLike[str] | bytes, label: str) -> pretty_midi.PrettyMIDI:
@@ -92,47 +88,50 @@ def _select_instruments(midi: pretty_midi.PrettyMIDI, instruments: Iterable[int]
     return chosen
 
 
-def notes_from_events(pitches: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Absolute note events -> notes [N, 3], ordered by start, pitch, end."""
+def notes_from_events(pitches: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                      velocities: np.ndarray) -> np.ndarray:
+    """Absolute note events -> notes [N, 4], ordered by start, pitch, end."""
     order = np.lexsort((ends, pitches, starts))
-    starts, ends, pitches = starts[order], ends[order], pitches[order]
+    starts, ends, pitches, velocities = starts[order], ends[order], pitches[order], velocities[order]
     steps = np.diff(starts, prepend=starts[0])
-    return np.stack([pitches, steps, ends - starts], axis=1).astype(np.float32)
+    return np.stack([pitches, steps, ends - starts, velocities], axis=1).astype(np.float32)
 
 
 def note_times(notes: np.ndarray, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Notes [N, 3] -> (start, end) in seconds, the first note starting at offset + its step."""
+    """Notes [N, 4] -> (start, end) in seconds, the first note starting at offset + its step."""
     notes = np.asarray(notes, dtype=np.float64)
     starts = offset + np.cumsum(notes[:, 1])
     return starts, starts + notes[:, 2]
 
 
-def to_pretty_midi(notes: np.ndarray, *, program: int = 0, velocity: int = 100,
+def to_pretty_midi(notes: np.ndarray, *, program: int = 0, velocity: int | None = None,
                    tempo: float = 120.0) -> pretty_midi.PrettyMIDI:
-    """Notes [N, 3] -> a one-instrument PrettyMIDI object.
+    """Notes [N, 4] -> a one-instrument PrettyMIDI object, with the notes' own velocities
+    unless `velocity` sets one for all.
 
     Every note lasts at least one tick, so a zero-length prediction still round-trips as a note
     (MIDI drops a note whose off event shares its on event's tick).
     """
     check_write_options(program, velocity, tempo)
     notes = np.asarray(notes, dtype=np.float64)
-    if notes.ndim != 2 or notes.shape[1] != 3:
-        raise OptionsError(f"notes must have shape [N, 3], got {list(notes.shape)}")
+    if notes.ndim != 2 or notes.shape[1] != 4:
+        raise OptionsError(f"notes must have shape [N, 4], got {list(notes.shape)}")
     midi = pretty_midi.PrettyMIDI(resolution=RESOLUTION, initial_tempo=tempo)
     inst = pretty_midi.Instrument(program=program)
     min_len = 60.0 / (tempo * RESOLUTION)
     starts, ends = note_times(np.clip(notes, 0.0, None))
     pitches = np.clip(np.rint(notes[:, 0]), 0, 127).astype(int)
-    for pitch, start, end in zip(pitches, starts, np.maximum(ends, starts + min_len)):
-        inst.notes.append(pretty_midi.Note(velocity=velocity, pitch=int(pitch),
+    velocities = np.full(len(notes), velocity) if velocity else np.clip(np.rint(notes[:, 3]), 1, 127).astype(int)
+    for pitch, start, end, vel in zip(pitches, starts, np.maximum(ends, starts + min_len), velocities):
+        inst.notes.append(pretty_midi.Note(velocity=int(vel), pitch=int(pitch),
                                            start=float(start), end=float(end)))
     midi.instruments.append(inst)
     return midi
 
 
 def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int = 0,
-               velocity: int = 100, tempo: float = 120.0) -> Path:
-    """Write notes [N, 3] as a MIDI file, atomically. Returns the path written."""
+               velocity: int | None = None, tempo: float = 120.0) -> Path:
+    """Write notes [N, 4] as a MIDI file, atomically. Returns the path written."""
     midi = to_pretty_midi(notes, program=program, velocity=velocity, tempo=tempo)
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -140,10 +139,10 @@ def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int 
     return path
 
 
-def check_write_options(program: int, velocity: int, tempo: float) -> None:
+def check_write_options(program: int, velocity: int | None, tempo: float) -> None:
     if not 0 <= program <= 127:
-        raise OptionsError(f"program must be a General MIDI program 0..127, got {program}")
-    if not 1 <= velocity <= 127:
-        raise OptionsError(f"velocity must be 1..127, got {velocity}")
+        raise OptionsError(f"--program must be a General MIDI program 0..127, got {program}")
+    if velocity is not None and not 1 <= velocity <= 127:
+        raise OptionsError(f"--velocity must be 1..127, got {velocity}")
     if not (np.isfinite(tempo) and 1.0 <= tempo <= 1000.0):
-        raise OptionsError(f"tempo must be 1..1000 bpm, got {tempo}")
+        raise OptionsError(f"--tempo must be 1..1000 bpm, got {tempo}")

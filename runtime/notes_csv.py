@@ -1,23 +1,30 @@
-"""Notes as CSV, one `pitch,step,duration` line per note after a header line.
+"""Notes as CSV, one `pitch,step,duration,velocity` line per note after a header line.
 
-This is how mpx and the C++ example meet in a file; %.9g keeps every float32 exactly.
+This is how mpx and the C++ and JavaScript consumers meet in a file; %.9g keeps every float32
+exactly. A CSV of three columns (the v1 format, pitch,step,duration) is read with velocity
+DEFAULT_VELOCITY, and a warning says so.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_path
+from .contract import FEATURES
 from .errors import MidiError, OptionsError
-from .midi import FEATURES, read_notes
+from .midi import DEFAULT_VELOCITY, read_notes, write_midi
+
+log = logging.getLogger(__name__)
 
 HEADER = ",".join(FEATURES)
+HEADER_V1 = ",".join(FEATURES[:3])
 
 
 def write_csv(notes: np.ndarray, path: str | os.PathLike[str]) -> Path:
-    notes = np.asarray(notes, dtype=np.float32).reshape(-1, 3)
+    notes = np.asarray(notes, dtype=np.float32).reshape(-1, len(FEATURES))
     path = Path(path)
     with atomic_path(path) as tmp:
         np.savetxt(tmp, notes, fmt="%.9g", delimiter=",", header=HEADER, comments="")
@@ -25,30 +32,52 @@ def write_csv(notes: np.ndarray, path: str | os.PathLike[str]) -> Path:
 
 
 def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
-    """CSV notes -> float32 [N, 3]. A header line is optional."""
+    """CSV notes -> float32 [N, 4]. A header line is optional; so is the velocity column."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise MidiError(path, "no such file") from None
+    except IsADirectoryError:
+        raise MidiError(path, "is a directory, expected a CSV file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MidiError(path, f"cannot read as CSV text ({exc})") from None
-    rows = []
+    rows: list[list[float]] = []
+    width = None
     for number, line in enumerate(lines, start=1):
         line = line.strip()
-        if not line or (number == 1 and line.replace(" ", "") == HEADER):
+        if not line or (number == 1 and line.replace(" ", "") in (HEADER, HEADER_V1)):
             continue
         fields = line.split(",")
+        width = width or len(fields)
         try:
-            if len(fields) != 3:
+            if len(fields) not in (3, 4) or len(fields) != width:
                 raise ValueError(f"{len(fields)} fields")
             rows.append([float(f) for f in fields])
         except ValueError:
-            raise MidiError(path, f"line {number}: expected 3 numbers pitch,step,duration, "
-                                  f"got {line[:60]!r}") from None
+            raise MidiError(path, f"line {number}: expected {width if width in (3, 4) else 4} numbers "
+                                  f"{HEADER}, got {line[:60]!r}") from None
     if not rows:
         raise MidiError(path, "holds no notes")
-    return np.asarray(rows, dtype=np.float32)
+    notes = np.asarray(rows, dtype=np.float32)
+    if width == 3:
+        log.warning("%s: no velocity column; using velocity %d for every note", path, DEFAULT_VELOCITY)
+        notes = np.concatenate([notes, np.full((len(notes), 1), DEFAULT_VELOCITY, np.float32)], axis=1)
+    return check_values(notes, path)
+
+
+def check_values(notes: np.ndarray, path: Path) -> np.ndarray:
+    """Refuse (naming the line) what no note can be: NaN, pitch or velocity outside 0..127,
+    negative times. Nothing is clamped silently."""
+    bad = ~np.isfinite(notes).all(axis=1)
+    bad |= (notes[:, 0] < 0) | (notes[:, 0] > 127) | (notes[:, 0] != np.round(notes[:, 0]))
+    bad |= (notes[:, 1] < 0) | (notes[:, 2] < 0)
+    bad |= (notes[:, 3] < 0) | (notes[:, 3] > 127)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise MidiError(path, f"note {row + 1} is not a note: {notes[row].tolist()} (pitch and "
+                              "velocity must be integers 0..127, step and duration >= 0)")
+    return notes
 
 
 def read_any(path: str | os.PathLike[str]) -> np.ndarray:
@@ -60,7 +89,6 @@ def read_any(path: str | os.PathLike[str]) -> np.ndarray:
 
 def write_any(notes: np.ndarray, path: str | os.PathLike[str], **midi_options: object) -> Path:
     """Write notes as .csv or as MIDI (any other suffix), atomically."""
-    from .midi import write_midi
     if Path(path).suffix.lower() == ".csv":
         return write_csv(notes, path)
     return write_midi(notes, path, **midi_options)  # type: ignore[arg-type]

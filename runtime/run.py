@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import ensure_writable
-from .generate import Generator
+from .generate import GenerationOptions, Generator
 from .midi import check_write_options
 from .notes_csv import read_any, write_any
-from .sampling import GenerationOptions
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class WriteOptions:
     program: int = 0
-    velocity: int = 100
+    velocity: int | None = None   # None: the generated velocities; a number: every note at it
     tempo: float = 120.0
 
     def __post_init__(self) -> None:
@@ -29,10 +28,11 @@ class WriteOptions:
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
-    seed: Path
-    primer: np.ndarray          # [P, 3]
-    notes: np.ndarray           # [K, n, 3]
+    seed_file: Path
+    primer: np.ndarray          # [P, 4]
+    notes: np.ndarray           # [K, n, 4]
     outputs: list[Path]
+    seed: int                   # the random seed used: the same seed repeats this run
 
 
 def output_paths(out: str | os.PathLike[str], k: int) -> list[Path]:
@@ -50,7 +50,7 @@ def default_output(seed: str | os.PathLike[str]) -> Path:
 def generate_files(generator: Generator, seed: str | os.PathLike[str],
                    out: str | os.PathLike[str] | None = None,
                    options: GenerationOptions | None = None,
-                   write: WriteOptions | None = None) -> RunResult:
+                   write: WriteOptions | None = None, include_primer: bool = False) -> RunResult:
     """Read `seed` (MIDI or CSV), generate, write each output atomically; return what was made.
 
     Every check (seed readable and long enough, outputs writable) happens before generation,
@@ -63,9 +63,11 @@ def generate_files(generator: Generator, seed: str | os.PathLike[str],
     primer = generator.primer_from(read_any(seed), options, source=str(seed))
     for path in paths:
         ensure_writable(path)
-    notes = generator.generate(primer, options=options)
-    notes = notes.reshape(options.num_outputs, options.notes, 3)
+    notes, used = generator.generate_seeded(primer, options=options)
+    notes = notes.reshape(options.num_outputs, options.notes, -1)
     for path, sequence in zip(paths, notes):
+        if include_primer:  # one file: the primer, then the continuation where it ends
+            sequence = np.concatenate([primer, sequence])
         write_any(sequence, path, **dataclasses.asdict(write))
         log.info("wrote %s (%d notes)", path, len(sequence))
-    return RunResult(seed=seed, primer=primer, notes=notes, outputs=paths)
+    return RunResult(seed_file=seed, primer=primer, notes=notes, outputs=paths, seed=used)

@@ -1,7 +1,8 @@
 """The spec: the small, versioned record every checkpoint and artifact carries.
 
-It says what the model is (its ModelConfig), how it is fed (contract version, features, graph
-names), how it was made (data, training options, metrics, versions). The runtime needs nothing
+It says what the model is (its ModelConfig and the bins that follow from it), how it is fed
+(contract version, features, graph names, primer length, default sampling), how it was made
+(data, training options, metrics, versions, the weights' licence). The runtime needs nothing
 but the spec inside an artifact to generate from it. A spec is checked in one place, when it is
 read (`ModelSpec.from_dict`): a damaged spec is refused in one line naming the file.
 """
@@ -9,13 +10,52 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
-from . import contract
+from . import bins, contract
 from .config import ModelConfig
 from .errors import OptionsError, SpecError
 
 SPEC_VERSION = contract.CONTRACT_VERSION
+N = len(contract.ATTRIBUTES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """Per-attribute sampling parameters (pitch, step, duration, velocity), as the graph takes them."""
+
+    temperature: tuple[float, ...] = (1.0,) * N
+    top_p: tuple[float, ...] = (1.0,) * N
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "temperature", per_attribute("temperature", self.temperature))
+        object.__setattr__(self, "top_p", per_attribute("top_p", self.top_p))
+        for value in self.temperature:
+            if not 0 <= value <= 100:
+                raise OptionsError(f"--temperature must be in [0, 100] (0 = greedy), got {value:g}")
+        for value in self.top_p:
+            if not 0 < value <= 1:
+                raise OptionsError(f"--top-p must be in (0, 1] (1 = off), got {value:g}")
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"temperature": list(self.temperature), "top_p": list(self.top_p)}
+
+
+def per_attribute(name: str, value: object) -> tuple[float, ...]:
+    """One number for all four attributes, or four numbers (pitch, step, duration, velocity);
+    as numbers or as the command line's text ("0.9" or "1,0.9,0.9,1")."""
+    if isinstance(value, str):
+        value = value.split(",")
+    values = [value] if isinstance(value, (int, float)) else value
+    try:
+        out = tuple(float(v) for v in values)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        out = ()
+    flag = "--" + name.replace("_", "-")
+    if len(out) not in (1, N) or not all(math.isfinite(v) for v in out):
+        raise OptionsError(f"{flag} takes one number or {N} (pitch,step,duration,velocity), got {value!r}")
+    return out * N if len(out) == 1 else out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,19 +63,18 @@ class ModelSpec:
     """What travels with the weights. `config` rebuilds the model; the rest documents it."""
 
     config: ModelConfig
-    seq_len: int = 25                          # primer length / window of the window mode
+    seq_len: int = 64                          # primer length (at most) and window of the window mode
     spec_version: int = SPEC_VERSION
     features: tuple[str, ...] = contract.FEATURES
     inputs: tuple[str, ...] = tuple(contract.INPUTS)
     outputs: tuple[str, ...] = tuple(contract.OUTPUTS)
+    sampling: Sampling = Sampling()            # the defaults generation uses (chosen per model)
+    licence: str = ""                          # of the weights (they inherit their data's terms)
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     artifact: dict[str, Any] = dataclasses.field(default_factory=dict)  # format, opset, parity
-    # Step/duration calibration tables measured on held-out data (mpx.train.calibrate); the
-    # sampler draws timing from them (runtime/sampling.py). Optional.
-    timing: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def hidden(self) -> int:
@@ -48,8 +87,10 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["config"] = self.config.to_dict()
+        out["sampling"] = self.sampling.to_dict()
         for key in ("features", "inputs", "outputs"):
             out[key] = list(out[key])
+        out["bins"] = bins.describe(self.config)  # derived from config: for readers, never read back
         return out
 
     def to_json(self, indent: int | None = None) -> str:
@@ -69,7 +110,7 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, raw: Any, source: str = "spec") -> "ModelSpec":
         """The one schema check of a spec: SpecError naming `source` for anything this mpx
-        cannot run (a newer or older contract, a damaged config, fields of the wrong type)."""
+        cannot run (another contract version, a damaged config, fields of the wrong type)."""
         if not isinstance(raw, dict):
             raise SpecError(f"{source}: spec is not a JSON object")
         _check_version(raw.get("spec_version"), source)
@@ -79,14 +120,21 @@ class ModelSpec:
             raise SpecError(f"{source}: spec has no model config")
         try:
             kwargs["config"] = ModelConfig.from_dict(kwargs["config"])
+            if "sampling" in kwargs:
+                sampling = kwargs["sampling"]
+                if not isinstance(sampling, dict) or set(sampling) != {"temperature", "top_p"}:
+                    raise OptionsError("sampling must hold temperature and top_p")
+                kwargs["sampling"] = Sampling(**sampling)
         except (OptionsError, TypeError) as exc:
             raise SpecError(f"{source}: spec's {exc}") from None
         for key in ("features", "inputs", "outputs"):
             if key in kwargs:
                 kwargs[key] = _strings(kwargs[key], key, source)
-        for key in ("training", "data", "metrics", "versions", "artifact", "timing"):
+        for key in ("training", "data", "metrics", "versions", "artifact"):
             if key in kwargs and not isinstance(kwargs[key], dict):
                 raise SpecError(f"{source}: spec field {key} must be a JSON object")
+        if not isinstance(kwargs.get("licence", ""), str):
+            raise SpecError(f"{source}: spec field licence must be a string")
         spec = cls(**kwargs)
         spec.check(source)
         return spec
@@ -109,6 +157,11 @@ def _check_version(version: Any, source: str) -> None:
     if version > SPEC_VERSION:
         raise SpecError(f"{source}: spec version {version} is newer than this mpx runs "
                         f"(up to {SPEC_VERSION}); upgrade mpx")
+    if version < SPEC_VERSION:
+        raise SpecError(f"{source}: follows graph contract v{version}; this mpx runs v{SPEC_VERSION} "
+                        "(every note attribute a distribution, sampling inside the graph). A "
+                        f"v{version} model predicts timing as point values and cannot be converted: "
+                        "train a new one with this mpx (`mpx train`, then `mpx export`)")
 
 
 def _strings(value: Any, key: str, source: str) -> tuple[str, ...]:

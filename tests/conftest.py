@@ -17,6 +17,14 @@ SEEDS_DIR = DATA / "seeds"
 ARTIFACTS = ROOT / "artifacts"
 
 
+def _tiny_model():  # type: ignore[no-untyped-def]
+    from mpx.runtime.config import ModelConfig
+    return ModelConfig(hidden=32, embedding=8, step_bins=48, duration_bins=40, velocity_bins=16)
+
+
+TINY_MODEL = _tiny_model()  # the tiny checkpoint's size, bins of other counts than the defaults
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test parses into a cache of the session, never the user's ~/.cache."""
@@ -52,13 +60,12 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint trained for two quick epochs on the six test files (hidden 32)."""
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
-    from mpx.runtime.config import ModelConfig
     from mpx.train.loop import train
     from mpx.train.options import TrainOptions
 
     out = tmp_path_factory.mktemp("tiny-run")
     corpus = load_corpus([MIDI_DIR], cache=NoteCache(out / "cache"), workers=1)
-    train(corpus, out, TrainOptions(model=ModelConfig(hidden=32), epochs=2, batch_size=8, seq_len=64, seed=0))
+    train(corpus, out, TrainOptions(model=TINY_MODEL, epochs=2, batch_size=8, seq_len=64, primer_len=25, seed=0))
     return out
 
 

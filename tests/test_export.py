@@ -24,9 +24,16 @@ from mpx.train.model import NoteLSTM
 
 from conftest import run_cli
 
-DIMS = {"notes": ("batch", "time", 3), "h0": ("L", "batch", "H"), "c0": ("L", "batch", "H"),
-        "pitch_logits": ("batch", "time", 128), "step": ("batch", "time"),
-        "duration": ("batch", "time"), "hn": ("L", "batch", "H"), "cn": ("L", "batch", "H")}
+DIMS = {"notes": ("batch", "time", 4), "h0": ("L", "batch", "H"), "c0": ("L", "batch", "H"),
+        "uniforms": ("batch", 8), "temperature": (4,), "top_p": (4,),
+        "next_note": ("batch", 4), "hn": ("L", "batch", "H"), "cn": ("L", "batch", "H"),
+        "logits": ("batch", "time", 4, 128)}
+
+
+def feed(spec: ModelSpec, notes: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    h, c = zero_state(spec, len(notes))
+    return {"notes": notes, "h0": h, "c0": c, "uniforms": rng.random((len(notes), 8)).astype(np.float32),
+            "temperature": np.ones(4, np.float32), "top_p": np.full(4, 0.9, np.float32)}
 
 
 def test_onnx_graph_names_dynamic_axes_and_metadata(tiny_artifacts: Path) -> None:
@@ -59,12 +66,11 @@ def test_onnxruntime_runs_every_batch_and_length_without_shape_warnings(tiny_art
     rng = np.random.default_rng(0)
     for batch in (1, 4, 64):
         for time in (1, 25, 300):
-            h, c = zero_state(spec, batch)
             notes = np.stack([rng.integers(0, 128, (batch, time)), rng.random((batch, time)),
-                              rng.random((batch, time))], -1).astype(np.float32)
-            out = session.run(None, {"notes": notes, "h0": h, "c0": c})
-            assert out[0].shape == (batch, time, 128) and out[1].shape == (batch, time)
-            assert out[3].shape == (spec.layers, batch, spec.hidden)
+                              rng.random((batch, time)), rng.integers(1, 128, (batch, time))], -1).astype(np.float32)
+            out = session.run(None, feed(spec, notes, rng))
+            assert out[0].shape == (batch, 4) and out[3].shape == (batch, time, 4, 128)
+            assert out[1].shape == (spec.layers, batch, spec.hidden)
     logged = capfd.readouterr().err
     assert "VerifyOutputSizes" not in logged and "does not match" not in logged
 
@@ -75,8 +81,8 @@ import sys, json, torch
 extra = {{"mpx_spec.json": ""}}
 m = torch.jit.load({str(tiny_artifacts / 'music_producter.pt')!r}, _extra_files=extra)
 h, c = m.zero_state(3)
-out = m(torch.zeros(3, 5, 3), h, c)
-assert isinstance(out, tuple) and len(out) == 5
+out = m(torch.zeros(3, 5, 4), h, c, torch.rand(3, 8), torch.ones(4), torch.ones(4))
+assert isinstance(out, tuple) and len(out) == 4
 print(json.dumps({{"mpx": any(k.split(".")[0] == "mpx" for k in sys.modules),
                   "hidden": json.loads(extra["mpx_spec.json"])["config"]["hidden"],
                   "shapes": [list(t.shape) for t in out]}}))
@@ -86,22 +92,24 @@ print(json.dumps({{"mpx": any(k.split(".")[0] == "mpx" for k in sys.modules),
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["mpx"] is False and report["hidden"] == 32
-    assert report["shapes"] == [[3, 5, 128], [3, 5], [3, 5], [1, 3, 32], [1, 3, 32]]
+    assert report["shapes"] == [[3, 4], [1, 3, 32], [1, 3, 32], [3, 5, 4, 128]]
 
 
 def test_torchscript_is_scripted_not_traced(tiny_artifacts: Path) -> None:
     backend = TorchScriptBackend(tiny_artifacts / "music_producter.pt")
     assert "zero_state" in backend.module._c._method_names()
+    rng = np.random.default_rng(0)
     for batch, time in ((1, 1), (5, 17)):  # a traced graph would have frozen one shape
-        out = backend.step(np.zeros((batch, time, 3), np.float32), *zero_state(backend.spec, batch))
-        assert out[0].shape == (batch, time, 128)
+        out = backend.run(**{k: v for k, v in zip(("notes", "h0", "c0", "uniforms", "temperature", "top_p"),
+                                                   feed(backend.spec, np.zeros((batch, time, 4), np.float32), rng).values())})
+        assert out.logits.shape == (batch, time, 4, 128) and out.next_note.shape == (batch, 4)
 
 
 def test_int8_variant_records_its_agreement(tiny_artifacts: Path) -> None:
     backend = OnnxBackend(tiny_artifacts / "music_producter.int8.onnx")
     measured = backend.spec.artifact["agreement_with_fp32"]
     assert 0.0 <= measured["top1_pitch_agreement"] <= 1.0 and measured["positions"] > 256
-    assert measured["max_step_diff"] >= 0.0
+    assert 0.0 <= measured["sampled_note_agreement"] <= 1.0 and measured["notes"] == 257
     ops = {n.op_type for n in onnx.load(str(tiny_artifacts / "music_producter.int8.onnx")).graph.node}
     assert "DynamicQuantizeLSTM" in ops or "MatMulInteger" in ops
 
@@ -113,11 +121,13 @@ def test_a_perturbed_onnx_graph_is_refused_and_not_kept(tiny_checkpoint: Path, t
     def perturbed(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
         proto = real_build(model, spec, opset)
         for init in proto.graph.initializer:
-            if init.dims and init.dims[-1] == 130:  # the heads (128 pitch logits, step, duration)
+            if list(init.dims) == [32, 512]:  # the heads' weight: [H, 4 x 128]
                 array = onnx.numpy_helper.to_array(init).copy()
-                array.flat[0] += 1e-3
+                array[:, 0] += 1e-3  # pitch 0's logit
                 init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
                 break
+        else:
+            raise AssertionError("the heads' weights were not found in the graph")
         return proto
 
     monkeypatch.setattr(onnx_graph, "build", perturbed)
@@ -133,11 +143,11 @@ def test_a_perturbed_torchscript_module_is_refused_and_not_kept(tiny_checkpoint:
     def perturbed(model: NoteLSTM, spec: ModelSpec, path: Path) -> None:
         clone, _ = checkpoint.load_model(tiny_checkpoint)
         with torch.no_grad():
-            clone.heads.bias[128] += 1e-4  # the step head's bias
+            clone.heads.bias[128] += 1e-4  # the first step bin's logit
         real_save(clone, spec, path)
 
     monkeypatch.setattr(torchscript, "save", perturbed)
-    with pytest.raises(ParityError, match="step"):
+    with pytest.raises(ParityError, match="logits"):
         api.export_artifacts(tiny_checkpoint, tmp_path, ExportOptions(format="torchscript"), echo=lambda _: None)
     assert list(tmp_path.iterdir()) == []
 
@@ -222,7 +232,7 @@ def test_info_describes_every_kind_of_model_file(tiny_artifacts: Path, tiny_chec
         assert [o["name"] for o in info["outputs"]] == list(OUTPUTS)
         assert info["spec"]["config"]["hidden"] == 32
     text = run_cli("info", str(tiny_artifacts / "music_producter.onnx"))
-    assert "sha256" in text.stdout and "pitch_logits" in text.stdout
+    assert "sha256" in text.stdout and "next_note" in text.stdout and "contract v2" in text.stdout
 
 
 def test_info_on_onnx_needs_no_torch(tiny_artifacts: Path, tmp_path: Path) -> None:

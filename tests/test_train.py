@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mpx.runtime.errors import ArtifactError
+from mpx.runtime import bins
 from mpx.runtime.config import ModelConfig
+from mpx.runtime.contract import LOGIT_PAD
+from mpx.runtime.errors import ArtifactError
 from mpx.runtime.spec import ModelSpec
 from mpx.train import checkpoint
 from mpx.train.batches import LanePlanner
@@ -17,12 +19,13 @@ from mpx.train.cache import NoteCache
 from mpx.train.corpus import Corpus, load_corpus
 from mpx.train.loop import LAST, Interrupted, Trainer, train
 from mpx.train.options import TrainOptions
-from mpx.train.loss import LossWeights, note_loss, positive_pressure_mse
+from mpx.train.loss import note_loss
 from mpx.train.model import NoteLSTM
+from mpx.train.options import LossWeights
 
 from conftest import MIDI_DIR, run_cli
 
-TINY = dict(model=ModelConfig(hidden=16), batch_size=4, seq_len=32, seed=3)
+TINY = dict(model=ModelConfig(hidden=16, embedding=4), batch_size=4, seq_len=32, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -34,52 +37,77 @@ def weights_of(path: Path) -> dict[str, torch.Tensor]:
     return checkpoint.load(path).state_dict
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"pitch_input": "embedding", "embedding": 8, "layers": 2}])
-def test_forward_follows_the_graph_contract(kwargs: dict) -> None:
-    model = NoteLSTM(ModelConfig(hidden=24, **kwargs))
-    notes = torch.tensor([[[60.0, 0.1, 0.5]] * 7] * 3)
+def _notes(batch: int, time: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(0, 128, (batch, time), generator=g).float(),
+                        torch.rand(batch, time, generator=g) * 0.5, torch.rand(batch, time, generator=g),
+                        torch.randint(1, 128, (batch, time), generator=g).float()], -1)
+
+
+@pytest.mark.parametrize("config", [ModelConfig(hidden=24, embedding=8),
+                                    ModelConfig(hidden=24, embedding=8, layers=2, step_bins=16, velocity_bins=8)])
+def test_forward_follows_the_graph_contract(config: ModelConfig) -> None:
+    model = NoteLSTM(config).eval()
+    notes = _notes(3, 7)
     h0, c0 = model.zero_state(3)
-    logits, step, duration, hn, cn = model(notes, h0, c0)
-    layers = kwargs.get("layers", 1)
-    assert logits.shape == (3, 7, 128) and step.shape == duration.shape == (3, 7)
-    assert hn.shape == cn.shape == h0.shape == (layers, 3, 24)
+    u, t, p = torch.rand(3, 8), torch.ones(4), torch.full((4,), 0.9)
+    note, hn, cn, logits = model(notes, h0, c0, u, t, p)
+    assert note.shape == (3, 4) and logits.shape == (3, 7, 4, 128)
+    assert hn.shape == cn.shape == h0.shape == (config.layers, 3, 24)
+    # padded bins are LOGIT_PAD exactly: probability 0 after a softmax
+    for a, n in enumerate(bins.counts(config)):
+        assert (logits[..., a, n:] == LOGIT_PAD).all() and (logits[..., a, :n] > -100).all()
     # the state carries: running 7 notes at once equals 3 then 4 with the state handed over
-    first = model(notes[:, :3], h0, c0)
-    second = model(notes[:, 3:], first[3], first[4])
-    torch.testing.assert_close(second[0], logits[:, 3:], atol=1e-6, rtol=0)
-    torch.testing.assert_close(second[3], hn, atol=1e-6, rtol=0)
+    first = model(notes[:, :3], h0, c0, u, t, p)
+    second = model(notes[:, 3:], first[1], first[2], u, t, p)
+    torch.testing.assert_close(second[3], logits[:, 3:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(second[1], hn, atol=1e-6, rtol=0)
+    torch.testing.assert_close(second[0], note, atol=1e-5, rtol=0)  # sampled from the same last position
 
 
-def test_raw_pitch_is_normalised_inside_the_model() -> None:
-    model = NoteLSTM(ModelConfig(hidden=8))
-    notes = torch.tensor([[[64.0, 0.25, 1.5]]])
-    torch.testing.assert_close(model.encode(notes), torch.tensor([[[0.5, 0.25, 1.5]]]))
-    embedded = NoteLSTM(ModelConfig(hidden=8, pitch_input="embedding", embedding=4))
-    features = embedded.encode(notes)
-    torch.testing.assert_close(features[0, 0, :4], embedded.pitch_embedding.weight[64])
-    torch.testing.assert_close(features[0, 0, 4:], torch.tensor([0.25, 1.5]))
+def test_notes_are_encoded_inside_the_model() -> None:
+    model = NoteLSTM(ModelConfig(hidden=8, embedding=4))
+    notes = torch.tensor([[[64.0, 0.25, 1.5, 80.0]]])
+    features = model.encode(notes)
+    torch.testing.assert_close(features[0, 0, :4], model.pitch_embedding.weight[64])
+    torch.testing.assert_close(features[0, 0, 4:], torch.log(torch.tensor([0.26, 1.51, 81.0])))
 
 
-def test_loss_is_cross_entropy_on_raw_logits_plus_positive_pressure() -> None:
+def test_loss_is_a_cross_entropy_per_attribute_on_its_own_bins() -> None:
     torch.manual_seed(0)
-    logits = torch.randn(2, 5, 128) * 4
-    step = torch.tensor([[-0.5, 0.1, 0.2, 0.3, 0.0]] * 2)
-    duration = torch.full((2, 5), 0.4)
-    target = torch.stack([torch.randint(0, 128, (2, 5)).float(), torch.full((2, 5), 0.1), torch.full((2, 5), 0.5)], -1)
+    config = ModelConfig(hidden=8, embedding=4, step_bins=10, duration_bins=20, velocity_bins=5)
+    counts = bins.counts(config)
+    logits = torch.randn(2, 5, 4, 128) * 4
+    targets = torch.stack([torch.randint(0, n, (2, 5)) for n in counts], -1)
     mask = torch.ones(2, 5)
-    total, parts = note_loss(logits, step, duration, target, mask, LossWeights(0.05, 1.0, 1.0))
-    expected_ce = F.cross_entropy(logits.reshape(-1, 128), target[..., 0].long().reshape(-1))
-    torch.testing.assert_close(parts["pitch"], expected_ce)
-    assert positive_pressure_mse(torch.tensor(-0.5), torch.tensor(0.1)) == pytest.approx(0.36 + 5.0)
-    torch.testing.assert_close(total, 0.05 * parts["pitch"] + parts["step"] + parts["duration"])
-    # masked positions do not count
-    mask[:, 3:] = 0
-    _, masked = note_loss(logits, step, duration, target, mask, LossWeights())
-    torch.testing.assert_close(masked["pitch"], F.cross_entropy(logits[:, :3].reshape(-1, 128), target[:, :3, 0].long().reshape(-1)))
+    weights = LossWeights(0.5, 1.0, 2.0, 1.0)
+    total, parts = note_loss(logits, targets, mask, counts, weights)
+    for a, (name, n) in enumerate(zip(("pitch", "step", "duration", "velocity"), counts)):
+        expected = F.cross_entropy(logits[..., a, :n].reshape(-1, n), targets[..., a].reshape(-1))
+        torch.testing.assert_close(parts[name], expected)  # the padding is not part of the softmax
+    torch.testing.assert_close(total, 0.5 * parts["pitch"] + parts["step"] + 2 * parts["duration"] + parts["velocity"])
+    mask[:, 3:] = 0  # masked positions do not count
+    _, masked = note_loss(logits, targets, mask, counts, weights)
+    torch.testing.assert_close(masked["step"], F.cross_entropy(logits[:, :3, 1, :10].reshape(-1, 10), targets[:, :3, 1].reshape(-1)))
+
+
+def test_bins_map_values_to_their_bin_and_back() -> None:
+    config = ModelConfig(hidden=8)
+    step, duration, velocity = bins.of(config)[1:]
+    assert step.index(np.array([0.0]))[0] == 0 and step.value(0, 0.999) < 0.0011  # the chord bin
+    assert step.index(np.array([100.0]))[0] == config.step_bins - 1  # long pauses: the last bin
+    values = np.array([0.003, 0.05, 0.1234, 0.5, 1.7, 3.9])
+    back = step.value(step.index(values), 0.5)
+    assert np.all(np.abs(np.log(back + 0.01) - np.log(values + 0.01)) <= step.scale / 2 + 1e-9)  # within half a bin
+    assert velocity.index(np.array([1, 127]))[0] == 0 and velocity.index(np.array([127]))[0] == config.velocity_bins - 1
+    assert set(velocity.value(np.arange(config.velocity_bins), 0.0).astype(int)) <= set(range(1, 128))
+    assert velocity.value(config.velocity_bins - 1, 0.99999994) <= 127  # never 128
+    edges = duration.edges()
+    assert len(edges) == config.duration_bins + 1 and edges[0] == 0 and edges[-1] == pytest.approx(config.duration_max)
 
 
 def test_lanes_cover_every_prediction_once_in_evaluation_order() -> None:
-    files = [np.zeros((n, 3), np.float32) for n in (5, 70, 33, 1, 129)]
+    files = [np.zeros((n, 4), np.float32) for n in (5, 70, 33, 1, 129)]
     planner = LanePlanner(files, seq_len=32, batch_size=3, reset_prob=0.0)
     plan = planner.plan(None)
     assert plan.predictions == sum(n - 1 for n in (5, 70, 33, 129))
@@ -108,7 +136,7 @@ def test_same_seed_same_data_gives_the_same_weights(corpus: Corpus, tmp_path: Pa
 
 
 def test_validation_loss_falls_over_epochs(corpus: Corpus, tmp_path: Path) -> None:
-    result = train(corpus, tmp_path, TrainOptions(model=ModelConfig(hidden=32), epochs=4, batch_size=8, seq_len=64, seed=0))
+    result = train(corpus, tmp_path, TrainOptions(model=ModelConfig(hidden=32, embedding=8), epochs=4, batch_size=8, seq_len=64, seed=0))
     losses = [row["val_loss"] for row in result.history]
     assert losses[-1] < losses[0]
     best = checkpoint.load(result.best)
@@ -117,7 +145,7 @@ def test_validation_loss_falls_over_epochs(corpus: Corpus, tmp_path: Path) -> No
 
 def test_resume_after_an_interruption_reaches_the_uninterrupted_weights(corpus: Corpus, tmp_path: Path) -> None:
     # dropout and transposition draw random numbers: resuming must continue their streams too
-    options = TrainOptions(epochs=2, transpose=4, **{**TINY, 'model': ModelConfig(hidden=16, dropout=0.2)})
+    options = TrainOptions(epochs=2, transpose=4, **{**TINY, 'model': ModelConfig(hidden=16, embedding=4, dropout=0.2)})
     straight = train(corpus, tmp_path / "straight", options)
 
     calls = {"n": 0}
@@ -147,7 +175,7 @@ def test_resume_on_other_data_is_refused(corpus: Corpus, tmp_path: Path) -> None
 
 
 def test_a_crash_while_saving_leaves_the_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = NoteLSTM(ModelConfig(hidden=8))
+    model = NoteLSTM(ModelConfig(hidden=8, embedding=4))
     spec = ModelSpec(config=model.config)
     path = checkpoint.save(tmp_path / "best.safetensors", spec, model.state_dict())
     before = path.read_bytes()
@@ -158,20 +186,20 @@ def test_a_crash_while_saving_leaves_the_old_checkpoint(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(checkpoint, "save_file", torn_write)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(path, spec, NoteLSTM(ModelConfig(hidden=8)).state_dict())
+        checkpoint.save(path, spec, NoteLSTM(ModelConfig(hidden=8, embedding=4)).state_dict())
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors"]
 
 
 def test_checkpoint_loading_refuses_bad_files(tmp_path: Path) -> None:
-    model = NoteLSTM(ModelConfig(hidden=8))
+    model = NoteLSTM(ModelConfig(hidden=8, embedding=4))
     good = checkpoint.save(tmp_path / "good.safetensors", ModelSpec(config=model.config), model.state_dict())
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[:300])
     from safetensors.torch import save_file
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
-    reshaped = checkpoint.save(tmp_path / "reshaped.safetensors", ModelSpec(config=ModelConfig(hidden=9)),
+    reshaped = checkpoint.save(tmp_path / "reshaped.safetensors", ModelSpec(config=ModelConfig(hidden=9, embedding=4)),
                                model.state_dict())
     for path, message in [(tmp_path / "none.safetensors", "no such checkpoint"),
                           (truncated, "not a readable"), (foreign, "no mpx spec")]:
@@ -208,31 +236,15 @@ def test_cli_train_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], 
 def test_checkpoints_get_ordinary_file_permissions(tmp_path: Path) -> None:
     import os
     import stat
-    model = NoteLSTM(ModelConfig(hidden=8))
+    model = NoteLSTM(ModelConfig(hidden=8, embedding=4))
     path = checkpoint.save(tmp_path / "m.safetensors", ModelSpec(config=model.config), model.state_dict())
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
-def test_log_timing_model_and_loss() -> None:
-    from mpx.train.loss import log_mse
-    model = NoteLSTM(ModelConfig(hidden=8, timing="log"))
-    notes = torch.tensor([[[60.0, 0.0, 0.5], [64.0, 0.25, 2.0]]])
-    features = model.encode(notes)
-    torch.testing.assert_close(features[..., 1:], torch.log(notes[..., 1:] + 0.01))
-    _, step, duration, _, _ = model(notes, *model.zero_state(1))
-    assert (step > -0.01).all() and (duration > -0.01).all()  # exp(head) - 0.01
-    # the loss sees chord steps (5 ms) and run steps (60 ms) far apart; seconds MSE hardly does
-    chord, run = torch.tensor([0.005]), torch.tensor([0.06])
-    assert log_mse(chord, run) > 2.0 and positive_pressure_mse(chord, run) < 0.01
-    assert log_mse(run, run) == 0
-
-
-def test_calibration_tables_are_ordered_quantiles(tiny_checkpoint: Path) -> None:
-    from mpx.train.calibrate import BINS, LEVELS
-    timing = checkpoint.load(tiny_checkpoint).spec.timing  # calibrated at the end of training
-    for name in ("step", "duration"):
-        edges, ratios = np.array(timing[name]["edges"]), np.array(timing[name]["ratios"])
-        assert edges.shape == (BINS - 1,) and ratios.shape == (BINS, LEVELS)
-        assert (np.diff(edges) >= 0).all() and (np.diff(ratios, axis=1) >= 0).all() and (ratios >= 0).all()
+def test_padded_bins_keep_their_values_through_training(tiny_checkpoint: Path) -> None:
+    model, spec = checkpoint.load_model(tiny_checkpoint)
+    for a, n in enumerate(bins.counts(spec.config)):
+        rows = slice(a * 128 + n, (a + 1) * 128)
+        assert (model.heads.weight[rows] == 0).all() and (model.heads.bias[rows] == LOGIT_PAD).all()

@@ -13,7 +13,7 @@ import numpy as np
 
 from mpx.runtime.atomic import atomic_path
 
-CODEC_VERSION = "notes-v1"
+CODEC_VERSION = "notes-v2"  # v2: velocity is the fourth column
 
 
 def default_dir() -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpx.runtime.backends import torch_step, use_torch_kernels
+from mpx.runtime.backends import Checked, use_torch_kernels
 from mpx.runtime.contract import Outputs
 from mpx.runtime.spec import ModelSpec
 
@@ -17,17 +17,20 @@ from . import checkpoint
 from .model import NoteLSTM
 
 
-class EagerBackend:
+class EagerBackend(Checked):
     name = "eager"
 
     def __init__(self, model: NoteLSTM, spec: ModelSpec, path: Path | None = None) -> None:
-        use_torch_kernels(torch, None)
         self.model = model.eval()
         self.spec = spec
         self.path = path or Path("<memory>")
 
-    def step(self, notes: np.ndarray, h: np.ndarray, c: np.ndarray) -> Outputs:
-        return torch_step(torch, self.model, notes, h, c)
+    def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+        device = self.model.heads.weight.device  # the training loop validates on its own device
+        with torch.inference_mode():
+            out = self.model(*(torch.from_numpy(x).to(device) for x in (notes, h0, c0, uniforms, temperature, top_p)))
+        return Outputs(*(t.cpu().numpy() for t in out))
 
 
 def open_checkpoint(path: str | os.PathLike[str], threads: int | None = None) -> EagerBackend:

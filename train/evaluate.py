@@ -3,10 +3,12 @@
 window:   every seq_len-note window from a zero state predicts the note after it (the
           tutorial's setting, and what the window generation mode does);
 stateful: each file from a zero state predicts every next note, the state carried through
-          the whole file (what the stateful generation mode does).
-Metrics per predicted note: pitch cross-entropy (nats), top-1 pitch accuracy, and the mean
-absolute error of step and duration in seconds (predictions clipped at 0, as generation does).
-Works on any backend: checkpoint (eager), TorchScript or ONNX.
+          the whole file (what the stateful generation mode does). Files are packed into
+          batch rows and run in chunks with the state carried (train/batches.py's evaluation
+          plan), so a backend scores many files per call.
+Metrics per predicted note and attribute (pitch, step, duration, velocity): cross-entropy of
+the real next note's bin (nats) and top-1 accuracy of the likeliest bin. Works on any backend:
+checkpoint (eager), TorchScript or ONNX. The training's validation loss is this stateful pass.
 """
 from __future__ import annotations
 
@@ -15,49 +17,68 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mpx.runtime import bins, report
 from mpx.runtime.backends import Backend, zero_state
-from mpx.runtime.contract import Outputs
+from mpx.runtime.generate import GenerationOptions, Generator
+from mpx.runtime.contract import ATTRIBUTES, UNIFORMS
 from mpx.runtime.errors import MpxError, OptionsError
+
+from .batches import LanePlanner
 
 if TYPE_CHECKING:
     from .corpus import Corpus
 
 MODES = ("window", "stateful")
+A = len(ATTRIBUTES)
 
 
-class _Totals:
-    def __init__(self) -> None:
+class Totals:
+    """Running sums of cross-entropy and top-1 hits per attribute."""
+
+    def __init__(self, counts: tuple[int, ...]) -> None:
+        self.counts = counts
         self.n = 0
-        self.ce = self.correct = self.step_ae = self.duration_ae = 0.0
+        self.ce = np.zeros(A)
+        self.hits = np.zeros(A)
 
-    def add(self, logits: np.ndarray, step: np.ndarray, duration: np.ndarray, target: np.ndarray) -> None:
-        """logits [N, 128], step/duration [N], target notes [N, 3]."""
-        logits = logits.astype(np.float64)
-        top = logits.max(axis=-1, keepdims=True)
-        log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
-        pitch = target[:, 0].astype(np.int64)
-        self.ce += float((log_z - logits[np.arange(len(pitch)), pitch]).sum())
-        self.correct += float((logits.argmax(axis=-1) == pitch).sum())
-        self.step_ae += float(np.abs(np.maximum(step, 0) - target[:, 1]).sum())
-        self.duration_ae += float(np.abs(np.maximum(duration, 0) - target[:, 2]).sum())
-        self.n += len(pitch)
+    def add(self, logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """logits [N, 4, 128], targets [N, 4] (bins), mask [N] (1 = a real prediction)."""
+        keep = np.ones(len(logits), bool) if mask is None else mask.astype(bool)
+        logits, targets = logits[keep], targets[keep]
+        rows = np.arange(len(logits))
+        for a, n in enumerate(self.counts):
+            z = logits[:, a, :n].astype(np.float64)
+            top = z.max(axis=-1)
+            log_norm = top + np.log(np.exp(z - top[:, None]).sum(axis=-1))
+            self.ce[a] += float((log_norm - z[rows, targets[:, a]]).sum())
+            self.hits[a] += float((z.argmax(axis=-1) == targets[:, a]).sum())
+        self.n += len(logits)
 
     def result(self) -> dict[str, float]:
         n = max(self.n, 1)
-        return {"pitch_ce": self.ce / n, "top1": self.correct / n, "step_mae": self.step_ae / n,
-                "duration_mae": self.duration_ae / n, "predictions": self.n}
+        out: dict[str, float] = {}
+        for a, name in enumerate(ATTRIBUTES):
+            out[f"{name}_ce"] = self.ce[a] / n
+            out[f"{name}_top1"] = self.hits[a] / n
+        out["predictions"] = self.n
+        return out
+
+
+def scoring_inputs(batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uniforms and sampling parameters for calls whose sampled note is not used (greedy)."""
+    return np.zeros((batch, UNIFORMS), np.float32), np.zeros(A, np.float32), np.ones(A, np.float32)
 
 
 def windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
-             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Batches of (windows [B, width, 3], the note after each [B, 3]) across all files."""
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Batches of (windows [B, width, 4], the note after each [B, 4]) across all files."""
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     size = 0
     for seq in notes:
         if len(seq) <= width:
             continue
-        # every window of the file as a view [n, width, 3]: copied only batch by batch
+        # every window of the file as a view [n, width, 4]: copied only batch by batch
         x = np.lib.stride_tricks.sliding_window_view(seq[:-1], width, axis=0)[::stride].transpose(0, 2, 1)
         y = seq[width:][::stride]
         while len(x):
@@ -72,27 +93,37 @@ def windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
         yield np.concatenate(xs), np.concatenate(ys)
 
 
-def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int = 1024,
+def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int = 512,
                     stride: int = 1) -> dict[str, float]:
-    totals = _Totals()
-    for x, y in windows(notes, backend.spec.seq_len, batch, stride):
-        out = backend.step(np.ascontiguousarray(x, np.float32), *zero_state(backend.spec, len(x)))
-        totals.add(out.pitch_logits[:, -1], out.step[:, -1], out.duration[:, -1], y)
+    spec = backend.spec
+    totals = Totals(bins.counts(spec.config))
+    for x, y in windows(notes, spec.seq_len, batch, stride):
+        out = backend.call(np.ascontiguousarray(x, np.float32), *zero_state(spec, len(x)), *scoring_inputs(len(x)))
+        totals.add(out.logits[:, -1], bins.index(spec.config, y))
     return totals.result()
 
 
-def stateful_outputs(backend: Backend, notes: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, Outputs]]:
-    """The one pass over each file from a zero state: (file's notes, outputs at every position
-    but the last, each predicting the note after it). Files shorter than 2 notes are skipped."""
-    for seq in notes:
-        if len(seq) >= 2:
-            yield seq, backend.step(np.ascontiguousarray(seq[None, :-1], np.float32), *zero_state(backend.spec, 1))
-
-
-def evaluate_stateful(backend: Backend, notes: Sequence[np.ndarray]) -> dict[str, float]:
-    totals = _Totals()
-    for seq, out in stateful_outputs(backend, notes):
-        totals.add(out.pitch_logits[0], out.step[0], out.duration[0], seq[1:])
+def evaluate_stateful(backend: Backend, notes: Sequence[np.ndarray], lanes: int = 32,
+                      chunk: int = 256) -> dict[str, float]:
+    """Each file from a zero state, every next note, files side by side in `lanes` batch rows."""
+    spec = backend.spec
+    totals = Totals(bins.counts(spec.config))
+    if not any(len(n) >= 2 for n in notes):
+        return totals.result()
+    planner = LanePlanner(list(notes), chunk, lanes, reset_prob=0.0)
+    plan = planner.plan(None)
+    data, targets = planner.data, bins.index(spec.config, planner.data)
+    h, c = zero_state(spec, plan.starts.shape[1])
+    positions = np.arange(chunk)
+    for s in range(plan.steps):
+        index = np.minimum(plan.starts[s][:, None] + positions, len(data) - 2)
+        mask = positions < plan.lengths[s][:, None]
+        h[:, plan.resets[s]] = 0.0
+        c[:, plan.resets[s]] = 0.0
+        out = backend.call(np.ascontiguousarray(data[index]), h, c, *scoring_inputs(len(index)))
+        h, c = out.hn.copy(), out.cn.copy()
+        totals.add(out.logits.reshape(-1, A, out.logits.shape[-1]), targets[index + 1].reshape(-1, A),
+                   mask.reshape(-1))
     return totals.result()
 
 
@@ -109,19 +140,6 @@ def evaluate_model(backend: Backend, notes: Sequence[np.ndarray],
     return report
 
 
-def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{report.get('model', '')} on {report.get('files', '?')} files "
-             f"({report.get('split', '')} split), backend {report['backend']}",
-             f"{'mode':<9} {'pitch CE (nats)':>15} {'top-1':>7} {'step MAE (s)':>13} "
-             f"{'duration MAE (s)':>17} {'predictions':>12}"]
-    for mode in MODES:
-        if mode in report:
-            r = report[mode]
-            lines.append(f"{mode:<9} {r['pitch_ce']:>15.4f} {r['top1']:>7.4f} {r['step_mae']:>13.4f} "
-                         f"{r['duration_mae']:>17.4f} {r['predictions']:>12}")
-    return "\n".join(lines)
-
-
 def evaluate_split(backend: Backend, corpus: "Corpus", split: str = "test",
                    modes: Sequence[str] = MODES) -> dict[str, Any]:
     """`mpx eval`: score one split of a corpus (or "all" of it) in the given modes."""
@@ -130,5 +148,38 @@ def evaluate_split(backend: Backend, corpus: "Corpus", split: str = "test",
         raise MpxError(f"the {split} split of this data is empty (it has {len(corpus.files)} files: "
                        "try --split all)")
     report = evaluate_model(backend, chosen.notes, modes)
+    scored = sum(report[m]["predictions"] for m in modes if m in report)
+    if not scored:
+        raise MpxError(f"none of the {len(chosen.files)} files of the {split} split is long enough to "
+                       f"score (window mode needs more than {backend.spec.seq_len} notes, stateful 2)")
     report["split"], report["files"] = split, len(chosen.files)
     return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"{report.get('model', '')} on {report.get('files', '?')} files "
+             f"({report.get('split', '')} split), backend {report['backend']}",
+             f"{'mode':<9} " + " ".join(f"{name + ' CE':>12}" for name in ATTRIBUTES)
+             + f" {'pitch top-1':>12} {'predictions':>12}   (CE in nats per note)"]
+    for mode in MODES:
+        if mode in report:
+            r = report[mode]
+            lines.append(f"{mode:<9} " + " ".join(f"{r[name + '_ce']:>12.4f}" for name in ATTRIBUTES)
+                         + f" {r['pitch_top1']:>12.4f} {r['predictions']:>12}")
+    return "\n".join(lines)
+
+
+def generation_split(generator: Generator, corpus: "Corpus", split: str = "test", files: int | None = None,
+                     options: GenerationOptions | None = None) -> dict[str, Any]:
+    """The generation report (runtime/report.py) on `files` pieces spread over one split: each
+    piece's seed continued with the model's default sampling (or `options`)."""
+    chosen = corpus.select(split)
+    pieces = report.spread([(path.name, notes) for path, notes in zip(chosen.files, chosen.notes)], files)
+    options = options or GenerationOptions()
+
+    def generate(seed: np.ndarray, rng_seed: int) -> np.ndarray:
+        return generator.generate(seed, report.GENERATED, options, seed=rng_seed)
+
+    out = report.generation_report(generate, pieces)
+    out["split"], out["options"] = split, {k: v for k, v in vars(options).items() if v is not None}
+    return out

@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mpx.runtime import bins
+from mpx.runtime.config import ModelConfig
+from mpx.runtime.contract import ATTRIBUTES
 from mpx.runtime.errors import MpxError, OptionsError
 from mpx.runtime.spec import ModelSpec
 from mpx.runtime.versions import versions
@@ -28,6 +31,8 @@ from mpx.runtime.versions import versions
 from . import checkpoint
 from .batches import EpochPlan, LanePlanner
 from .corpus import Corpus
+from .eager import EagerBackend
+from .evaluate import evaluate_stateful
 from .loss import note_loss
 from .model import NoteLSTM
 from .options import TrainOptions
@@ -44,6 +49,18 @@ class TrainResult:
     last: Path
     history: list[dict[str, float]]
     spec: ModelSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Notes:
+    """A side of the corpus on the training device: its notes and the bins of each note."""
+
+    notes: torch.Tensor   # [N, 4] float32
+    bins: torch.Tensor    # [N, 4] int64: the training targets when a note is the next one
+
+    @classmethod
+    def of(cls, notes: np.ndarray, config: ModelConfig, device: torch.device) -> "Notes":
+        return cls(torch.from_numpy(notes).to(device), torch.from_numpy(bins.index(config, notes)).to(device))
 
 
 def resolved_device(device: str) -> torch.device:
@@ -101,8 +118,8 @@ class Trainer:
         self.planner = LanePlanner(self.train_corpus.notes, options.seq_len, options.batch_size,
                                    options.reset_prob, options.transpose)
         self.val_planner = LanePlanner(self.val_corpus.notes, options.seq_len, options.batch_size, 0.0)
-        self.train_data = torch.from_numpy(self.planner.data).to(self.device)
-        self.val_data = torch.from_numpy(self.val_planner.data).to(self.device)
+        self.train_data = Notes.of(self.planner.data, options.model, self.device)
+        self.val_data = Notes.of(self.val_planner.data, options.model, self.device)
         torch.manual_seed(options.seed)
         self.model = NoteLSTM(options.model).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
@@ -110,7 +127,7 @@ class Trainer:
         self.on_step = on_step
         self.on_epoch = on_epoch
         self.spec = ModelSpec(
-            config=options.model, seq_len=options.primer_len,
+            config=options.model, seq_len=options.primer_len, licence=options.licence,
             training={**options.to_dict(), "data_fingerprint": fingerprint(self.train_corpus)},
             data=corpus.summary(), versions=versions("torch"))
         self.history: list[dict[str, float]] = []
@@ -161,16 +178,16 @@ class Trainer:
         floor = self.options.min_lr_ratio
         return self.options.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def batch(self, data: torch.Tensor, plan: EpochPlan, s: int) -> tuple[torch.Tensor, ...]:
-        """(inputs, next notes, mask) [B, T, 3], [B, T, 3], [B, T] for step s of the plan."""
+    def batch(self, data: Notes, plan: EpochPlan, s: int) -> tuple[torch.Tensor, ...]:
+        """(inputs [B, T, 4], bins of the next notes [B, T, 4], mask [B, T]) for step s of the plan."""
         starts = torch.from_numpy(plan.starts[s]).to(self.device)
         lengths = torch.from_numpy(plan.lengths[s]).to(self.device)
         pos = torch.arange(self.options.seq_len, device=self.device)
-        index = (starts[:, None] + pos).clamp_(max=len(data) - 2)
+        index = (starts[:, None] + pos).clamp_(max=len(data.notes) - 2)
         mask = (pos < lengths[:, None]).float()
-        x, y = data[index], data[index + 1]
-        if plan.shifts[s].any():
-            shift = torch.from_numpy(plan.shifts[s]).to(self.device, torch.float32)[:, None]
+        x, y = data.notes[index], data.bins[index + 1]
+        if plan.shifts[s].any():  # transposition: the pitch input and the pitch bin move together
+            shift = torch.from_numpy(plan.shifts[s]).to(self.device)[:, None]
             x[..., 0] = (x[..., 0] + shift).clamp_(0, 127)
             y[..., 0] = (y[..., 0] + shift).clamp_(0, 127)
         return x, y, mask
@@ -188,9 +205,6 @@ class Trainer:
                 self.save_best(metrics)
             self.epoch, self.step = self.epoch + 1, 0
             self.save_last()
-        if (self.out / BEST).is_file():
-            from .calibrate import calibrate_checkpoint
-            calibrate_checkpoint(self.out / BEST, self.val_corpus.notes)
         return TrainResult(self.out / BEST, self.out / LAST, self.history, self.spec)
 
     def _train_epoch(self) -> None:
@@ -224,8 +238,8 @@ class Trainer:
         x, y, mask = self.batch(self.train_data, plan, s)
         reset = torch.from_numpy(plan.resets[s]).to(self.device)
         h, c = (torch.where(reset[None, :, None], 0.0, t) for t in self.lanes)
-        logits, step, duration, hn, cn = self.model(x, h, c)
-        loss, _ = note_loss(logits, step, duration, y, mask, self.options.weights, self.options.model.timing)
+        logits, hn, cn = self.model.scores(x, h, c)
+        loss, _ = note_loss(logits, y, mask, self.model.counts, self.options.weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
@@ -233,26 +247,15 @@ class Trainer:
         self.lanes = (hn.detach(), cn.detach())
         return float(loss.detach()), int(mask.sum())
 
-    @torch.no_grad()
     def validation(self) -> dict[str, float]:
-        """Stateful loss on the validation split: each file from a zero state, every next note."""
-        self.model.eval()
-        plan = self.val_planner.plan(None)
-        h, c = self._zero_lanes(plan.starts.shape[1])
-        sums = {"loss": 0.0, "pitch": 0.0, "step": 0.0, "duration": 0.0}
-        count = 0
-        for s in range(plan.steps):
-            x, y, mask = self.batch(self.val_data, plan, s)
-            reset = torch.from_numpy(plan.resets[s]).to(self.device)[None, :, None]
-            logits, step, duration, h, c = self.model(x, torch.where(reset, 0.0, h), torch.where(reset, 0.0, c))
-            loss, parts = note_loss(logits, step, duration, y, mask, self.options.weights, self.options.model.timing)
-            n = int(mask.sum())
-            sums["loss"] += float(loss) * n
-            for key, value in parts.items():
-                sums[key] += float(value) * n
-            count += n
-        return {"train_loss": getattr(self, "train_loss", math.nan),
-                **{f"val_{k}" if k != "loss" else "val_loss": v / max(count, 1) for k, v in sums.items()}}
+        """The stateful pass of `mpx eval` on the validation split (each file from a zero state,
+        every next note): cross-entropy per attribute, and their weighted sum, the loss."""
+        scores = evaluate_stateful(EagerBackend(self.model, self.spec), self.val_corpus.notes,
+                                   lanes=self.options.batch_size, chunk=self.options.seq_len)
+        parts = {f"val_{name}": scores[f"{name}_ce"] for name in ATTRIBUTES}
+        weights = self.options.weights
+        loss = sum(getattr(weights, name) * parts[f"val_{name}"] for name in ATTRIBUTES)
+        return {"train_loss": getattr(self, "train_loss", math.nan), "val_loss": loss, **parts}
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

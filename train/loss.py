@@ -1,8 +1,9 @@
-"""The training loss: pitch cross-entropy on logits plus MSE with positive pressure (or, for
-models with timing="log", squared error in log-seconds).
+"""The training loss: a cross-entropy per note attribute, on each attribute's own bins.
 
-The seed notebook put a sigmoid in front of CrossEntropyLoss, squashing the logits into (0, 1)
-so the softmax inside the loss can barely tell pitches apart; here the loss sees raw logits.
+Every attribute of the next note is a categorical distribution (runtime/bins.py), so one loss
+serves all four: cross-entropy of the logits of its bins (the padded rows of the [4, 128]
+logits are left out) against the bin of the real next note, at every unmasked position. The
+seed notebook put a sigmoid in front of CrossEntropyLoss; here the loss sees raw logits.
 """
 from __future__ import annotations
 
@@ -10,32 +11,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import TIME_OFFSET
+from mpx.runtime.contract import ATTRIBUTES
+
 from .options import LossWeights
 
 
-def positive_pressure_mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Elementwise (target - pred)^2 + 10 * max(-pred, 0): pushes predictions to be >= 0."""
-    return (target - pred) ** 2 + 10.0 * F.relu(-pred)
+def note_loss(logits: Tensor, targets: Tensor, mask: Tensor, counts: tuple[int, ...],
+              weights: LossWeights) -> tuple[Tensor, dict[str, Tensor]]:
+    """Weighted sum of per-attribute cross-entropies over unmasked positions.
 
-
-def log_mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Elementwise squared error of log(t + 0.01): for models with timing="log", whose
-    predictions are > -0.01 by construction. In log-seconds a chord's 5 ms and a run's 60 ms
-    are far apart, where squared seconds barely tell them from each other."""
-    return (torch.log(pred + TIME_OFFSET) - torch.log(target.clamp_min(0.0) + TIME_OFFSET)) ** 2
-
-
-def note_loss(pitch_logits: Tensor, step: Tensor, duration: Tensor, target: Tensor,
-              mask: Tensor, weights: LossWeights, timing: str = "linear") -> tuple[Tensor, dict[str, Tensor]]:
-    """Weighted loss over every unmasked position. target [B, T, 3] holds the next notes."""
+    logits [B, T, 4, 128], targets [B, T, 4] (bin indices), mask [B, T]; returns the total and
+    each attribute's mean cross-entropy in nats.
+    """
     count = mask.sum().clamp_min(1.0)
-    ce = F.cross_entropy(pitch_logits.flatten(0, 1), target[..., 0].long().flatten(), reduction="none")
-    time_loss = log_mse if timing == "log" else positive_pressure_mse
-    parts = {
-        "pitch": (ce * mask.flatten()).sum() / count,
-        "step": (time_loss(step, target[..., 1]) * mask).sum() / count,
-        "duration": (time_loss(duration, target[..., 2]) * mask).sum() / count,
-    }
-    total = weights.pitch * parts["pitch"] + weights.step * parts["step"] + weights.duration * parts["duration"]
-    return total, parts
+    flat_mask = mask.flatten()
+    parts = {}
+    for a, (name, n) in enumerate(zip(ATTRIBUTES, counts)):
+        ce = F.cross_entropy(logits[..., a, :n].flatten(0, 1), targets[..., a].flatten(), reduction="none")
+        parts[name] = (ce * flat_mask).sum() / count
+    total = sum(getattr(weights, name) * part for name, part in parts.items())
+    return total, parts  # type: ignore[return-value]

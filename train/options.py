@@ -15,9 +15,10 @@ from mpx.runtime.errors import OptionsError
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    pitch: float = 0.05
+    pitch: float = 1.0
     step: float = 1.0
     duration: float = 1.0
+    velocity: float = 1.0
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 
@@ -28,17 +29,19 @@ class TrainOptions:
     epochs: int = 10
     batch_size: int = 64        # lanes: sequences trained side by side
     seq_len: int = 128          # notes per chunk (truncated back-propagation length)
-    primer_len: int = 25        # the spec's seq_len: primer and window length at generation
+    primer_len: int = 64        # the spec's seq_len: primer (at most) and window length at generation
     lr: float = 3e-3
     min_lr_ratio: float = 0.1   # cosine decay from lr to lr * min_lr_ratio over all epochs
     transpose: int = 0          # random transposition of each run by up to this many semitones
     reset_prob: float = 0.2     # chance of a zero state at a chunk boundary
-    pitch_weight: float = 0.05
+    pitch_weight: float = 1.0   # loss weights: each attribute's cross-entropy (nats)
     step_weight: float = 1.0
     duration_weight: float = 1.0
+    velocity_weight: float = 1.0
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"
+    licence: str = ""           # of the data, which the weights inherit: goes into the spec
 
     def __post_init__(self) -> None:
         self.check()
@@ -53,17 +56,20 @@ class TrainOptions:
         for name, low, high, low_open in (("lr", 0.0, 10.0, True), ("min_lr_ratio", 0.0, 1.0, False),
                                           ("reset_prob", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, True),
                                           ("pitch_weight", 0.0, 1e6, False), ("step_weight", 0.0, 1e6, False),
-                                          ("duration_weight", 0.0, 1e6, False)):
+                                          ("duration_weight", 0.0, 1e6, False),
+                                          ("velocity_weight", 0.0, 1e6, False)):
             _number(name, getattr(self, name), low, high, low_open)
-        if self.pitch_weight + self.step_weight + self.duration_weight <= 0:
+        if self.pitch_weight + self.step_weight + self.duration_weight + self.velocity_weight <= 0:
             raise OptionsError("the loss weights are all 0: nothing would be learned")
+        if not isinstance(self.licence, str) or len(self.licence) > 500:
+            raise OptionsError("--licence must be a text of at most 500 characters")
         device = self.device
         if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
             raise OptionsError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
 
     @property
     def weights(self) -> LossWeights:
-        return LossWeights(self.pitch_weight, self.step_weight, self.duration_weight)
+        return LossWeights(self.pitch_weight, self.step_weight, self.duration_weight, self.velocity_weight)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -1,0 +1,94 @@
+"""The bins of every note attribute: how a value maps to its bin and a bin back to a value.
+
+Every attribute is predicted as a categorical distribution over bins (contract v2):
+- pitch: 128 bins, one per MIDI pitch;
+- step and duration: bins uniform in z = log(t + 0.01) from 0 s to the config's maximum, so
+  they are ~10% wide in the musical range and the first step bin (0 to ~1 ms) is a chord;
+- velocity: bins of equal width over 1..127.
+The graph decodes a chosen bin k and a uniform v in [0, 1) with one formula for all four:
+    z = (k + v * within) * scale + shift
+    value = exp(z) - 0.01 (step, duration) or floor(z) (pitch, velocity)
+`constants()` gives (within, scale, shift) to the model; `index()` maps real notes to their bins
+(training targets, scores); `value()` is the numpy form of the graph's decode (tests, docs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .config import ModelConfig
+from .contract import ATTRIBUTES, VOCAB
+
+TIME_OFFSET = 0.01  # seconds: log(t + 0.01) tells a chord (t ~ 0) from a run (t ~ 0.05)
+VELOCITY_RANGE = (1.0, 128.0)  # velocities 1..127 as a half-open interval
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributeBins:
+    name: str
+    count: int
+    scale: float    # z per bin
+    shift: float    # z at the start of bin 0
+    within: float   # 1 when a value spreads over its bin, 0 when a bin is one value (pitch)
+    time: bool      # value = exp(z) - 0.01 (True) or floor(z)
+
+    def index(self, values: np.ndarray) -> np.ndarray:
+        """Values of this attribute -> their bins (int64), clipped into 0..count-1."""
+        values = np.asarray(values, np.float64)
+        if self.time:
+            z = np.log(np.maximum(values, 0.0) + TIME_OFFSET)
+        else:
+            z = np.rint(values) if not self.within else values
+        k = np.floor((z - self.shift) / self.scale) if self.within else z - self.shift
+        return np.clip(k, 0, self.count - 1).astype(np.int64)
+
+    def value(self, index: np.ndarray, frac: np.ndarray | float = 0.5) -> np.ndarray:
+        """The graph's decode in numpy: a bin and a uniform in [0, 1) -> the attribute's value."""
+        z = (np.asarray(index, np.float64) + np.asarray(frac) * self.within) * self.scale + self.shift
+        out = np.exp(z) - TIME_OFFSET if self.time else np.floor(z)
+        return np.maximum(out, 0.0)
+
+    def edges(self) -> list[float]:
+        """Bin edges in the attribute's units (seconds, velocity), count + 1 of them."""
+        z = self.shift + self.scale * np.arange(self.count + 1)
+        return [round(float(e), 6) for e in (np.exp(z) - TIME_OFFSET if self.time else z)]
+
+
+def _time(name: str, count: int, maximum: float) -> AttributeBins:
+    low, high = math.log(TIME_OFFSET), math.log(maximum + TIME_OFFSET)
+    return AttributeBins(name, count, (high - low) / count, low, 1.0, True)
+
+
+def of(config: ModelConfig) -> tuple[AttributeBins, ...]:
+    """The four attributes' bins, in the contract's order."""
+    low, high = VELOCITY_RANGE
+    bins = (AttributeBins("pitch", VOCAB, 1.0, 0.0, 0.0, False),
+            _time("step", config.step_bins, config.step_max),
+            _time("duration", config.duration_bins, config.duration_max),
+            AttributeBins("velocity", config.velocity_bins, (high - low) / config.velocity_bins, low, 1.0, False))
+    assert tuple(b.name for b in bins) == ATTRIBUTES
+    return bins
+
+
+def index(config: ModelConfig, notes: np.ndarray) -> np.ndarray:
+    """Notes [..., 4] -> the bin of every attribute [..., 4] (int64): training targets, scores."""
+    return np.stack([b.index(notes[..., i]) for i, b in enumerate(of(config))], axis=-1)
+
+
+def counts(config: ModelConfig) -> tuple[int, ...]:
+    return tuple(b.count for b in of(config))
+
+
+def constants(config: ModelConfig) -> dict[str, list[float]]:
+    """The decode constants the graph carries, one per attribute."""
+    bins = of(config)
+    return {"within": [b.within for b in bins], "scale": [b.scale for b in bins],
+            "shift": [b.shift for b in bins], "time": [float(b.time) for b in bins],
+            "last": [float(b.count - 1) for b in bins]}
+
+
+def describe(config: ModelConfig) -> dict[str, list[float]]:
+    """Bin edges of the timing and velocity attributes, for the spec's readers."""
+    return {b.name: b.edges() for b in of(config) if b.name != "pitch"}

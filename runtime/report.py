@@ -1,0 +1,198 @@
+"""The generation report: does free-running music keep the pace, the tempo, the texture and the
+dynamics of the piece it continues? Measured against the piece's real continuation.
+
+Definitions (contract v2 issue; README, "Generation report"):
+- For each piece, the notes up to position SEED_NOTES (125; the middle of a piece shorter than
+  twice that) are the seed; its last seq_len notes prime the model. GENERATED (512) notes are
+  generated with the model's default sampling and compared with the piece's real next 512.
+- Onsets closer than CHORD (30 ms) form one chord (quantised MIDI has 0, performances 5-30 ms);
+  the inter-onset interval (IOI) is between chords. A raw median step is not a pace: where more
+  than half the notes are chord notes it falls on a chord's few milliseconds.
+- pace kept: median IOI of the last quarter / median IOI of the first quarter in [2/3, 1.5];
+- tempo fidelity: generated median IOI / the real continuation's in [2/3, 1.5];
+- chord gap: |chord share of the last generated quarter - chord share of the real continuation|;
+- short notes: share of generated notes shorter than 10 ms;
+- overlapping area (Yang & Lerch 2018: the sum over bins of the minimum of two normalised
+  histograms) of pitch (128 bins), log(step + 0.01) with steps < 30 ms counted as 0 (40 bins over
+  [log 0.01, log 4.01]), log(duration + 0.01) (40 bins over [log 0.01, log 8.01]) and velocity
+  (32 bins of 4), generated vs real; and the same for a second real segment of the piece against
+  the real continuation: the ceiling.
+Pace kept and tempo fidelity are reported as the share of pieces inside the band; the other
+figures as means over pieces.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+SEED_NOTES = 125
+GENERATED = 512
+CHORD = 0.030
+SHORT = 0.010
+BAND = (2 / 3, 1.5)
+QUARTERS = 4
+HISTOGRAMS: dict[str, tuple[int, float, float]] = {   # bins, low, high of each attribute's histogram
+    "pitch": (128, -0.5, 127.5),
+    "step": (40, math.log(0.01), math.log(4.01)),
+    "duration": (40, math.log(0.01), math.log(8.01)),
+    "velocity": (32, 0.0, 128.0),
+}
+TARGETS = {"pace_kept": 0.9, "tempo_fidelity": 0.75, "chord_gap": 0.08, "short_notes": 0.003,
+           "overlap_velocity": 0.65, "overlap_duration": 0.72, "overlap_step": 0.75, "overlap_pitch": 0.58}
+LOWER_IS_BETTER = ("chord_gap", "short_notes")
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    name: str
+    seed: np.ndarray        # [S, 4] the notes before the cut
+    real: np.ndarray        # [<= 512, 4] the real continuation
+    second: np.ndarray      # another real segment of the piece, for the ceiling
+
+
+def cut(name: str, notes: np.ndarray) -> Piece | None:
+    """Seed / real continuation / second real segment of one piece; None when too short."""
+    n = len(notes)
+    at = SEED_NOTES if n >= 2 * SEED_NOTES else n // 2
+    if at < 2 or n - at < 2 * QUARTERS:
+        return None
+    real = notes[at: at + GENERATED]
+    after = notes[at + GENERATED: at + 2 * GENERATED]
+    second = after if len(after) >= len(real) // 2 else notes[max(0, at - GENERATED): at]
+    return Piece(name, notes[:at], real, second)
+
+
+def chord_starts(step: np.ndarray) -> np.ndarray:
+    """Onset times of the chords of a run of notes (a note less than 30 ms after the previous
+    onset joins its chord)."""
+    onsets = np.cumsum(step, dtype=np.float64)
+    new = np.concatenate([[True], np.diff(onsets) >= CHORD]) if len(onsets) else np.zeros(0, bool)
+    return onsets[new]
+
+
+def median_ioi(notes: np.ndarray) -> float:
+    iois = np.diff(chord_starts(notes[:, 1]))
+    return float(np.median(iois)) if len(iois) else math.nan
+
+
+def chord_share(notes: np.ndarray) -> float:
+    """Share of notes that sound in a chord of two or more onsets less than 30 ms apart."""
+    if len(notes) < 2:
+        return 0.0
+    joins = np.diff(np.cumsum(notes[:, 1], dtype=np.float64)) < CHORD  # note i+1 joins note i
+    in_chord = np.zeros(len(notes), bool)
+    in_chord[1:] |= joins
+    in_chord[:-1] |= joins
+    return float(in_chord.mean())
+
+
+def histogram(name: str, notes: np.ndarray) -> np.ndarray:
+    bins, low, high = HISTOGRAMS[name]
+    column = {"pitch": 0, "step": 1, "duration": 2, "velocity": 3}[name]
+    values = notes[:, column].astype(np.float64)
+    if name == "step":
+        values = np.log(np.where(values < CHORD, 0.0, values) + 0.01)
+    elif name == "duration":
+        values = np.log(np.maximum(values, 0.0) + 0.01)
+    width = (high - low) / bins
+    index = np.clip(np.floor((values - low) / width), 0, bins - 1).astype(np.int64)
+    counts = np.bincount(index, minlength=bins).astype(np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def overlap(name: str, a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.minimum(histogram(name, a), histogram(name, b)).sum())
+
+
+def in_band(ratio: float) -> bool:
+    return bool(BAND[0] <= ratio <= BAND[1])
+
+
+def measure(generated: np.ndarray, piece: Piece) -> dict[str, Any]:
+    """Every figure of one piece."""
+    quarter = len(generated) // QUARTERS
+    first, last = generated[:quarter], generated[-quarter:]
+    pace = median_ioi(last) / median_ioi(first)
+    tempo = median_ioi(generated) / median_ioi(piece.real)
+    row: dict[str, Any] = {
+        "piece": piece.name, "pace_ratio": pace, "pace_kept": in_band(pace),
+        "tempo_ratio": tempo, "tempo_fidelity": in_band(tempo),
+        "chord_share_first": chord_share(first), "chord_share_last": chord_share(last),
+        "chord_share_real": chord_share(piece.real),
+        "chord_gap": abs(chord_share(last) - chord_share(piece.real)),
+        "short_notes": float(np.mean(generated[:, 2] < SHORT)),
+    }
+    for name in HISTOGRAMS:
+        row[f"overlap_{name}"] = overlap(name, generated, piece.real)
+        row[f"ceiling_{name}"] = overlap(name, piece.second, piece.real)
+    return row
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Shares of pieces for the two bands, means for the rest."""
+    keys = ["pace_kept", "tempo_fidelity", "chord_gap", "short_notes",
+            "chord_share_first", "chord_share_last", "chord_share_real",
+            *(f"overlap_{n}" for n in HISTOGRAMS), *(f"ceiling_{n}" for n in HISTOGRAMS)]
+    out = {k: float(np.mean([float(r[k]) for r in rows])) for k in keys}
+    out["median_pace_ratio"] = float(np.nanmedian([r["pace_ratio"] for r in rows]))
+    out["median_tempo_ratio"] = float(np.nanmedian([r["tempo_ratio"] for r in rows]))
+    out["pieces"] = len(rows)
+    return out
+
+
+def misses(summary: dict[str, float]) -> dict[str, str]:
+    """The targets the summary misses, each with its figure."""
+    out = {}
+    for key, goal in TARGETS.items():
+        value = summary[key]
+        ok = value <= goal if key in LOWER_IS_BETTER else value >= goal
+        if not ok:
+            out[key] = f"{value:.3f} ({'<=' if key in LOWER_IS_BETTER else '>='} {goal})"
+    return out
+
+
+def generation_report(generate: Callable[[np.ndarray, int], np.ndarray],
+                      pieces: Sequence[tuple[str, np.ndarray]],
+                      on_piece: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run `generate(seed notes, rng seed) -> GENERATED notes` on every piece long enough, and
+    measure. Each piece gets its own random seed (its index), so the report is repeatable."""
+    cuts = [p for p in (cut(name, notes) for name, notes in pieces) if p is not None]
+    rows = []
+    for i, piece in enumerate(cuts):
+        rows.append(measure(generate(piece.seed, i), piece))
+        if on_piece:
+            on_piece(i + 1, len(cuts))
+    if not rows:
+        return {"pieces": 0, "rows": [], "summary": {}, "skipped": len(pieces)}
+    summary = summarise(rows)
+    return {"summary": summary, "misses": misses(summary), "rows": rows,
+            "skipped": len(pieces) - len(cuts)}
+
+
+def spread(items: Sequence[Any], count: int | None) -> list[Any]:
+    """`count` items spread evenly over a sorted sequence (all of them for None)."""
+    if count is None or count >= len(items):
+        return list(items)
+    return [items[int(i * len(items) / count)] for i in range(count)]
+
+
+def format_report(report: dict[str, Any]) -> str:
+    s = report.get("summary") or {}
+    if not s:
+        return "generation report: no piece is long enough to measure"
+    lines = [f"generation: {s['pieces']} pieces, {GENERATED} notes each, the model's default sampling",
+             f"{'figure':<18} {'value':>8} {'ceiling':>8} {'target':>8}"]
+    for key in TARGETS:
+        name = key.replace("overlap_", "overlap ")
+        ceiling = s.get(key.replace("overlap_", "ceiling_")) if key.startswith("overlap_") else None
+        goal = f"{'<=' if key in LOWER_IS_BETTER else '>='}{TARGETS[key]:g}"
+        lines.append(f"{name:<18} {s[key]:>8.3f} {'' if ceiling is None else f'{ceiling:.3f}':>8} {goal:>8}"
+                     + ("" if key not in report.get("misses", {}) else "  MISS"))
+    lines.append(f"median pace ratio {s['median_pace_ratio']:.2f}, median tempo ratio "
+                 f"{s['median_tempo_ratio']:.2f}; chord share first/last quarter/real "
+                 f"{s['chord_share_first']:.2f}/{s['chord_share_last']:.2f}/{s['chord_share_real']:.2f}")
+    return "\n".join(lines)
