@@ -172,7 +172,8 @@ export function notesFromMidi(bytes, label = 'the file') {
 }
 
 function parseMidiBytes(bytes, label) {
-  if (bytes.length < 14 || String.fromCharCode(...bytes.subarray(0, 4)) !== 'MThd') {
+  if (bytes.length === 0) throw new MpxError(`${label} is empty (0 bytes)`);
+  if (String.fromCharCode(...bytes.subarray(0, 4)) !== 'MThd') {
     throw new MpxError(`${label} is not a MIDI file (no MThd header)`);
   }
   checkChunks(bytes, label);
@@ -189,6 +190,7 @@ function parseMidiBytes(bytes, label) {
 /** midi-file reads past a chunk's end without a word; a truncated file must say so instead.
  * Like mido, only the header and the tracks it announces are read; anything after is ignored. */
 function checkChunks(bytes, label) {
+  if (bytes.length < 14) throw new MpxError(`${label}: cannot parse MIDI (file ends early, truncated?)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const chunks = 1 + view.getUint16(10);
   for (let pos = 0, k = 0; k < chunks; k++) {
@@ -237,12 +239,26 @@ function instrumentsOf(tracks, label) {
     for (const e of events) {
       tick += e.deltaTime;
       if (!Number.isFinite(tick) || tick > MAX_TICK) throw new MpxError(`${label}: cannot parse MIDI (tick ${tick} out of range, corrupt file?)`);
+      checkDataBytes(e, label);
       if (e.type === 'programChange') program[e.channel] = e.programNumber;
       else if (e.type === 'noteOn') openNote(open, e, tick);
       else if (e.type === 'noteOff') closeNotes(open, e, tick, () => instrumentFor(instruments, program[e.channel], e.channel, track));
     }
   });
   return instruments.values();
+}
+
+const DATA_FIELDS = ['noteNumber', 'velocity', 'controllerType', 'programNumber', 'amount'];
+
+/** mido (so mpx) rejects a channel event's data byte over 127; midi-file passes it on. */
+function checkDataBytes(e, label) {
+  if (e.channel === undefined) return;
+  const values = DATA_FIELDS.map((k) => e[k]);
+  if (e.type === 'controller') values.push(e.value);
+  const inRange = values.every((v) => v === undefined || (v >= 0 && v <= 127));
+  if (!inRange || (e.type === 'pitchBend' && !(e.value >= -8192 && e.value <= 8191))) {
+    throw new MpxError(`${label}: cannot parse MIDI (data byte must be in range 0..127)`);
+  }
 }
 
 function openNote(open, e, tick) {
