@@ -216,8 +216,11 @@ def test_bad_input_shows_a_clear_message(session: dict, case: str, expected: str
     assert step["error"] and expected in step["message"], step
 
 
-def test_play_toggles(session: dict) -> None:
-    assert session["play"] == {"label_while_playing": "Stop", "label_after": "Play"}
+def test_play_toggles_and_the_synthesizer_sounds(session: dict) -> None:
+    play = session["play"]
+    assert (play["label_while_playing"], play["label_after"]) == ("Stop", "Play")
+    levels = play["levels"]  # the first 2 s of the notes, rendered offline
+    assert levels["finite"] and 0.01 < levels["peak"] <= 1.0 and levels["rms"] > 1e-3, levels
 
 
 def test_no_errors_in_the_page(session: dict) -> None:

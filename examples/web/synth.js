@@ -52,12 +52,10 @@ export class Player {
   }
 
   makeOutput() {
-    const ctx = this.context;
-    const gain = ctx.createGain();
+    const gain = this.context.createGain();
     gain.gain.value = 0.7;
-    const compressor = ctx.createDynamicsCompressor();
-    gain.connect(compressor).connect(ctx.destination);
-    this.wave ??= ctx.createPeriodicWave(new Float32Array(HARMONICS.length), Float32Array.from(HARMONICS));
+    gain.connect(this.context.createDynamicsCompressor()).connect(this.context.destination);
+    this.wave ??= pianoWave(this.context);
     return gain;
   }
 
@@ -65,35 +63,59 @@ export class Player {
     const now = this.context.currentTime - this.origin;
     while (this.next < this.events.length && this.events[this.next].start < now + LOOKAHEAD) {
       const e = this.events[this.next++];
-      this.voice(e.pitch, e.velocity, this.origin + e.start, this.origin + e.end);
+      strike(this.context, this.wave, this.output, e.pitch, e.velocity, this.origin + e.start, this.origin + e.end);
     }
     if (now > this.finish) {
       this.stop();
       this.onEnd();
     }
   }
+}
 
-  voice(pitch, velocity, start, end) {
-    const ctx = this.context;
-    const v = Math.min(Math.max(velocity / 127, 0.05), 1);
-    const frequency = 440 * 2 ** ((pitch - 69) / 12);
-    const decay = 0.35 + 1.6 * Math.min(Math.max((108 - pitch) / 87, 0), 1);
-    const release = Math.max(end, start + 0.03);
-    const osc = ctx.createOscillator();
-    osc.setPeriodicWave(this.wave);
-    osc.frequency.value = frequency;
-    const filter = ctx.createBiquadFilter();
-    filter.type = 'lowpass';
-    filter.frequency.value = Math.min(frequency * (1.5 + 7 * v), 16000);
-    const env = ctx.createGain();
-    env.gain.setValueAtTime(0, start);
-    env.gain.linearRampToValueAtTime(0.04 + 0.22 * v ** 1.5, start + 0.005);
-    env.gain.setTargetAtTime(0, start + 0.005, decay);
-    const damper = ctx.createGain();
-    damper.gain.setValueAtTime(1, start);
-    damper.gain.setTargetAtTime(0, release, 0.07);
-    osc.connect(filter).connect(env).connect(damper).connect(this.output);
-    osc.start(start);
-    osc.stop(release + 0.6);
+function pianoWave(ctx) {
+  return ctx.createPeriodicWave(new Float32Array(HARMONICS.length), Float32Array.from(HARMONICS));
+}
+
+/** One note: oscillator -> brightness filter -> hammer/decay envelope -> damper -> out. */
+function strike(ctx, wave, out, pitch, velocity, start, end) {
+  const v = Math.min(Math.max(velocity / 127, 0.05), 1);
+  const frequency = 440 * 2 ** ((pitch - 69) / 12);
+  const decay = 0.35 + 1.6 * Math.min(Math.max((108 - pitch) / 87, 0), 1);
+  const release = Math.max(end, start + 0.03);
+  const osc = ctx.createOscillator();
+  osc.setPeriodicWave(wave);
+  osc.frequency.value = frequency;
+  const filter = ctx.createBiquadFilter();
+  filter.type = 'lowpass';
+  filter.frequency.value = Math.min(frequency * (1.5 + 7 * v), 16000);
+  const env = ctx.createGain();
+  env.gain.setValueAtTime(0, start);
+  env.gain.linearRampToValueAtTime(0.04 + 0.22 * v ** 1.5, start + 0.005);
+  env.gain.setTargetAtTime(0, start + 0.005, decay);
+  const damper = ctx.createGain();
+  damper.gain.setValueAtTime(1, start);
+  damper.gain.setTargetAtTime(0, release, 0.07);
+  osc.connect(filter).connect(env).connect(damper).connect(out);
+  osc.start(start);
+  osc.stop(release + 0.6);
+}
+
+/** Render the first `seconds` of notes offline (no speakers needed) and measure the signal:
+ * how tests know the synthesizer makes sound, without listening. */
+export async function renderLevels(notes, seconds = 2, rate = 22050) {
+  const ctx = new OfflineAudioContext(1, Math.round(seconds * rate), rate);
+  const wave = pianoWave(ctx);
+  const times = noteTimes(notes);
+  const first = times.starts[0] ?? 0;
+  times.starts.forEach((start, i) => {
+    if (start - first < seconds) strike(ctx, wave, ctx.destination, notes[i * NOTE_WIDTH], notes[i * NOTE_WIDTH + 3], start - first, times.ends[i] - first);
+  });
+  const samples = (await ctx.startRendering()).getChannelData(0);
+  let peak = 0;
+  let energy = 0;
+  for (const x of samples) {
+    peak = Math.max(peak, Math.abs(x));
+    energy += x * x;
   }
+  return { peak, rms: Math.sqrt(energy / samples.length), finite: samples.every(Number.isFinite) };
 }

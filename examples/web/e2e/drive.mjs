@@ -62,7 +62,13 @@ async function play(page) {
   await page.waitForTimeout(400);
   const label = await page.textContent('#play');
   await page.click('#play');
-  return { label_while_playing: label, label_after: await page.textContent('#play') };
+  // Headless Chromium has no speakers: render the same synthesizer offline and measure it.
+  const levels = await page.evaluate(async () => {
+    const { renderLevels } = await import('./synth.js');
+    const { generated } = JSON.parse(document.getElementById('result').textContent);
+    return renderLevels(Float32Array.from(generated.flat()));
+  });
+  return { label_while_playing: label, label_after: await page.textContent('#play'), levels };
 }
 
 const ACTIONS = {
