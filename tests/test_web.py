@@ -3,8 +3,9 @@ contract-v2 protocol.
 
 One browser session (examples/web/e2e/drive.mjs, playwright-core) works the page through its
 controls as a person would: it generates from the bundled seed with several seeds and
-temperatures, greedy and with four values per option, downloads the MIDI, drops files on it (a
-text file, a MIDI with too few notes, a real MIDI) and plays. The tests then check what the page
+temperatures, greedy and with four values per option, downloads the MIDI, gives it files (a
+text file and a MIDI with too few notes through the file input, a real MIDI dropped on the drop
+zone) and plays. The tests then check what the page
 showed: the same pitches and velocities as the reference, times within 1e-5, clear messages.
 It also saves examples/web/screenshot.png (the README shows it).
 Needs node, `make web-deps` and /usr/bin/chromium; skips with the reason otherwise.
@@ -104,7 +105,7 @@ def plan_steps(tmp: Path) -> dict[str, dict]:
     steps["bad top-p"] = generate_step(0, 1, "1.5")
     steps["text file"] = {"do": "upload", "path": str(text)}
     steps["few notes"] = {"do": "upload", "path": str(few_notes_midi(tmp / "three-notes.mid"))}
-    steps["good file"] = {"do": "upload", "path": str(DROPPED)}
+    steps["good file"] = {"do": "drop", "path": str(DROPPED)}
     steps["from the file"] = generate_step(9, 1)
     steps["bundled again"] = {"do": "bundled"}
     steps["long run"] = generate_step(3, 1, notes=512)

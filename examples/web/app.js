@@ -61,6 +61,7 @@ async function start() {
     document.body.dataset.state = 'ready';
   } catch (err) {
     showError(err, 'cannot start');
+    if (!state.generator) $('model-info').textContent = 'No model loaded.';
     document.body.dataset.state = 'error';
   }
 }

@@ -7,12 +7,14 @@
 // PLAN: {"url": ..., "chromium": "/usr/bin/chromium", "steps": [...]}, each step one of
 //   {"do": "generate", "notes": 64, "temperature": "1", "top_p": "0.95", "seed": "0"}
 //   {"do": "upload", "path": "file.mid"}             choose a file in the page's file input
+//   {"do": "drop", "path": "file.mid"}               drop a file on the page's drop zone
 //   {"do": "bundled"}                                 pick the bundled seed again
 //   {"do": "download", "path": "out.mid"}             click Download MIDI, save the file
 //   {"do": "play"}                                     click Play, then Stop
 //   {"do": "screenshot", "path": "page.png"}
 // RESULT: {"steps": [one answer per step], "errors": [uncaught page errors and console errors]}
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { chromium } from 'playwright-core';
 
 // The flags that work on this machine's closed network (see the README).
@@ -51,6 +53,21 @@ async function upload(page, step) {
   return { ...(await message(page)), using_file: await page.isChecked('#use-file') };
 }
 
+/** Drop a file on the drop zone, as a drag from the desktop would. */
+async function drop(page, step) {
+  const before = await page.textContent('#message');
+  const bytes = Array.from(readFileSync(step.path));
+  const name = basename(step.path);
+  const transfer = await page.evaluateHandle(([data, fileName]) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(data)], fileName, { type: 'audio/midi' }));
+    return dt;
+  }, [bytes, name]);
+  await page.dispatchEvent('#drop', 'drop', { dataTransfer: transfer });
+  await page.waitForFunction((text) => document.getElementById('message').textContent !== text, before, { timeout: TIMEOUT });
+  return { ...(await message(page)), using_file: await page.isChecked('#use-file') };
+}
+
 async function download(page, step) {
   const [file] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
   await file.saveAs(step.path);
@@ -74,6 +91,7 @@ async function play(page) {
 const ACTIONS = {
   generate,
   upload,
+  drop,
   download,
   play,
   bundled: async (page) => { await page.check('#use-bundled'); return {}; },
