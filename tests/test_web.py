@@ -5,8 +5,8 @@ One browser session (examples/web/e2e/drive.mjs, playwright-core) works the page
 controls as a person would: it generates from the bundled seed with several seeds and
 temperatures, greedy and with four values per option, downloads the MIDI, gives it files (a
 text file and a MIDI with too few notes through the file input, a real MIDI dropped on the drop
-zone) and plays. The tests then check what the page
-showed: the same pitches and velocities as the reference, times within 1e-5, clear messages.
+zone) and plays. The tests then check what the page showed: the same pitches and velocities as
+the reference, times within 1e-5, clear messages.
 It also saves examples/web/screenshot.png (the README shows it).
 Needs node, `make web-deps` and /usr/bin/chromium; skips with the reason otherwise.
 """
