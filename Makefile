@@ -26,3 +26,15 @@ test: venv
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pytest
+
+# The JavaScript examples (examples/web, examples/node) and their tests: the npm packages pinned
+# by examples/package-lock.json, and Debian's Chromium for the page's tests (npm never downloads
+# a browser). Quiet and quick when everything is already there. ONNXRUNTIME_NODE_INSTALL=skip:
+# onnxruntime-node's postinstall would fetch GPU providers, which fails offline; the CPU one is
+# inside the npm package.
+.PHONY: web-deps
+web-deps:
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@if [ ! examples/node_modules/.mpx-web-deps -nt examples/package-lock.json ]; then \
+	  cd examples && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules/.mpx-web-deps; fi
+	@[ -x /usr/bin/chromium ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

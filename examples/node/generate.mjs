@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// Generate notes from a contract-v2 ONNX artifact with onnxruntime-node.
+//
+//   node examples/node/generate.mjs MODEL PRIMER [OUT] [--notes 256] [--seed 0]
+//        [--temperature T] [--top-p P] [--threads 1] [--bench]
+//
+// PRIMER is a MIDI file or a CSV of notes (`pitch,step,duration,velocity`, header optional);
+// its last seq_len notes (from the model's spec) are the primer. OUT is a CSV of the generated
+// notes (stdout when omitted or "-"). T and P are one value or four comma-separated values
+// (pitch, step, duration, velocity); the defaults come from the model's spec. The protocol
+// lives in ../web/mpx.js, shared with the web page.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import * as mpx from '../web/mpx.js';
+
+const USAGE = 'usage: generate.mjs MODEL PRIMER [OUT] [--notes N] [--seed S] [--temperature T] [--top-p P] [--threads N] [--bench]';
+
+function parseCommandLine(argv) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        notes: { type: 'string', default: '256' },
+        seed: { type: 'string', default: '0' },
+        temperature: { type: 'string' },
+        'top-p': { type: 'string' },
+        threads: { type: 'string', default: '1' },
+        bench: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    // node's message goes on with advice about positionals; its first sentence names the flag.
+    throw new UsageError(`${err.message.split(/\.\s/)[0]} (${USAGE})`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { help: true };
+  if (positionals.length < 2 || positionals.length > 3) throw new UsageError(USAGE);
+  const [model, primer, out = '-'] = positionals;
+  try {
+    return {
+      model, primer, out,
+      notes: mpx.parseCount(values.notes),
+      seed: mpx.parseSeed(values.seed),
+      temperature: values.temperature === undefined ? undefined : mpx.parseTemperature(values.temperature),
+      topP: values['top-p'] === undefined ? undefined : mpx.parseTopP(values['top-p']),
+      threads: mpx.parseCount(values.threads, 'threads'),
+      bench: values.bench,
+    };
+  } catch (err) {
+    throw new UsageError(err.message);
+  }
+}
+
+class UsageError extends mpx.MpxError {}
+
+function readBytes(path, what) {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (err) {
+    const reason = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+    throw new mpx.MpxError(`${what} ${path}: ${reason}`);
+  }
+}
+
+/** Write through a temporary file and a rename, so a failure leaves no half-written CSV. */
+function writeOutput(path, text) {
+  if (path === '-') {
+    process.stdout.write(text);
+    return;
+  }
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (err) {
+    throw new mpx.MpxError(`cannot write ${path}: ${err.message}`);
+  }
+}
+
+async function loadRuntime() {
+  try {
+    return await import('onnxruntime-node');
+  } catch {
+    throw new mpx.MpxError('onnxruntime-node is not installed: run `make web-deps` (or npm ci in examples/)');
+  }
+}
+
+async function main(argv) {
+  const args = parseCommandLine(argv);
+  if (args.help) {
+    console.log(USAGE);
+    return;
+  }
+  const ort = await loadRuntime();
+  const modelBytes = readBytes(args.model, 'model');
+  const seedNotes = mpx.notesFromFile(readBytes(args.primer, 'primer'), args.primer);
+  const generator = await mpx.Generator.load(ort, modelBytes, {
+    executionProviders: ['cpu'], intraOpNumThreads: args.threads, interOpNumThreads: 1,
+  });
+  const primer = generator.primerFrom(seedNotes, args.primer);
+  const options = { seed: args.seed, temperature: args.temperature ?? generator.spec.temperature, topP: args.topP ?? generator.spec.topP };
+  const t0 = performance.now();
+  const notes = await generator.generate(primer, args.notes, options);
+  const seconds = (performance.now() - t0) / 1000;
+  writeOutput(args.out, mpx.notesToCsv(notes));
+  if (args.bench) {
+    const line = `${args.notes} notes in ${seconds.toFixed(3)} s: ${(args.notes / seconds).toFixed(0)} notes/s (onnxruntime-node, ${args.threads} thread${args.threads > 1 ? 's' : ''})`;
+    (args.out === '-' ? console.error : console.log)(line);
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  // Our errors are one line for the user; anything else is a bug, shown in full.
+  if (err instanceof mpx.MpxError) console.error(`generate.mjs: ${err.message}`);
+  else console.error(err);
+  process.exit(err instanceof UsageError ? 2 : 1);
+});
