@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def load_exported_program(path: str | os.PathLike[str]) -> tuple[Pt2Graph, str]:
     extra = {SPEC_KEY: "", TIME_KEY: ""}
     try:
         program = torch.export.load(str(path), extra_files=extra)
-    except (RuntimeError, ValueError, OSError, KeyError) as exc:
+    except (RuntimeError, ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
         raise ExportError(f"{path}: not a loadable torch.export archive ({_first_line(exc)})") from None
     spec = _text(extra[SPEC_KEY])
     if not spec:
@@ -301,7 +302,7 @@ def load_aoti_package(path: str | os.PathLike[str]) -> tuple[Pt2Graph, str]:
         raise ExportError(f"{path}: no such AOTInductor package")
     try:
         compiled = load_package(str(path))
-    except (RuntimeError, ValueError, OSError) as exc:
+    except (RuntimeError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise ExportError(f"{path}: not a loadable AOTInductor package ({_first_line(exc)})") from None
     metadata = compiled.get_metadata()
     spec = metadata.get(META_SPEC, "")
