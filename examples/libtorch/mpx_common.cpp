@@ -360,6 +360,11 @@ void configure_torch() {
   // One intra-op thread: a one-note LSTM step is too small to gain from more, and a fixed
   // thread count keeps the float results independent of the machine.
   at::set_num_threads(1);
+  // AOTInductor's compiled kernels link the system's OpenMP runtime, not torch's bundled one,
+  // so at::set_num_threads does not reach them; that runtime reads OMP_NUM_THREADS when the
+  // package loads it. (The prototype's kernels run on one thread anyway; a wider model's
+  // parallel loops would not.)
+  setenv("OMP_NUM_THREADS", "1", /*overwrite=*/1);
   // No oneDNN, as in mpx's torch backends: its LSTM is slower for one-note steps, and the
   // same kernels on both sides keep the notes identical to Python's.
   at::globalContext().setUserEnabledMkldnn(false);
