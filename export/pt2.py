@@ -191,7 +191,7 @@ def save_exported_program(module: nn.Module, spec_json: str, path: str | os.Path
     extra = {SPEC_KEY: spec_json, TIME_KEY: "dynamic" if dynamic_time else "1"}
     with _atomic_pt2(path) as tmp:
         torch.export.save(program, tmp, extra_files=extra)
-        check_parity(module, load_exported_program(tmp)[0], dynamic_time, str(path))
+        check_parity(_eval_copy(module), load_exported_program(tmp)[0], dynamic_time, str(path))
     return Path(path)
 
 
@@ -206,8 +206,13 @@ def save_aoti_package(module: nn.Module, spec_json: str, path: str | os.PathLike
     with _atomic_pt2(path) as tmp:
         torch._inductor.aoti_compile_and_package(
             program, package_path=tmp, inductor_configs={"aot_inductor.metadata": metadata})
-        check_parity(module, load_aoti_package(tmp)[0], dynamic_time, str(path))
+        check_parity(_eval_copy(module), load_aoti_package(tmp)[0], dynamic_time, str(path))
     return Path(path)
+
+
+def _eval_copy(module: nn.Module) -> nn.Module:
+    """The reference for parity: the caller's module unchanged, without dropout."""
+    return copy.deepcopy(module).eval()
 
 
 @contextlib.contextmanager
