@@ -22,7 +22,7 @@ run: venv
 	$(BIN)/python -m pip install -q .
 	$(BIN)/mpx run --backend onnx $(SEED) --notes 256 --seed 0 --out $(OUT)
 
-test: venv
+test: venv web-deps
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pytest

@@ -1,91 +1,114 @@
-"""Choose the default sampling settings by the generation checks (mpx.runtime.quality).
+"""Choose a model's default sampling (temperature and top-p per attribute) by the generation
+report (mpx.runtime.report) on the pieces of the validation split, never the test split.
 
-For every setting of a grid (temperature, top_p, timing), the bundled ONNX model continues
-each seed with 512 notes, for several random seeds, and the checks are applied to each
-continuation: at least 24 distinct pitches, no run of one pitch longer than 8, under 2% of notes
-shorter than 10 ms, a median step within a factor 2 of the seed's. Seeds: one performance of
-every test-side piece of ASAP (`--data ../shared/data/asap`, whole files, the split mpx trains
-with), or by default the five test-piece seeds copied into tests/data/seeds.
+Stage by stage, one group of attributes at a time (timing = step and duration together, then
+pitch, then velocity), every setting of the group's grid continues each validation piece with
+512 notes and is scored; the best setting of a stage is kept for the next. The score is the
+number of the report's targets met, then the mean of the four overlaps minus the chord gap and
+the short-note share: it prefers music that meets the targets, then music nearer the real
+continuations. With --write, the chosen defaults go into the checkpoint's spec (the weights
+are unchanged), so every artifact exported from it carries them.
 
-The table gives the share of runs passing every check, passing the tempo check (median step),
-passing the other three, and mean figures.
-
-    python benchmarks/sampling_sweep.py --data ../shared/data/asap [--trials 2]
+    python benchmarks/sampling_sweep.py --model runs/v2/best.safetensors --data ../shared/data/asap [--write]
+    python benchmarks/sampling_sweep.py --model artifacts/music_producter.onnx --data tests/data/midi --split all --quick
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from mpx.runtime import load
+from mpx.runtime.generate import GenerationOptions
+from mpx.runtime.report import TARGETS
+from mpx.runtime.spec import Sampling
+from mpx.train.corpus import load_corpus
+from mpx.train.evaluate import generation_split
 
-from mpx.runtime import load, read_notes
-from mpx.runtime.quality import failed_checks, measure
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_piece_seeds(data: Path | None) -> dict[str, np.ndarray]:
-    if data is None:
-        return {p.stem: read_notes(p) for p in sorted((ROOT / "tests" / "data" / "seeds").glob("*.mid"))}
-    from mpx.train.corpus import load_corpus
-    test = load_corpus([data]).select("test")
-    seeds: dict[str, np.ndarray] = {}
-    for path, notes, piece in zip(test.files, test.notes, test.groups):
-        seeds.setdefault(piece, notes)  # the first performance of each piece
-    return seeds
+GROUPS = {"timing": (1, 2), "pitch": (0,), "velocity": (3,)}
+GRID = {"temperature": (0.85, 0.95, 1.0, 1.05), "top_p": (0.85, 0.9, 0.95, 1.0)}
+QUICK_GRID = {"temperature": (0.9, 1.0), "top_p": (0.9, 1.0)}
 
 
-def sweep(model: Path, seeds: dict[str, np.ndarray], grid: list[tuple], trials: int, notes: int) -> list[dict]:
-    gen = load(model)
-    rows = []
-    for temperature, top_p, timing in grid:
-        figures, passed, tempo, other = [], 0, 0, 0
-        for (name, seed), trial in itertools.product(seeds.items(), range(trials)):
-            f = measure(gen.generate(seed, notes, temperature=temperature, top_p=top_p, timing=timing,
-                                     seed=trial), seed)
-            problems = failed_checks(f)
-            figures.append(f)
-            passed += not problems
-            tempo += "tempo" not in problems
-            other += not set(problems) - {"tempo"}
-        n = len(figures)
-        rows.append({"temperature": temperature, "top_p": top_p, "timing": timing, "runs": n,
-                     "pass_rate": passed / n, "tempo_pass_rate": tempo / n, "other_pass_rate": other / n,
-                     **{k: float(np.mean([f[k] for f in figures]))
-                        for k in ("distinct_pitches", "longest_repeat_run", "short_fraction")},
-                     "median_step_ratio": float(np.median([f["step_ratio"] for f in figures]))})
-    return rows
+def score(summary: dict[str, float]) -> tuple[int, float]:
+    met = sum(1 for key, goal in TARGETS.items()
+              if (summary[key] <= goal if key in ("chord_gap", "short_notes") else summary[key] >= goal))
+    overlaps = sum(summary[f"overlap_{n}"] for n in ("pitch", "step", "duration", "velocity")) / 4
+    return met, overlaps - summary["chord_gap"] - summary["short_notes"]
 
 
-def main() -> None:
+def with_group(sampling: Sampling, group: str, temperature: float, top_p: float) -> Sampling:
+    t, p = list(sampling.temperature), list(sampling.top_p)
+    for a in GROUPS[group]:
+        t[a], p[a] = temperature, top_p
+    return Sampling(tuple(t), tuple(p))
+
+
+def run(generator: Any, corpus: Any, split: str, files: int | None, sampling: Sampling) -> dict[str, Any]:
+    options = GenerationOptions(temperature=sampling.temperature, top_p=sampling.top_p)
+    report = generation_split(generator, corpus, split, files, options)
+    return {"sampling": sampling.to_dict(), "summary": report["summary"], "score": score(report["summary"])}
+
+
+def sweep(generator: Any, corpus: Any, split: str, files: int | None, grid: dict[str, tuple[float, ...]],
+          start: Sampling) -> tuple[Sampling, list[dict[str, Any]]]:
+    best, rows = start, []
+    for group in GROUPS:
+        stage = []
+        for temperature, top_p in itertools.product(grid["temperature"], grid["top_p"]):
+            started = time.perf_counter()
+            row = run(generator, corpus, split, files, with_group(best, group, temperature, top_p))
+            row.update(stage=group, seconds=round(time.perf_counter() - started, 1))
+            stage.append(row)
+            s = row["summary"]
+            print(f"{group:<8} t {temperature:<5} p {top_p:<5} met {row['score'][0]}/{len(TARGETS)} "
+                  f"score {row['score'][1]:+.3f}  pace {s['pace_kept']:.2f} tempo {s['tempo_fidelity']:.2f} "
+                  f"gap {s['chord_gap']:.3f} short {s['short_notes']:.4f} overlaps p/s/d/v "
+                  f"{s['overlap_pitch']:.2f}/{s['overlap_step']:.2f}/{s['overlap_duration']:.2f}/"
+                  f"{s['overlap_velocity']:.2f}", flush=True)
+        chosen = max(stage, key=lambda r: r["score"])
+        best = Sampling(tuple(chosen["sampling"]["temperature"]), tuple(chosen["sampling"]["top_p"]))
+        print(f"-> {group}: {best.to_dict()}", flush=True)
+        rows.extend(stage)
+    return best, rows
+
+
+def write_defaults(checkpoint_path: Path, sampling: Sampling, evidence: dict[str, Any]) -> None:
+    from mpx.train import checkpoint
+    loaded = checkpoint.load(checkpoint_path)
+    metrics = {**loaded.spec.metrics, "sampling_sweep": evidence}
+    checkpoint.save(checkpoint_path, loaded.spec.replace(sampling=sampling, metrics=metrics),
+                    loaded.state_dict, loaded.extra or None, loaded.progress or None)
+    print(f"wrote the defaults into {checkpoint_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "artifacts" / "music_producter.onnx")
-    parser.add_argument("--data", type=Path, help="ASAP folder: seeds from its test split")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.8, 0.9, 1.0, 1.1, 1.2])
-    parser.add_argument("--top-ps", type=float, nargs="+", default=[0.9, 0.95, 1.0])
-    parser.add_argument("--timings", nargs="+", default=["sample", "mean"])
-    parser.add_argument("--trials", type=int, default=2, help="random seeds per seed file")
-    parser.add_argument("--notes", type=int, default=512)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    seeds = test_piece_seeds(args.data)
-    grid = list(itertools.product(args.temperatures, args.top_ps, args.timings))
-    rows = sweep(args.model, seeds, grid, args.trials, args.notes)
-    print(f"{args.notes} notes per run, {len(seeds)} seeds x {args.trials} trials per setting, model {args.model}")
-    print(f"{'temp':>5} {'top_p':>6} {'timing':>7} {'all':>6} {'tempo':>6} {'other':>6} {'distinct':>9} "
-          f"{'max run':>8} {'<10ms':>7} {'step ratio':>11}")
-    for r in rows:
-        print(f"{r['temperature']:>5.2f} {r['top_p']:>6.2f} {r['timing']:>7} {r['pass_rate']:>6.0%} "
-              f"{r['tempo_pass_rate']:>6.0%} {r['other_pass_rate']:>6.0%} {r['distinct_pitches']:>9.1f} "
-              f"{r['longest_repeat_run']:>8.1f} {r['short_fraction']:>7.2%} {r['median_step_ratio']:>11.2f}")
-    best = max(rows, key=lambda r: (r["pass_rate"], -abs(1 - r["temperature"]) - abs(1 - r["top_p"])))
-    print(f"best: temperature {best['temperature']}, top_p {best['top_p']}, timing {best['timing']} "
-          f"({best['pass_rate']:.0%} of runs pass every check)")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint (.safetensors) or artifact")
+    parser.add_argument("--data", nargs="+", required=True, help="MIDI files or folders (ASAP: its metadata splits by piece)")
+    parser.add_argument("--split", default="val", help="the split whose pieces are continued (default val)")
+    parser.add_argument("--files", type=int, default=None, help="at most this many pieces, spread over the split")
+    parser.add_argument("--quick", action="store_true", help="a 2 x 2 grid per stage (smoke test)")
+    parser.add_argument("--write", action="store_true", help="store the chosen defaults in the checkpoint's spec")
+    parser.add_argument("--json", type=Path, help="write every row and the choice as JSON")
+    args = parser.parse_args(argv)
+    generator = load(args.model)
+    corpus = load_corpus(args.data)
+    start = generator.spec.sampling
+    best, rows = sweep(generator, corpus, args.split, args.files, QUICK_GRID if args.quick else GRID, start)
+    final = run(generator, corpus, args.split, args.files, best)
+    print(f"chosen: {best.to_dict()}; on the {args.split} split: {final['score'][0]}/{len(TARGETS)} targets met")
+    evidence = {"split": args.split, "pieces": final["summary"]["pieces"], "chosen": best.to_dict(),
+                "summary": final["summary"], "command": "python benchmarks/sampling_sweep.py"}
     if args.json:
-        args.json.write_text(json.dumps({"seeds": list(seeds), "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"start": start.to_dict(), "rows": rows, **evidence}, indent=2))
+    if args.write:
+        if args.model.suffix != ".safetensors":
+            raise SystemExit("--write needs a checkpoint (.safetensors): export after writing")
+        write_defaults(args.model, best, evidence)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from mpx.runtime.backends import BACKENDS
 from mpx.runtime.config import ModelConfig
 from mpx.runtime.errors import MpxError
 from mpx.runtime.generate import MODES, GenerationOptions
@@ -37,7 +38,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
 
 
-Backend = _choices("Backend", ("onnx", "torchscript", "eager"))
+Backend = _choices("Backend", BACKENDS)
 Mode = _choices("Mode", MODES)
 Format = _choices("Format", FORMATS)
 Quantize = _choices("Quantize", QUANTIZATIONS)
@@ -169,7 +170,8 @@ def export(
     quantize: Annotated[Optional[Quantize], typer.Option(help="Also write a quantized ONNX variant.")] = None,
     force: Annotated[bool, typer.Option(help="Replace artifacts that already exist in --out-dir.")] = False,
 ) -> None:
-    """Export a checkpoint to music_producter.pt / music_producter.onnx, validated against eager."""
+    """Export a checkpoint to music_producter.pt / .onnx (all), or .pt2 (torch.export) / .aoti.pt2
+    (AOTInductor, for C++ without Python); each checked against eager PyTorch before it is kept."""
     _require("torch", "onnx", "safetensors", purpose="export")
     from mpx.export.api import export_artifacts
     from mpx.runtime.artifacts import bundled
@@ -186,7 +188,7 @@ def export(
 def run(
     seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="Seed MIDI (or CSV notes); its last notes prime the model.")],
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by --model's suffix, else onnx.")] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model file (.onnx, .pt, or a checkpoint for eager); default: the bundled one.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model file (.onnx, .pt, .pt2, .aoti.pt2, or a .safetensors checkpoint); default: the bundled one.")] = None,
     notes: Annotated[int, typer.Option(help="Notes to generate per output.")] = GENERATION.notes,
     temperature: Annotated[Optional[str], typer.Option(help="Sampling temperature: one value, or four for pitch,step,duration,velocity; 0 = greedy. Default: the model's own (mpx info).")] = None,
     top_p: Annotated[Optional[str], typer.Option(help="Nucleus mass in (0, 1]: one value or four (pitch,step,duration,velocity); 1 = off. Default: the model's own.")] = None,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from mpx.runtime.artifacts import ONNX, ONNX_INT8, SEED, TORCHSCRIPT, bundled_dir
+from mpx.runtime.artifacts import AOTI, ONNX, ONNX_INT8, PT2, SEED, TORCHSCRIPT, bundled_dir
 from mpx.runtime.atomic import atomic_path
-from mpx.runtime.backends import Backend, OnnxBackend, TorchScriptBackend
+from mpx.runtime.backends import Backend, CompiledBackend, OnnxBackend, TorchScriptBackend
 from mpx.runtime.midi import read_notes
 from mpx.runtime.spec import ModelSpec
 from mpx.runtime.versions import versions
@@ -20,14 +20,14 @@ from mpx.train import checkpoint
 from mpx.train.eager import EagerBackend
 from mpx.train.model import NoteLSTM
 
-from . import onnx_graph, parity, quantize as quantization, torchscript
+from . import onnx_graph, parity, pt2, quantize as quantization, torchscript
 from .errors import ExportError
 from .options import ExportOptions
 from .parity import ParityReport
 
 log = logging.getLogger(__name__)
 
-TARGETS = {"torchscript": TORCHSCRIPT, "onnx": ONNX}
+TARGETS = {"torchscript": TORCHSCRIPT, "onnx": ONNX, "pt2": PT2, "aoti": AOTI}
 
 
 @dataclasses.dataclass
@@ -71,7 +71,8 @@ def export_artifacts(checkpoint_path: str | Path, out_dir: str | Path = ".",
         target = out_dir / TARGETS[fmt]
         artifact_spec = stamped.replace(artifact={"format": fmt, "source": source,
                                                   **({"opset": options.opset} if fmt == "onnx" else {})})
-        with atomic_path(target) as tmp:
+        # torch's pt2 writers insist on a .pt2 name, even for the temporary file
+        with atomic_path(target, suffix=".tmp.pt2" if fmt in ("pt2", "aoti") else ".tmp") as tmp:
             candidate = _write(fmt, model, artifact_spec, tmp, options)
             report.parity[fmt] = parity.check(eager, candidate, real, options.atol, options.rtol, str(target))
             echo(f"parity {report.parity[fmt].describe()}: within {options.atol:g} + {options.rtol:g} x |value|")
@@ -86,8 +87,11 @@ def _write(fmt: str, model: NoteLSTM, spec: ModelSpec, path: Path, options: Expo
     if fmt == "torchscript":
         torchscript.save(model, spec, path)
         return TorchScriptBackend(path)
-    onnx_graph.save(onnx_graph.build(model, spec, options.opset), path)
-    return OnnxBackend(path)
+    if fmt == "onnx":
+        onnx_graph.save(onnx_graph.build(model, spec, options.opset), path)
+        return OnnxBackend(path)
+    (pt2.save_program if fmt == "pt2" else pt2.save_aoti)(model, spec, path)
+    return CompiledBackend(path, fmt)
 
 
 def _quantized(fp32: Path, spec: ModelSpec, real: np.ndarray, target: Path, report: ExportReport,

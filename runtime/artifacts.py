@@ -13,6 +13,8 @@ CHECKPOINT = "model.safetensors"
 TORCHSCRIPT = "music_producter.pt"
 ONNX = "music_producter.onnx"
 ONNX_INT8 = "music_producter.int8.onnx"
+PT2 = "music_producter.pt2"             # torch.export archive (not bundled: `mpx export --format pt2`)
+AOTI = "music_producter.aoti.pt2"       # AOTInductor package, compiled per CPU (not bundled)
 SEED = "seed.mid"
 BUNDLED = {"onnx": ONNX, "torchscript": TORCHSCRIPT, "eager": CHECKPOINT}  # per backend
 

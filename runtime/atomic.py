@@ -19,14 +19,14 @@ def _file_mode() -> int:
 
 _MODE = _file_mode()
 
-def _temp_beside(target: Path) -> Path:
+def _temp_beside(target: Path, suffix: str = ".tmp") -> Path:
     directory = target.parent
     if not directory.is_dir():
         raise MpxError(f"{directory}: output directory does not exist")
     if target.is_dir():
         raise MpxError(f"{target}: is a directory, expected a file path")
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=directory)
     except OSError as exc:
         raise MpxError(f"{target}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
@@ -34,7 +34,7 @@ def _temp_beside(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
 
     The temporary file lives in the target's directory so the final rename stays on one file
@@ -42,7 +42,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     temporary file is removed and `target` is left as it was.
     """
     target = Path(target)
-    tmp = _temp_beside(target)
+    tmp = _temp_beside(target, suffix)  # a writer that insists on its own suffix gets it (.tmp.pt2)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:  # on disk before the rename makes it visible

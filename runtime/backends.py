@@ -28,9 +28,14 @@ from .spec import ModelSpec, Sampling
 
 log = logging.getLogger(__name__)
 
-# backend name -> the suffix of the files it opens by default
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "eager": ".safetensors"}
+# backend name -> the suffix of the files it opens by default (the longest suffix that ends a
+# file's name decides: an AOTInductor package is a .pt2 archive too)
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "eager": ".safetensors", "pt2": ".pt2",
+            "aoti": ".aoti.pt2"}
 BACKENDS = tuple(SUFFIXES)
+PT2_SPEC_FILE = "mpx_spec.json"     # extra file of a torch.export archive, as in TorchScript
+AOTI_SPEC_KEY = "mpx_spec"          # AOTInductor package metadata (strings only)
+TIME_AXIS_KEY = "mpx_time_axis"     # "dynamic", or "1" when the export fixed T to one note
 ENTRY_POINTS = "mpx.backends"
 MAX_THREADS = 256
 
@@ -90,12 +95,12 @@ def check_inputs(spec: ModelSpec, notes: np.ndarray, h0: np.ndarray, c0: np.ndar
 
 def backend_for(path: str | os.PathLike[str]) -> str:
     """The backend a file's suffix selects; ArtifactError for an unknown suffix."""
-    suffix = Path(path).suffix.lower()
-    for name, known in SUFFIXES.items():
-        if suffix == known:
-            return name
-    raise ArtifactError(f"{path}: unknown model file type {suffix!r}; expected one of "
-                        f"{', '.join(SUFFIXES.values())}")
+    name = Path(path).name.lower()
+    for backend, suffix in sorted(SUFFIXES.items(), key=lambda item: -len(item[1])):
+        if name.endswith(suffix):
+            return backend
+    raise ArtifactError(f"{path}: unknown model file type {Path(path).suffix.lower()!r}; expected one "
+                        f"of {', '.join(SUFFIXES.values())}")
 
 
 def check_threads(threads: int | None) -> None:
@@ -117,6 +122,8 @@ def open_backend(path: str | os.PathLike[str], backend: str | None = None,
         return TorchScriptBackend(path, threads=threads)
     if chosen == "eager":
         return _plugin("eager")(path, threads=threads)
+    if chosen in ("pt2", "aoti"):
+        return CompiledBackend(path, chosen, threads=threads)
     raise OptionsError(f"unknown backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -249,3 +256,57 @@ def torch_call(torch: Any, module: Any, inputs: tuple[np.ndarray, ...]) -> Outpu
     with torch.inference_mode():
         out = module(*(torch.from_numpy(x) for x in inputs))
     return Outputs(*(t.numpy() for t in out))
+
+
+class CompiledBackend(Checked):
+    """A torch.export archive (`.pt2`, run by torch's own kernels) or an AOTInductor package
+    (`.aoti.pt2`, compiled C++ for the CPU that built it). Both follow the contract; an export
+    whose time axis was fixed to one note (`mpx_time_axis` = 1) is fed one note per call over
+    a longer input, the state carried, which gives the same numbers up to float rounding."""
+
+    def __init__(self, path: str | os.PathLike[str], kind: str, threads: int | None = None) -> None:
+        torch = import_torch(f"the {kind} backend")
+        self.name, self.path = kind, Path(path)
+        _require_file(self.path)
+        use_torch_kernels(torch, threads)
+        try:
+            run, spec, axis = _load_pt2(torch, self.path) if kind == "pt2" else _load_aoti(torch, self.path)
+        except MpxError:
+            raise
+        except Exception as exc:  # torch's loaders raise many types on a foreign or damaged file
+            raise ArtifactError(f"{self.path}: not a loadable {kind} archive ({_first_line(exc)})") from None
+        if not spec:
+            raise ArtifactError(f"{self.path}: the archive carries no mpx spec; export it with `mpx export`")
+        self.spec = ModelSpec.from_json(spec, source=str(self.path))
+        self._run, self._one_note, self._torch = run, axis == "1", torch
+
+    def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+        torch = self._torch
+        x, h, c, *rest = (torch.from_numpy(np.ascontiguousarray(a)) for a in
+                          (notes, h0, c0, uniforms, temperature, top_p))
+        with torch.inference_mode():
+            if not self._one_note or x.shape[1] == 1:
+                return Outputs(*(t.numpy() for t in self._run(x, h, c, *rest)))
+            logits = []
+            for t in range(x.shape[1]):
+                note, h, c, step_logits = self._run(x[:, t:t + 1].contiguous(), h, c, *rest)
+                logits.append(step_logits)
+            return Outputs(note.numpy(), h.numpy(), c.numpy(), torch.cat(logits, 1).numpy())
+
+
+def _load_pt2(torch: Any, path: Path) -> tuple[Any, str, str]:
+    extra = {PT2_SPEC_FILE: "", TIME_AXIS_KEY: ""}
+    module = torch.export.load(str(path), extra_files=extra).module()
+    return module, _text(extra[PT2_SPEC_FILE]), _text(extra[TIME_AXIS_KEY])
+
+
+def _load_aoti(torch: Any, path: Path) -> tuple[Any, str, str]:
+    from torch._inductor.package import load_package
+    compiled = load_package(str(path))
+    meta = compiled.get_metadata()
+    return compiled, meta.get(AOTI_SPEC_KEY, ""), meta.get(TIME_AXIS_KEY, "")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

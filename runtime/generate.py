@@ -75,7 +75,7 @@ def _integer(flag: str, value: object, low: int, high: int) -> None:
 
 
 def check_notes(notes: np.ndarray, source: str = "primer") -> np.ndarray:
-    """Validate notes [N, 4] (pitch 0..127, step and duration >= 0, velocity 0..127, finite)
+    """Validate notes [N, 4] (pitch 0..127, step and duration >= 0, velocity 1..127, finite)
     -> float32 copy."""
     arr = np.array(notes, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[1] != F:
@@ -88,8 +88,8 @@ def check_notes(notes: np.ndarray, source: str = "primer") -> np.ndarray:
             raise OptionsError(f"{source}: pitch must be 0..127")
         if arr[:, 1:3].min() < 0:
             raise OptionsError(f"{source}: step and duration must be >= 0")
-        if arr[:, 3].min() < 0 or arr[:, 3].max() > 127:
-            raise OptionsError(f"{source}: velocity must be 0..127")
+        if arr[:, 3].min() < 1 or arr[:, 3].max() > 127:
+            raise OptionsError(f"{source}: velocity must be 1..127")
     return arr
 
 

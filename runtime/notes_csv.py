@@ -72,11 +72,11 @@ def check_values(notes: np.ndarray, path: Path) -> np.ndarray:
     bad = ~np.isfinite(notes).all(axis=1)
     bad |= (notes[:, 0] < 0) | (notes[:, 0] > 127) | (notes[:, 0] != np.round(notes[:, 0]))
     bad |= (notes[:, 1] < 0) | (notes[:, 2] < 0)
-    bad |= (notes[:, 3] < 0) | (notes[:, 3] > 127)
+    bad |= (notes[:, 3] < 1) | (notes[:, 3] > 127)  # velocity 0 is a note-off in MIDI, not a note
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise MidiError(path, f"note {row + 1} is not a note: {notes[row].tolist()} (pitch and "
-                              "velocity must be integers 0..127, step and duration >= 0)")
+        raise MidiError(path, f"note {row + 1} is not a note: {notes[row].tolist()} (pitch must be "
+                              "an integer 0..127, velocity 1..127, step and duration >= 0)")
     return notes
 
 

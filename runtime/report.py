@@ -15,10 +15,13 @@ Definitions (contract v2 issue; README, "Generation report"):
 - overlapping area (Yang & Lerch 2018: the sum over bins of the minimum of two normalised
   histograms) of pitch (128 bins), log(step + 0.01) with steps < 30 ms counted as 0 (40 bins over
   [log 0.01, log 4.01]), log(duration + 0.01) (40 bins over [log 0.01, log 8.01]) and velocity
-  (32 bins of 4), generated vs real; and the same for a second real segment of the piece against
-  the real continuation: the ceiling.
+  (32 bins of 4), generated vs real.
 Pace kept and tempo fidelity are reported as the share of pieces inside the band; the other
-figures as means over pieces.
+figures as means over pieces. Every figure also has its ceiling: the same measurement with a
+second real segment of the piece (the 512 notes after the continuation, or before the cut in
+a short piece) in place of the generated notes, i.e. what real music scores on it. (On ASAP's
+validation and test pieces real music keeps its pace in only ~70% of pieces and has a chord
+gap of ~0.12: a pace that never moves scores above the ceiling there.)
 """
 from __future__ import annotations
 
@@ -128,15 +131,13 @@ def measure(generated: np.ndarray, piece: Piece) -> dict[str, Any]:
     }
     for name in HISTOGRAMS:
         row[f"overlap_{name}"] = overlap(name, generated, piece.real)
-        row[f"ceiling_{name}"] = overlap(name, piece.second, piece.real)
     return row
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Shares of pieces for the two bands, means for the rest."""
     keys = ["pace_kept", "tempo_fidelity", "chord_gap", "short_notes",
-            "chord_share_first", "chord_share_last", "chord_share_real",
-            *(f"overlap_{n}" for n in HISTOGRAMS), *(f"ceiling_{n}" for n in HISTOGRAMS)]
+            "chord_share_first", "chord_share_last", "chord_share_real", *(f"overlap_{n}" for n in HISTOGRAMS)]
     out = {k: float(np.mean([float(r[k]) for r in rows])) for k in keys}
     out["median_pace_ratio"] = float(np.nanmedian([r["pace_ratio"] for r in rows]))
     out["median_tempo_ratio"] = float(np.nanmedian([r["tempo_ratio"] for r in rows]))
@@ -169,7 +170,8 @@ def generation_report(generate: Callable[[np.ndarray, int], np.ndarray],
     if not rows:
         return {"pieces": 0, "rows": [], "summary": {}, "skipped": len(pieces)}
     summary = summarise(rows)
-    return {"summary": summary, "misses": misses(summary), "rows": rows,
+    ceiling = summarise([measure(piece.second, piece) for piece in cuts])
+    return {"summary": summary, "ceiling": ceiling, "misses": misses(summary), "rows": rows,
             "skipped": len(pieces) - len(cuts)}
 
 
@@ -184,13 +186,13 @@ def format_report(report: dict[str, Any]) -> str:
     s = report.get("summary") or {}
     if not s:
         return "generation report: no piece is long enough to measure"
-    lines = [f"generation: {s['pieces']} pieces, {GENERATED} notes each, the model's default sampling",
-             f"{'figure':<18} {'value':>8} {'ceiling':>8} {'target':>8}"]
+    real = report["ceiling"]
+    lines = [f"generation: {s['pieces']} pieces, {GENERATED} notes each (real music: a second real segment of each piece)",
+             f"{'figure':<18} {'generated':>9} {'real':>8} {'target':>8}"]
     for key in TARGETS:
         name = key.replace("overlap_", "overlap ")
-        ceiling = s.get(key.replace("overlap_", "ceiling_")) if key.startswith("overlap_") else None
         goal = f"{'<=' if key in LOWER_IS_BETTER else '>='}{TARGETS[key]:g}"
-        lines.append(f"{name:<18} {s[key]:>8.3f} {'' if ceiling is None else f'{ceiling:.3f}':>8} {goal:>8}"
+        lines.append(f"{name:<18} {s[key]:>9.3f} {real[key]:>8.3f} {goal:>8}"
                      + ("" if key not in report.get("misses", {}) else "  MISS"))
     lines.append(f"median pace ratio {s['median_pace_ratio']:.2f}, median tempo ratio "
                  f"{s['median_tempo_ratio']:.2f}; chord share first/last quarter/real "

@@ -25,8 +25,8 @@ N = len(contract.ATTRIBUTES)
 class Sampling:
     """Per-attribute sampling parameters (pitch, step, duration, velocity), as the graph takes them."""
 
-    temperature: tuple[float, ...] = (1.0,) * N
-    top_p: tuple[float, ...] = (1.0,) * N
+    temperature: tuple[float, ...] = (1.0,) * N   # a spec without `sampling` means these
+    top_p: tuple[float, ...] = (0.95,) * N
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "temperature", per_attribute("temperature", self.temperature))

@@ -85,6 +85,56 @@ def tiny_artifacts(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
     return out
 
 
+# -- the deployment targets, built once per session ------------------------------------------
+def missing_cpp_tools() -> str | None:
+    """What building the C++ examples needs and this machine lacks, or None."""
+    import shutil
+    if shutil.which("cmake") is None:
+        return "cmake not found on PATH"
+    cxx = os.environ.get("CXX")
+    if not (shutil.which(cxx) if cxx else any(shutil.which(c) for c in ("c++", "g++", "clang++"))):
+        return f"no C++ compiler found ({'CXX=' + cxx if cxx else 'c++, g++, clang++'})"
+    if not (shutil.which("make") or shutil.which("ninja")):
+        return "neither make nor ninja found for cmake to build with"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cpp_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """examples/libtorch built against the pip wheel's libtorch (-j2: two cores): the
+    TorchScript program and the AOTInductor one."""
+    import shutil
+    torch = pytest.importorskip("torch", reason="torch not installed: the examples link libtorch")
+    missing = missing_cpp_tools()
+    if missing:
+        print(f"skipping the C++ examples: {missing}")
+        pytest.skip(f"cannot build the libtorch examples: {missing}")
+    build = tmp_path_factory.mktemp("libtorch-build")
+    configure = ["cmake", "-S", str(ROOT / "examples" / "libtorch"), "-B", str(build),
+                 "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
+    if not shutil.which("make"):
+        configure += ["-G", "Ninja"]
+    for cmd in (configure, ["cmake", "--build", str(build), "-j2"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    programs = {"torchscript": build / "mpx_generate", "aoti": build / "mpx_generate_aoti"}
+    assert all(p.is_file() for p in programs.values()), f"the build made no {programs}"
+    return programs
+
+
+@pytest.fixture(scope="session")
+def compiled_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """music_producter.pt2 and .aoti.pt2 of the bundled checkpoint, exported (and checked
+    against eager) by `mpx export` once per session: the AOTInductor compile takes a while."""
+    from mpx.export.api import export_artifacts
+    from mpx.export.options import ExportOptions
+
+    out = tmp_path_factory.mktemp("compiled")
+    for fmt in ("pt2", "aoti"):
+        export_artifacts(ARTIFACTS / "model.safetensors", out, ExportOptions(format=fmt), echo=print)
+    return out
+
+
 # -- worst parity differences, printed at the end of the run (and kept for the README) --------
 PARITY_LOG: dict[str, dict[str, float]] = {}
 

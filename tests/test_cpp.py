@@ -1,110 +1,35 @@
-"""The libtorch examples (examples/libtorch), built once per session, against contract v2.
+"""The libtorch examples (examples/libtorch), built once per session, against mpx.
 
-mpx_generate runs music_producter.pt through the generation protocol of CONTRACT_V2.md; its
-notes must equal the protocol run in Python on the same TorchScript module (pitches and
-velocities identical, times within 1e-5), sampled and greedy. Both sides use one intra-op
-thread and no oneDNN, as mpx's torch backends do.
-
-The model comes from `contract_v2_stub.contract_model()` (the v2 prototype, random weights)
-until the real model is bundled; test_pt2.py imports the session builds from here.
+mpx_generate runs music_producter.pt through the generation protocol (README, "Generation
+protocol"); its notes must equal `mpx run`'s for the same primer, seed, temperature and top-p
+(pitches and velocities identical, times within 1e-5), sampled and greedy, on the bundled model.
+Both sides use one intra-op thread and torch's own kernels (no oneDNN), as mpx's torch
+backends do. test_pt2.py holds the AOTInductor program to the same.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
 
-import contract_v2_stub as stub
-from conftest import ROOT, SEEDS_DIR
+from conftest import SEEDS_DIR
+from deploy import assert_same_notes, deploy_model, reference_notes, spec_of
+from mpx.runtime import read_notes
 
 pytestmark = pytest.mark.slow  # every test here needs the C++ build (~1 min on 2 cores)
 
-pytestmark = pytest.mark.slow  # a C++ build
-
-EXAMPLE = ROOT / "examples" / "libtorch"
 PRIMER_NOTES = 25
 NOTES = 200
-TIME_ATOL = 1e-5
-DEFAULT_VELOCITY = 100.0  # what the C++ programs assume for 3-column primers
-
-T = TypeVar("T")
-_ONCE: dict[str, Any] = {}
-
-
-def once(key: str, make: Callable[[], T]) -> T:
-    """One build per session even when two test modules hold the fixture (pytest makes one
-    fixture per module that imports it)."""
-    if key not in _ONCE:
-        _ONCE[key] = make()
-    return _ONCE[key]
-
-
-# -- the model under test -------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def v2_model() -> tuple[Any, str]:
-    """(eager module, spec JSON). The one line to switch to the real bundled model."""
-    return once("model", stub.contract_model)
-
-
-def save_torchscript(module: Any, spec: str, path: Path) -> Path:
-    import torch
-    torch.jit.save(torch.jit.script(module), str(path), _extra_files={"mpx_spec.json": spec})
-    return path
+DEFAULT_VELOCITY = 100.0  # what the C++ programs (and mpx) assume for 3-column primers
 
 
 @pytest.fixture(scope="session")
-def torchscript_model(v2_model: tuple[Any, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """music_producter.pt of the model under test, the spec in its extra files."""
-    module, spec = v2_model
-    return once("torchscript", lambda: save_torchscript(
-        module, spec, tmp_path_factory.mktemp("v2-model") / "music_producter.pt"))
-
-
-# -- the build --------------------------------------------------------------------------------
-def missing_tools() -> str | None:
-    """What the build needs and this machine lacks, or None."""
-    if shutil.which("cmake") is None:
-        return "cmake not found on PATH"
-    cxx = os.environ.get("CXX")
-    if not (shutil.which(cxx) if cxx else any(shutil.which(c) for c in ("c++", "g++", "clang++"))):
-        return f"no C++ compiler found ({'CXX=' + cxx if cxx else 'c++, g++, clang++'})"
-    if not (shutil.which("make") or shutil.which("ninja")):
-        return "neither make nor ninja found for cmake to build with"
-    return None
-
-
-def build_examples(build: Path) -> dict[str, Path]:
-    """Configure against the pip wheel's libtorch and build both programs (-j2: shared cores)."""
-    import torch
-    configure = ["cmake", "-S", str(EXAMPLE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                 f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
-    if not shutil.which("make"):
-        configure += ["-G", "Ninja"]
-    for cmd in (configure, ["cmake", "--build", str(build), "-j2"]):
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    programs = {"torchscript": build / "mpx_generate", "aoti": build / "mpx_generate_aoti"}
-    for exe in programs.values():
-        assert exe.is_file(), f"the build made no {exe}"
-    return programs
-
-
-@pytest.fixture(scope="session")
-def cpp_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """{"torchscript": mpx_generate, "aoti": mpx_generate_aoti}, built once per session."""
-    pytest.importorskip("torch", reason="torch not installed: the examples link libtorch")
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"cannot build the libtorch examples: {missing}")
-    return once("cpp", lambda: build_examples(tmp_path_factory.mktemp("libtorch-build")))
+def torchscript_model() -> Path:
+    return deploy_model(".pt")
 
 
 @pytest.fixture(scope="session")
@@ -112,19 +37,14 @@ def binary(cpp_programs: dict[str, Path]) -> Path:
     return cpp_programs["torchscript"]
 
 
+def save_torchscript_with_spec(model: Path, spec: dict[str, Any], path: Path) -> Path:
+    """The same module saved with another spec (what a hand-edited archive would carry)."""
+    import torch
+    torch.jit.save(torch.jit.load(str(model)), str(path), _extra_files={"mpx_spec.json": json.dumps(spec)})
+    return path
+
+
 # -- primers ------------------------------------------------------------------------------------
-def midi_notes(path: Path) -> np.ndarray:
-    """[N, 4] notes of a MIDI file as the protocol reads them: non-drum instruments merged,
-    ordered by start, pitch, end; step from the previous start, duration, MIDI velocity."""
-    import pretty_midi
-    midi = pretty_midi.PrettyMIDI(str(path))
-    rows = sorted((n.start, n.pitch, n.end, n.velocity)
-                  for inst in midi.instruments if not inst.is_drum for n in inst.notes)
-    start, pitch, end, velocity = np.array(rows, dtype=np.float64).T
-    step = np.diff(start, prepend=start[0])
-    return np.column_stack([pitch, step, end - start, velocity]).astype(np.float32)
-
-
 def write_csv(notes: np.ndarray, path: Path, header: str = "pitch,step,duration,velocity") -> Path:
     lines = [header] + [",".join(f"{v:.9g}" for v in row) for row in notes]
     path.write_text("\n".join(lines) + "\n")
@@ -142,11 +62,11 @@ def primers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The last 25 notes of each test seed as a 4-column primer CSV."""
     def make() -> dict[str, Path]:
         out = tmp_path_factory.mktemp("primers")
-        made = {seed.stem: write_csv(midi_notes(seed)[-PRIMER_NOTES:], out / f"{seed.stem}.csv")
+        made = {seed.stem: write_csv(read_notes(seed)[-PRIMER_NOTES:], out / f"{seed.stem}.csv")
                 for seed in sorted(SEEDS_DIR.glob("*.mid"))}
         assert made, f"no seeds in {SEEDS_DIR}"
         return made
-    return once("primers", make)
+    return make()
 
 
 @pytest.fixture(scope="session")
@@ -154,28 +74,11 @@ def primer(primers: dict[str, Path]) -> Path:
     return next(iter(primers.values()))
 
 
-# -- the Python side of the protocol --------------------------------------------------------------
-@contextlib.contextmanager
-def like_cpp() -> Iterator[None]:
-    """One intra-op thread and no oneDNN, as the C++ programs run; restored afterwards."""
-    import torch
-    threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.backends.mkldnn.enabled = onednn
-
-
-def python_notes(model: Path, primer: np.ndarray, n: int, seed: int, temperature: list[float],
-                 top_p: list[float]) -> np.ndarray:
-    """The protocol in Python on the TorchScript module, as mpx's TorchScript backend calls it."""
-    import torch
-    module = torch.jit.load(str(model))
-    with like_cpp():
-        return stub.generate(module, module.zero_state(1), primer, n, seed, temperature, top_p)
+# -- the Python side: mpx ---------------------------------------------------------------------------
+def python_notes(model: Path, primer: np.ndarray, n: int, seed: int, temperature: list[float] | None = None,
+                 top_p: list[float] | None = None) -> np.ndarray:
+    """The notes `mpx run` makes from this primer (all of it primes the model, as in C++)."""
+    return reference_notes(model, primer, seed, n, temperature, top_p)
 
 
 def four(value: str) -> list[float]:
@@ -186,15 +89,6 @@ def four(value: str) -> list[float]:
 def run_program(exe: Path, model: Path, primer: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(exe), str(model), str(primer), str(out), *args],
                           capture_output=True, text=True, timeout=600)
-
-
-def assert_same_notes(got: np.ndarray, want: np.ndarray, label: str) -> None:
-    """Pitches and velocities identical, step and duration within TIME_ATOL."""
-    assert got.shape == want.shape, f"{label}: shape {got.shape} vs {want.shape}"
-    differ = np.flatnonzero((got[:, 0] != want[:, 0]) | (got[:, 3] != want[:, 3]))
-    assert differ.size == 0, (f"{label}: pitch/velocity differ first at note {differ[0]}: "
-                              f"{got[differ[0]]} vs {want[differ[0]]}")
-    np.testing.assert_allclose(got[:, 1:3], want[:, 1:3], rtol=0, atol=TIME_ATOL, err_msg=label)
 
 
 # -- tests ----------------------------------------------------------------------------------------
@@ -224,16 +118,16 @@ def test_defaults_come_from_the_spec(binary: Path, torchscript_model: Path, prim
     out = tmp_path / "out.csv"
     done = run_program(binary, torchscript_model, primer, out, "--notes", "100", "--seed", "11")
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    want = python_notes(torchscript_model, read_csv(primer), 100, 11, stub.DEFAULT_TEMPERATURE, stub.DEFAULT_TOP_P)
+    sampling = spec_of(torchscript_model).sampling
+    want = python_notes(torchscript_model, read_csv(primer), 100, 11, list(sampling.temperature), list(sampling.top_p))
     assert_same_notes(read_csv(out), want, "spec defaults")
 
 
-def test_fallback_defaults_without_spec_sampling(binary: Path, v2_model: tuple[Any, str], primer: Path,
+def test_fallback_defaults_without_spec_sampling(binary: Path, torchscript_model: Path, primer: Path,
                                                  tmp_path: Path) -> None:
-    module, spec = v2_model
-    bare = json.loads(spec)
-    bare.pop("sampling", None)
-    model = save_torchscript(module, json.dumps(bare), tmp_path / "bare.pt")
+    bare = spec_of(torchscript_model).to_dict()
+    bare.pop("sampling")
+    model = save_torchscript_with_spec(torchscript_model, bare, tmp_path / "bare.pt")
     out = tmp_path / "out.csv"
     done = run_program(binary, model, primer, out, "--notes", "100", "--seed", "5")
     assert done.returncode == 0, done.stderr
@@ -250,7 +144,7 @@ def test_three_column_primer(binary: Path, torchscript_model: Path, primer: Path
     assert done.returncode == 0, done.stderr
     assert f"velocity {DEFAULT_VELOCITY:.0f} assumed" in done.stderr and str(old) in done.stderr
     with_velocity = np.column_stack([notes[:, :3], np.full(len(notes), DEFAULT_VELOCITY, np.float32)])
-    want = python_notes(torchscript_model, with_velocity, 50, 2, stub.DEFAULT_TEMPERATURE, stub.DEFAULT_TOP_P)
+    want = python_notes(torchscript_model, with_velocity, 50, 2)
     assert_same_notes(read_csv(out), want, "3-column primer")
 
 
@@ -294,7 +188,10 @@ def _v1_model(tmp_path: Path) -> Path:
     class V1(torch.nn.Module):
         def forward(self, notes: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):
             return notes, h0, c0
-    return save_torchscript(V1(), "{}", tmp_path / "v1.pt")
+    import torch
+    path = tmp_path / "v1.pt"
+    torch.jit.save(torch.jit.script(V1()), str(path), _extra_files={"mpx_spec.json": "{}"})
+    return path
 
 
 ERRORS = {  # case: (what to change, the text the one line must name)

@@ -1,9 +1,9 @@
 """The Node.js consumer (examples/node/generate.mjs on onnxruntime-node, protocol in
-examples/web/mpx.js) against the Python reference of the contract-v2 protocol.
+examples/web/mpx.js) against mpx: the notes `mpx run` makes.
 
 Same seed, same primer, same options: the same pitches and velocities, times within 1e-5.
-Needs node and `make web-deps`; skips with the reason otherwise. The model is $MPX_WEB_MODEL or
-artifacts/music_producter.onnx (skipped until it follows contract v2).
+Needs node and `make web-deps` (which `make test` runs); skips with the reason otherwise. The
+model is the bundled artifacts/music_producter.onnx, the reference mpx's own Generator.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reference_protocol import ROOT, SEED_MIDI, contract_v2_model, read_midi_notes, reference_notes, uniforms
+from deploy import ROOT, SEED_MIDI, assert_same_notes, deploy_model, read_midi_notes, reference_notes, spec_of
+from mpx.runtime import uniforms
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def node() -> str:
 
 @pytest.fixture(scope="module")
 def model() -> Path:
-    return contract_v2_model()
+    return deploy_model(".onnx")
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +91,6 @@ def read_csv(path: Path) -> np.ndarray:
     return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float32, ndmin=2)
 
 
-def assert_same_notes(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.shape == want.shape
-    np.testing.assert_array_equal(got[:, 0], want[:, 0], err_msg="pitches differ")
-    np.testing.assert_array_equal(got[:, 3], want[:, 3], err_msg="velocities differ")
-    np.testing.assert_allclose(got[:, 1:3], want[:, 1:3], rtol=0, atol=TIME_TOLERANCE, err_msg="times differ")
-
-
 # -- the pieces of the protocol ------------------------------------------------------------------
 
 def test_random_stream_matches_the_contract_vectors(node: str) -> None:
@@ -105,7 +99,7 @@ def test_random_stream_matches_the_contract_vectors(node: str) -> None:
                        "Array.from(mpx.noteUniforms(mpx.streamKey(BigInt(s), b), n)))));")
     for (key, want), values in zip(VECTORS.items(), got):
         assert values == want, f"uniforms{key}"
-        assert values == uniforms(*key).tolist(), f"numpy reference, uniforms{key}"
+        assert values == uniforms(key[0], key[1] + 1, key[2], 1)[0, key[1]].tolist(), f"mpx, uniforms{key}"
     assert run_js(node, "console.log(JSON.stringify([mpx.splitmix64(0n), mpx.splitmix64(1n)].map(String)))") == \
         [str(0xE220A8397B1DCDAF), str(0x910A2DEC89025CC1)]
 
@@ -213,8 +207,7 @@ def test_csv_primer_and_per_attribute_options(node: str, model: Path, tmp_path: 
 
 
 def test_defaults_come_from_the_spec(node: str, model: Path, seed_notes: np.ndarray) -> None:
-    from reference_protocol import read_spec
-    sampling = read_spec(model).get("sampling", {"temperature": [1, 1, 1, 1], "top_p": [0.95] * 4})
+    sampling = spec_of(model).sampling.to_dict()
     done = generate(node, model, SEED_MIDI, "-", "--notes", 40)
     assert done.returncode == 0, done.stderr
     got = np.loadtxt(done.stdout.splitlines()[1:], delimiter=",", dtype=np.float32)
@@ -231,8 +224,9 @@ def test_bench_prints_notes_per_second(node: str, model: Path, tmp_path: Path) -
 
 # -- bad input: one line on stderr, non-zero exit, no output file -------------------------------
 
-def few_notes_csv(path: Path) -> Path:
-    return write_csv(np.array([[60, 0, 0.5, 80], [62, 0.5, 0.5, 80], [64, 0.5, 0.5, 80]], np.float32), path)
+def no_notes_csv(path: Path) -> Path:
+    path.write_text("pitch,step,duration,velocity\n")
+    return path
 
 
 BAD_RUNS = {
@@ -268,7 +262,7 @@ def test_bad_files_fail_in_one_line(node: str, model: Path, tmp_path: Path, case
         "missing primer": (tmp_path / "nope.mid", model, "no such file"),
         "missing model": (SEED_MIDI, tmp_path / "nope.onnx", "no such file"),
         "text as MIDI": (text, model, "is not a MIDI file"),
-        "too few notes": (few_notes_csv(tmp_path / "few.csv"), model, "has 3 notes; the primer needs at least"),
+        "too few notes": (no_notes_csv(tmp_path / "few.csv"), model, "holds no notes"),
         "bad CSV": (bad_csv, model, "line 2: expected 4 numbers"),
         "truncated MIDI": (DATA / "bad-midi" / "synthetic_derived" / "truncated_maestro1_3000B.mid", model, "truncated"),
         "model is not ONNX": (SEED_MIDI, text, "not an ONNX model"),

@@ -77,6 +77,7 @@ def test_the_real_continuation_meets_every_target_the_collapse_none() -> None:
     assert s["pieces"] == len(cuts) == 5
     assert s["tempo_fidelity"] == 1.0 and s["short_notes"] < 0.003
     assert s["overlap_pitch"] == pytest.approx(1.0) and s["overlap_velocity"] == pytest.approx(1.0)
+    assert set(truth["ceiling"]) == set(s) and truth["ceiling"]["overlap_pitch"] < 1.0  # another segment: less alike
     bad = report.generation_report(collapse, pieces)
     assert set(bad["misses"]) >= {"short_notes", "overlap_pitch", "overlap_duration", "overlap_velocity"}
     assert bad["summary"]["short_notes"] == 1.0

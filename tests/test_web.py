@@ -1,12 +1,12 @@
-"""The web page (examples/web) in headless Debian Chromium, against the Python reference of the
-contract-v2 protocol.
+"""The web page (examples/web) in headless Debian Chromium, against mpx: the notes `mpx run`
+makes for the same primer, seed and sampling.
 
 One browser session (examples/web/e2e/drive.mjs, playwright-core) works the page through its
 controls as a person would: it generates from the bundled seed with several seeds and
 temperatures, greedy and with four values per option, downloads the MIDI, gives it files (a
-text file and a MIDI with too few notes through the file input, a real MIDI dropped on the drop
+text file and a MIDI with no notes through the file input, a real MIDI dropped on the drop
 zone) and plays. The tests then check what the page showed: the same pitches and velocities as
-the reference, times within 1e-5, clear messages.
+mpx, times within 1e-5, clear messages.
 It also saves examples/web/screenshot.png (the README shows it).
 Needs node, `make web-deps` and /usr/bin/chromium; skips with the reason otherwise.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reference_protocol import ROOT, SEED_MIDI, contract_v2_model, read_midi_notes, read_spec, reference_notes
+from deploy import ROOT, SEED_MIDI, assert_same_notes, deploy_model, read_midi_notes, reference_notes, spec_of
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def model() -> Path:
     if reason:
         print(f"skipping the web page's tests: {reason}")
         pytest.skip(reason)
-    return contract_v2_model()
+    return deploy_model(".onnx")
 
 
 def load_serve_module():  # type: ignore[no-untyped-def]
@@ -79,12 +79,11 @@ def url(model: Path) -> Iterator[str]:
         server.server_close()
 
 
-def few_notes_midi(path: Path) -> Path:
+def no_notes_midi(path: Path) -> Path:
+    """A valid MIDI file with a piano track and no notes: nothing to prime the model with."""
     import pretty_midi
     midi = pretty_midi.PrettyMIDI()
-    piano = pretty_midi.Instrument(program=0)
-    piano.notes = [pretty_midi.Note(velocity=80, pitch=60 + 2 * i, start=0.5 * i, end=0.5 * i + 0.4) for i in range(3)]
-    midi.instruments.append(piano)
+    midi.instruments.append(pretty_midi.Instrument(program=0))
     midi.write(str(path))
     return path
 
@@ -104,7 +103,7 @@ def plan_steps(tmp: Path) -> dict[str, dict]:
     steps["per attribute"] = generate_step(11, "1,0.6,0.6,0.9", "0.9,0.8,0.8,1")
     steps["bad top-p"] = generate_step(0, 1, "1.5")
     steps["text file"] = {"do": "upload", "path": str(text)}
-    steps["few notes"] = {"do": "upload", "path": str(few_notes_midi(tmp / "three-notes.mid"))}
+    steps["few notes"] = {"do": "upload", "path": str(no_notes_midi(tmp / "no-notes.mid"))}
     steps["good file"] = {"do": "drop", "path": str(DROPPED)}
     steps["from the file"] = generate_step(9, 1)
     steps["bundled again"] = {"do": "bundled"}
@@ -139,19 +138,12 @@ def page_notes(step: dict) -> np.ndarray:
     return np.asarray(step["result"]["generated"], dtype=np.float32).reshape(-1, 4)
 
 
-def assert_same_notes(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.shape == want.shape
-    np.testing.assert_array_equal(got[:, 0], want[:, 0], err_msg="pitches differ")
-    np.testing.assert_array_equal(got[:, 3], want[:, 3], err_msg="velocities differ")
-    np.testing.assert_allclose(got[:, 1:3], want[:, 1:3], rtol=0, atol=TIME_TOLERANCE, err_msg="times differ")
-
-
 # -- the page's notes against the reference ----------------------------------------------------
 
 def test_page_starts_ready(session: dict, model: Path) -> None:
     start = session["start"]
     assert start["state"] == "ready", start["message"]
-    spec = read_spec(model)
+    spec = spec_of(model).to_dict()
     # What the page says about the model comes from the spec inside the file.
     assert f"× {spec['config']['hidden']}" in start["model_info"]
     assert f"primer {spec['seq_len']} notes" in start["model_info"]
@@ -209,7 +201,7 @@ def test_download_is_the_generated_midi_with_velocities(session: dict) -> None:
 
 @pytest.mark.parametrize("case, expected", [
     ("text file", "notes.mid is not a MIDI file (no MThd header)"),
-    ("few notes", "three-notes.mid has 3 notes; the primer needs at least"),
+    ("few notes", "no-notes.mid holds no notes"),
     ("bad top-p", "top-p must be in (0, 1]"),
 ])
 def test_bad_input_shows_a_clear_message(session: dict, case: str, expected: str) -> None:

@@ -325,8 +325,11 @@ std::vector<Note> generate(const Model& model, const std::vector<Note>& primer, 
     c = y[2];
     return y[0].contiguous();
   };
-  const int64_t p = int64_t(primer.size());
-  at::Tensor x = at::from_blob(const_cast<Note*>(primer.data()), {1, p, 4}, at::kFloat).clone();
+  // the primer: the last seq_len notes of the seed (the spec's), or all of a shorter one
+  const auto seq_len = json_numbers(model.spec, {"seq_len"});
+  const int64_t n = int64_t(primer.size());
+  const int64_t p = seq_len && !seq_len->empty() ? std::min<int64_t>(n, int64_t((*seq_len)[0])) : n;
+  at::Tensor x = at::from_blob(const_cast<Note*>(primer.data() + (n - p)), {1, p, 4}, at::kFloat).clone();
   if (!model.whole_primer) {  // only the last primer call's next_note is kept
     for (int64_t j = 0; j + 1 < p; ++j) call(x.slice(1, j, j + 1).contiguous(), 0);
     x = x.slice(1, p - 1, p).contiguous();

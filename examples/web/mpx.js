@@ -380,14 +380,11 @@ export class Generator {
     return new Generator(ort, session, spec);
   }
 
-  /** The primer: the last seq_len notes (protocol step 1). */
+  /** The primer: the last seq_len notes, or all of a shorter seed (protocol step 1). */
   primerFrom(notes, label = 'the seed') {
     const have = notes.length / NOTE_WIDTH;
-    const want = this.spec.seqLen;
-    if (have < want) {
-      throw new MpxError(`${label} has ${have} note${have === 1 ? '' : 's'}; the primer needs at least ${want} (the model's seq_len)`);
-    }
-    return notes.slice((have - want) * NOTE_WIDTH);
+    if (have < 1) throw new MpxError(`${label} holds no notes to prime the model with`);
+    return notes.slice(Math.max(have - this.spec.seqLen, 0) * NOTE_WIDTH);
   }
 
   /** Yields the generated notes (Float32Array(4) each), one model call per note (steps 2-3). */
