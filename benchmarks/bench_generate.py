@@ -13,6 +13,8 @@ best.safetensors, music_producter.pt, music_producter.onnx), with the model's de
     each stateful (the primer once, then one T = 1 call per note, state carried) and window
     (the spec's seq_len re-run per note). `--notes` notes per run after a warm-up run, median
     of `--repeats` runs, the runners taking turns (a slow spell of a busy machine is shared).
+    Opening the torch backends switches oneDNN off for the process (runtime/backends.py,
+    use_torch_kernels), so the tutorial loop runs on the same torch kernels as mpx eager.
 (b) 64 streams (num_outputs=64) in one batched pass, onnx and torchscript: total notes/s.
 (c) cold start of the whole process `mpx run --backend onnx seed.mid --notes 256 --model
     MODEL_DIR/music_producter.onnx`: wall time and peak RSS (each run in a fresh helper
