@@ -1,5 +1,6 @@
-"""Reference recipes for the model card: the two tutorial recipes and a unigram baseline,
-trained on the same data for the same process CPU time and scored with mpx's own evaluation.
+"""Reference recipes for the model card: the two tutorial recipes trained on the same data for
+the same process CPU time, unigram baselines of every note attribute, and mpx models, all
+scored on the test split with the definitions of `mpx eval`.
 
 Rows of the table
 -----------------
@@ -11,67 +12,95 @@ notebook   The seed notebook's recipe (a PyTorch port of TensorFlow's "Generate 
 tf         The TensorFlow tutorial's recipe: raw logits + cross-entropy, Adam lr 0.005
            (Keras' epsilon 1e-7), batch 64, the same windows reshuffled every epoch (the
            tutorial shuffles with a buffer as large as the dataset and drops the last partial
-           batch), loss 0.05 * CE + 1 * step + 1 * duration.
-unigram    No model: the training split's pitch counts (add-0.5 smoothing) for every
-           prediction, step and duration = the training split's medians.
---model    Any artifact (.safetensors / .pt / .onnx), e.g. artifacts/model.safetensors.
+           batch), loss 0.05 * CE + 1 * step + 1 * duration. tf_best: its weights at the
+           logging interval with the lowest training loss (Adam at lr 0.005 can blow up late).
+unigram    No model: for every attribute (pitch, step, duration, velocity) the training split's
+           histogram over a model config's bins (runtime/bins.py), add-0.5 smoothing, the same
+           distribution for every prediction. One row per distinct (bins, window length) among
+           the --model rows (the default bins and the recipes' 25-note window without one), so
+           each model is compared with the unigram of its own bins.
+--model    Any mpx artifact or checkpoint (.safetensors / .pt / .onnx), scored with
+           mpx.train.evaluate.evaluate_model: all four attributes, window and stateful.
 
-Both recipes use the seed's model, which is exactly mpx's NoteLSTM(hidden=128, layers=1,
-pitch_input="scalar"): LSTM(3 -> 128) over (pitch/128, step, duration), heads Linear(128, 128)
-pitch, Linear(128, 1) step, Linear(128, 1) duration, each window run from a zero state, loss
-on the last position only. Both start from the same initial weights (PyTorch's default init,
-as in the notebook; Keras would use Glorot/orthogonal init and a forget-gate bias of 1).
+The recipes' model is the tutorial's (RecipeModel below, as benchmarks/tutorial.py's MusicRNN):
+LSTM(3 -> 128) over (pitch / 128, step s, duration s), heads Linear(128, 128) pitch logits,
+Linear(128, 1) step, Linear(128, 1) duration (point regressions), each window run from a zero
+state, loss on the last position only. Both recipes start from the same initial weights
+(PyTorch's default init, as in the notebook). Their step and duration are regressions, not
+distributions, so they have a pitch cross-entropy and top-1 only.
+
+Scoring (the definitions of `mpx eval`, train/evaluate.py): window mode = every window of
+seq_len notes of a test file (25 for the recipes, the spec's for a model) from a zero state
+predicts the note after it; stateful mode = each test file from a zero state predicts every
+next note, the state carried through the file (files packed side by side into batch rows by
+mpx's LanePlanner, as `mpx eval` does). Cross-entropy in nats per note of the real next note's
+bin, top-1 = the likeliest bin is the real one. The notebook recipe is scored with the
+distribution it was trained to output, softmax(sigmoid(logits)).
 
 Fairness: torch runs on one thread and each recipe trains until `--minutes` of *process CPU
 time* (time.process_time()) are used, so other jobs on the machine do not change the budget.
 
-Scoring: mpx.train.evaluate.evaluate_model on the test split (split by piece), window and
-stateful mode. Saved weights:
-  results/tf_recipe.safetensors        a normal mpx checkpoint; `mpx eval` / `mpx generate`
-                                       use it as is (checked with --check-cli).
-  results/notebook_recipe.safetensors  same NoteLSTM layout, BUT its pitch distribution is
-                                       softmax(sigmoid(logits)): the model was trained through a
-                                       sigmoid. Scored here via NotebookBackend; `mpx eval` on
-                                       the raw file would score softmax(logits) instead (reported
-                                       in the JSON as "raw_logits_eval", not as its result).
+Saved weights (--out-dir, default benchmarks/results/): notebook_recipe.safetensors,
+tf_recipe.safetensors, tf_recipe_best.safetensors: plain safetensors of RecipeModel's state
+dict (the same names as tutorial.MusicRNN's), the recipe and its training stats in the
+metadata key "mpx_recipe". They are not mpx checkpoints (`mpx eval` refuses them): the
+recipes predict timing as point values, which graph contract v2 has no place for. `--reuse`
+scores them again without training; it also reads the contract-v1 mpx checkpoints the recipes
+were saved as before (NoteLSTM with scalar pitch input: the same network, its three heads
+stacked in one layer).
+
+The JSON (OUT_DIR/reference_recipes.json) has one row per model with "table": pitch CE window,
+pitch CE stateful, pitch top-1 (stateful), step / duration / velocity CE (stateful; null for
+the recipes), the model card's table.
 
 Example:
-  python benchmarks/reference_recipes.py --minutes 20 --model artifacts/model.safetensors --check-cli
-  python benchmarks/reference_recipes.py --minutes 0.3 --max-files 150 --out-dir /tmp/rr  # smoke
+  python benchmarks/reference_recipes.py --data ../shared/data/asap --minutes 20 \\
+      --model artifacts/model.safetensors                                          # full
+  python benchmarks/reference_recipes.py --data tests/data/midi tests/data/seeds --minutes 0.02 \\
+      --out-dir /tmp/rr --model /tmp/bench-model/best.safetensors                  # smoke
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
 
-from mpx.runtime.backends import Backend, open_backend, zero_state
+import common
+from mpx.runtime import bins
+from mpx.runtime.backends import open_backend
 from mpx.runtime.config import ModelConfig
-from mpx.runtime.contract import VOCAB, Outputs
+from mpx.runtime.contract import ATTRIBUTES, LOGIT_PAD, VOCAB, Outputs
 from mpx.runtime.spec import ModelSpec
-from mpx.train import checkpoint
+from mpx.train.batches import LanePlanner
 from mpx.train.corpus import load_corpus
-from mpx.train.evaluate import evaluate_model
-from mpx.train.loss import positive_pressure_mse
-from mpx.train.model import NoteLSTM
+from mpx.train.evaluate import evaluate_model, windows
+from tutorial import mse_with_positive_pressure
 
 SEQ_LEN = 25
 BATCH = 64
+HIDDEN = 128
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results"
+META_KEY = "mpx_recipe"
+PITCH = bins.of(ModelConfig())[0]  # 128 bins, one per MIDI pitch, whatever the config
+A = len(ATTRIBUTES)
 
 RECIPES: dict[str, dict[str, Any]] = {
     "notebook": {
@@ -89,6 +118,52 @@ RECIPES: dict[str, dict[str, Any]] = {
         "loss_position": "last", "initial_state": "zero",
     },
 }
+TABLE_COLUMNS = ("pitch_ce_window", "pitch_ce_stateful", "pitch_top1", "step_ce", "duration_ce", "velocity_ce")
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipes' model
+
+class RecipeModel(nn.Module):
+    """The tutorial's network: LSTM(3, hidden) over (pitch / 128, step, duration), a pitch head
+    (logits) and two point regressions. Parameter names as tutorial.MusicRNN's."""
+
+    def __init__(self, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, hidden, batch_first=True)
+        self.pitch = nn.Linear(hidden, VOCAB)
+        self.step = nn.Linear(hidden, 1)
+        self.duration = nn.Linear(hidden, 1)
+        self.register_buffer("scale", torch.tensor([1.0 / VOCAB, 1.0, 1.0]), persistent=False)
+
+    def zero_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.zeros(1, batch, self.lstm.hidden_size)
+        return h, torch.zeros_like(h)
+
+    def run(self, notes: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+            ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Raw notes [B, T, >= 3] (mpx's columns; velocity unused) -> LSTM outputs [B, T, H], state."""
+        x = notes[..., :3] * self.scale  # the tutorial's scale_pitch
+        return self.lstm(x, state or self.zero_state(len(notes)))
+
+    def heads(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.pitch(y), self.step(y).squeeze(-1), self.duration(y).squeeze(-1)
+
+
+def recipe_loss(model: RecipeModel, x: torch.Tensor, y: torch.Tensor, recipe: dict[str, Any]
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The recipe's loss on the last position of each window, from a zero state."""
+    out, _ = model.run(x)
+    pitch, step, duration = model.heads(out[:, -1])  # the tutorial reads the last position only
+    if recipe["pitch_transform"] == "sigmoid":
+        pitch = torch.sigmoid(pitch)  # the notebook's bug, kept: CE's softmax sees values in (0, 1)
+    ce = F.cross_entropy(pitch, y[:, 0].long())
+    step_loss = mse_with_positive_pressure(y[:, 1], step)
+    duration_loss = mse_with_positive_pressure(y[:, 2], duration)
+    total = (recipe["pitch_weight"] * ce + recipe["step_weight"] * step_loss
+             + recipe["duration_weight"] * duration_loss)
+    return total, {"pitch": ce.item(), "step": step_loss.item(), "duration": duration_loss.item(),
+                   "total": total.item()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +175,7 @@ class Windows:
     span file boundaries). Built as index arrays: a batch is one fancy-index gather."""
 
     def __init__(self, notes: list[np.ndarray], seq_len: int = SEQ_LEN) -> None:
-        self.data = torch.from_numpy(np.concatenate(notes).astype(np.float32))
+        self.data = torch.from_numpy(np.concatenate(notes)[:, :3].astype(np.float32))
         self.count = len(self.data) - seq_len           # windows: inputs [i, i+seq_len), target i+seq_len
         self.offsets = torch.arange(seq_len + 1)
         if self.count < BATCH:
@@ -111,30 +186,7 @@ class Windows:
         return w[:, :-1], w[:, -1]
 
 
-def recipe_loss(model: NoteLSTM, x: torch.Tensor, y: torch.Tensor, recipe: dict[str, Any]
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The recipe's loss on the last position of each window, from a zero state.
-
-    Same arithmetic as NoteLSTM.forward, but the heads only run on the last position (the
-    tutorial's LSTM returns only its last output); the gradients are the same.
-    """
-    h0, c0 = model.zero_state(len(x))
-    out, _ = model.lstm(model.encode(x), (h0, c0))
-    heads = model.heads(out[:, -1])  # pitch logits, step, duration in one layer
-    pitch = heads[:, :VOCAB]
-    if recipe["pitch_transform"] == "sigmoid":
-        pitch = torch.sigmoid(pitch)  # the notebook's bug, kept: CE's softmax sees values in (0, 1)
-    step, duration = heads[:, VOCAB], heads[:, VOCAB + 1]
-    ce = F.cross_entropy(pitch, y[:, 0].long())
-    step_loss = positive_pressure_mse(step, y[:, 1]).mean()
-    duration_loss = positive_pressure_mse(duration, y[:, 2]).mean()
-    total = (recipe["pitch_weight"] * ce + recipe["step_weight"] * step_loss
-             + recipe["duration_weight"] * duration_loss)
-    return total, {"pitch": ce.item(), "step": step_loss.item(), "duration": duration_loss.item(),
-                   "total": total.item()}
-
-
-def make_optimizer(model: NoteLSTM, recipe: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, recipe: dict[str, Any]) -> torch.optim.Optimizer:
     if recipe["optimizer"] == "SGD":
         return torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"])
     return torch.optim.Adam(model.parameters(), lr=recipe["lr"], eps=recipe["adam_eps"])
@@ -143,21 +195,20 @@ def make_optimizer(model: NoteLSTM, recipe: dict[str, Any]) -> torch.optim.Optim
 def epoch_order(windows: Windows, recipe: dict[str, Any], rng: np.random.Generator) -> list[torch.Tensor]:
     """Batches of window starts for one epoch: in corpus order, or a fresh permutation."""
     order = rng.permutation(windows.count) if recipe["shuffle"] else np.arange(windows.count)
-    order = torch.from_numpy(order.astype(np.int64))
-    batches = list(torch.split(order, BATCH))
+    batches = list(torch.split(torch.from_numpy(order.astype(np.int64)), BATCH))
     if recipe["drop_last"] and len(batches[-1]) < BATCH:
         batches.pop()
     return batches
 
 
 def train_recipe(name: str, windows: Windows, budget_s: float, seed: int,
-                 log_every_s: float = 60.0) -> tuple[NoteLSTM, dict[str, Any], dict[str, torch.Tensor]]:
+                 log_every_s: float = 60.0) -> tuple[RecipeModel, dict[str, Any], dict[str, torch.Tensor]]:
     """Train for budget_s CPU seconds; return the final model, its stats, and the weights at
     the end of the logging interval with the lowest mean training loss (the snapshot Keras'
     restore_best_weights would keep, at CPU-minute rather than epoch granularity)."""
     recipe = RECIPES[name]
     torch.manual_seed(seed)  # same seed: both recipes start from the same weights
-    model = NoteLSTM(ModelConfig(hidden=128, layers=1, pitch_input="scalar")).train()
+    model = RecipeModel().train()
     optimizer = make_optimizer(model, recipe)
     rng = np.random.default_rng(seed)
     steps = seen = epochs_done = 0
@@ -165,8 +216,7 @@ def train_recipe(name: str, windows: Windows, budget_s: float, seed: int,
     recent: list[dict[str, float]] = []
     history: list[dict[str, float]] = []
     start_cpu, start_wall = time.process_time(), time.perf_counter()
-    next_log = log_every_s
-    used = 0.0
+    next_log, used = log_every_s, 0.0
     print(f"[{name}] training for {budget_s / 60:.2f} CPU minutes on {windows.count:,} windows "
           f"({recipe['description']})", flush=True)
     while used < budget_s:
@@ -210,102 +260,200 @@ def train_recipe(name: str, windows: Windows, budget_s: float, seed: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# Backends for scoring (mpx's Backend protocol: .name, .spec, .path, .step)
+# Saved weights: plain safetensors, the recipe in the metadata
 
-class NotebookBackend:
-    """The notebook recipe's model as it was trained: pitch logits = sigmoid(linear head).
+def save_recipe(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp),
+              metadata={META_KEY: json.dumps(meta)})
+    os.replace(tmp, path)
 
-    CrossEntropyLoss applied its softmax to sigmoid(head), so softmax(sigmoid(head)) is the
-    distribution the model learned; evaluate_model takes a softmax of pitch_logits, so this
-    backend hands it sigmoid(head). Argmax (top-1) is the same with or without the sigmoid.
-    """
-    name = "eager+sigmoid"
 
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.spec = inner.spec
-        self.path = inner.path
+def legacy_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A contract-v1 mpx checkpoint of the recipe (NoteLSTM, scalar pitch input, seconds timing)
+    -> RecipeModel's state: the same LSTM, the heads' rows 0-127 / 128 / 129 split apart."""
+    w, b = tensors["model.heads.weight"], tensors["model.heads.bias"]
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.lstm.")}
+    for name, rows in (("pitch", slice(0, VOCAB)), ("step", slice(VOCAB, VOCAB + 1)),
+                       ("duration", slice(VOCAB + 1, VOCAB + 2))):
+        state[f"{name}.weight"], state[f"{name}.bias"] = w[rows], b[rows]
+    return state
 
-    def step(self, notes, h, c):
-        out = self.inner.step(notes, h, c)
-        return out._replace(pitch_logits=(1.0 / (1.0 + np.exp(-out.pitch_logits))).astype(np.float32))
+
+def load_recipe(path: Path) -> tuple[RecipeModel, dict[str, Any]]:
+    """Saved recipe weights (this script's format, or the v1 checkpoint format) -> model, metadata."""
+    if not path.is_file():
+        raise SystemExit(f"--reuse: {path} does not exist (train the recipes first, without --reuse)")
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata() or {}
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    if META_KEY in metadata:
+        meta, state = json.loads(metadata[META_KEY]), tensors
+    elif "model.heads.weight" in tensors and "mpx_spec" in metadata:
+        spec = json.loads(metadata["mpx_spec"])
+        meta = {**spec.get("training", {}), "converted_from": "contract-v1 mpx checkpoint"}
+        state = legacy_state(tensors)
+    else:
+        raise SystemExit(f"{path}: neither recipe weights of this script nor a v1 recipe checkpoint")
+    model = RecipeModel(hidden=state["lstm.weight_hh_l0"].shape[1])
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+class PitchTotals:
+    """Running sums of pitch cross-entropy and top-1 (as train/evaluate.py's Totals, one
+    attribute), plus how peaked the predicted distribution is (entropy, max probability)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.ce = self.hits = self.entropy = self.max_prob = 0.0
+
+    def add(self, logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """logits [N, 128], targets [N] (pitch bins), mask [N] (1 = a real prediction)."""
+        if mask is not None:
+            keep = mask.astype(bool)
+            logits, targets = logits[keep], targets[keep]
+        z = logits.astype(np.float64)
+        top = z.max(axis=-1)
+        log_norm = top + np.log(np.exp(z - top[:, None]).sum(axis=-1))
+        log_p = z - log_norm[:, None]
+        p = np.exp(log_p)
+        self.ce += float(-log_p[np.arange(len(z)), targets].sum())
+        self.hits += float((z.argmax(axis=-1) == targets).sum())
+        self.entropy += float(-(p * log_p).sum())
+        self.max_prob += float(p.max(axis=-1).sum())
+        self.n += len(z)
+
+    def result(self) -> dict[str, float]:
+        n = max(self.n, 1)
+        return {"pitch_ce": self.ce / n, "pitch_top1": self.hits / n, "predictions": self.n,
+                "pitch_entropy": self.entropy / n, "pitch_max_prob": self.max_prob / n}
+
+
+def recipe_logits(model: RecipeModel, notes: np.ndarray, state: tuple[torch.Tensor, torch.Tensor] | None,
+                  sigmoid: bool) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]]:
+    """Pitch logits [B, T, 128] of the distribution the recipe learned, and the state after."""
+    with torch.inference_mode():
+        y, state = model.run(torch.from_numpy(np.ascontiguousarray(notes, np.float32)), state)
+        logits = model.pitch(y)
+        if sigmoid:  # trained through sigmoid: its distribution is softmax(sigmoid(logits))
+            logits = torch.sigmoid(logits)
+    return logits.numpy(), state
+
+
+def recipe_window(model: RecipeModel, notes: Sequence[np.ndarray], sigmoid: bool,
+                  batch: int = 512) -> dict[str, float]:
+    """Every SEQ_LEN-note window from a zero state predicts the next pitch (`mpx eval`'s window)."""
+    totals = PitchTotals()
+    for x, y in windows(notes, SEQ_LEN, batch, 1):
+        logits, _ = recipe_logits(model, x, None, sigmoid)
+        totals.add(logits[:, -1], PITCH.index(y[:, 0]))
+    return totals.result()
+
+
+def recipe_stateful(model: RecipeModel, notes: Sequence[np.ndarray], sigmoid: bool,
+                    lanes: int = 32, chunk: int = 256) -> dict[str, float]:
+    """Each file from a zero state predicts every next pitch, files side by side in `lanes`
+    rows, the state carried between chunks (`mpx eval`'s stateful pass, evaluate_stateful)."""
+    totals = PitchTotals()
+    if not any(len(n) >= 2 for n in notes):
+        return totals.result()
+    planner = LanePlanner(list(notes), chunk, lanes, reset_prob=0.0)
+    plan = planner.plan(None)
+    data, targets = planner.data, PITCH.index(planner.data[:, 0])
+    h, c = model.zero_state(plan.starts.shape[1])
+    positions = np.arange(chunk)
+    for s in range(plan.steps):
+        index = np.minimum(plan.starts[s][:, None] + positions, len(data) - 2)
+        mask = positions < plan.lengths[s][:, None]
+        resets = torch.from_numpy(plan.resets[s])
+        h, c = h.clone(), c.clone()
+        h[:, resets] = 0.0
+        c[:, resets] = 0.0
+        logits, (h, c) = recipe_logits(model, data[index], (h, c), sigmoid)
+        totals.add(logits.reshape(-1, VOCAB), targets[index + 1].reshape(-1), mask.reshape(-1))
+    return totals.result()
+
+
+def score_recipe(label: str, model: RecipeModel, test_notes: list[np.ndarray], sigmoid: bool) -> dict[str, Any]:
+    t0 = time.process_time()
+    report: dict[str, Any] = {"backend": "recipe (eager)" + (", sigmoid(logits)" if sigmoid else ""),
+                              "seq_len": SEQ_LEN,
+                              "window": recipe_window(model, test_notes, sigmoid),
+                              "stateful": recipe_stateful(model, test_notes, sigmoid)}
+    return finish_score(label, report, t0)
+
+
+def score_backend(label: str, backend: Any, test_notes: list[np.ndarray]) -> dict[str, Any]:
+    t0 = time.process_time()
+    return finish_score(label, evaluate_model(backend, test_notes, modes=("window", "stateful")), t0)
+
+
+def finish_score(label: str, report: dict[str, Any], t0: float) -> dict[str, Any]:
+    report["eval_cpu_seconds"] = round(time.process_time() - t0, 1)
+    w, s = report["window"], report["stateful"]
+    others = "  ".join(f"{a} CE {s[a + '_ce']:.4f}" for a in ATTRIBUTES[1:] if a + "_ce" in s)
+    print(f"[{label}] pitch CE window {w['pitch_ce']:.4f} stateful {s['pitch_ce']:.4f}, top-1 "
+          f"{s['pitch_top1']:.4f}  {others}  ({report['eval_cpu_seconds']} CPU s)", flush=True)
+    return report
 
 
 class UnigramBackend:
-    """Constant prediction: training-split pitch log-probabilities, median step and duration."""
+    """A backend (graph contract v2, for evaluate_model) that predicts, for every attribute, the
+    training split's histogram over a config's bins (add-`smoothing`), whatever the input."""
     name = "unigram"
 
-    def __init__(self, train_notes: list[np.ndarray], smoothing: float = 0.5) -> None:
-        allnotes = np.concatenate(train_notes)
-        pitches = np.clip(np.rint(allnotes[:, 0]), 0, VOCAB - 1).astype(np.int64)
-        counts = np.bincount(pitches, minlength=VOCAB).astype(np.float64) + smoothing
-        self.log_probs = np.log(counts / counts.sum()).astype(np.float32)
-        self.step_median = float(np.median(allnotes[:, 1]))
-        self.duration_median = float(np.median(allnotes[:, 2]))
-        # Shape bookkeeping only (the evaluation makes zero states from it); no weights.
-        self.spec = ModelSpec(config=ModelConfig(hidden=1), seq_len=SEQ_LEN,
-                              training={"recipe": "unigram", "smoothing": smoothing})
+    def __init__(self, train_notes: list[np.ndarray], config: ModelConfig, seq_len: int,
+                 smoothing: float = 0.5) -> None:
+        targets = bins.index(config, np.concatenate(train_notes))
+        self.log_probs = np.full((A, VOCAB), LOGIT_PAD, np.float32)
+        self.counts: dict[str, list[int]] = {}
+        for a, (name, n) in enumerate(zip(ATTRIBUTES, bins.counts(config))):
+            counts = np.bincount(targets[:, a], minlength=n)[:n]
+            self.counts[name] = counts.tolist()
+            smoothed = counts + smoothing
+            self.log_probs[a, :n] = np.log(smoothed / smoothed.sum())
+        # No state: the smallest LSTM shape keeps evaluate_model's zero states tiny.
+        tiny = dataclasses.replace(config, hidden=1, layers=1, embedding=1, dropout=0.0)
+        self.spec = ModelSpec(config=tiny, seq_len=seq_len, training={"unigram": True, "smoothing": smoothing})
         self.path = Path("<unigram>")
 
-    def step(self, notes, h, c):
+    def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
+             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
         b, t = notes.shape[:2]
-        logits = np.broadcast_to(self.log_probs, (b, t, VOCAB))
-        return Outputs(logits, np.full((b, t), self.step_median, np.float32),
-                       np.full((b, t), self.duration_median, np.float32), h, c)
+        return Outputs(np.zeros((b, A), np.float32), h0, c0, np.broadcast_to(self.log_probs, (b, t, A, VOCAB)))
+
+    run = call
 
 
-def pitch_diagnostics(backend, notes: list[np.ndarray], stride: int = 10, batch: int = 1024) -> dict[str, float]:
-    """How peaked the predicted pitch distribution is (window mode, every `stride`-th window):
-    mean entropy (uniform over 128 = 4.852 nats), mean max probability (uniform = 0.0078)."""
-    xs = [seq[i:i + SEQ_LEN] for seq in notes for i in range(0, len(seq) - SEQ_LEN, stride)]
-    ent = top = 0.0
-    for i in range(0, len(xs), batch):
-        x = np.ascontiguousarray(np.stack(xs[i:i + batch]), np.float32)
-        h, c = zero_state(backend.spec, len(x))
-        logits = backend.step(x, h, c).pitch_logits[:, -1].astype(np.float64)
-        logp = logits - logits.max(-1, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
-        p = np.exp(logp)
-        ent += float(-(p * logp).sum())
-        top += float(p.max(-1).sum())
-    n = max(len(xs), 1)
-    return {"mean_entropy": ent / n, "mean_max_prob": top / n, "windows": len(xs)}
-
-
-def score(label: str, backend, test_notes: list[np.ndarray]) -> dict[str, Any]:
-    t0 = time.process_time()
-    report = evaluate_model(backend, test_notes, modes=("window", "stateful"))
-    report["pitch_distribution"] = pitch_diagnostics(backend, test_notes)
-    report["eval_cpu_seconds"] = round(time.process_time() - t0, 1)
-    w, s = report["window"], report["stateful"]
-    print(f"[{label}] window CE {w['pitch_ce']:.4f} top1 {w['top1']:.4f} | stateful CE "
-          f"{s['pitch_ce']:.4f} top1 {s['top1']:.4f}  ({report['eval_cpu_seconds']} CPU s)", flush=True)
-    return report
+def bins_of(config: ModelConfig) -> dict[str, Any]:
+    """The fields of a config that fix the bins (what makes step/duration/velocity CE comparable)."""
+    return {k: v for k, v in config.to_dict().items() if k.startswith(("step_", "duration_", "velocity_"))}
 
 
 # ---------------------------------------------------------------------------------------------
 # Output
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    head1 = (f"{'':<34} {'':>7} {'':>13} | {'window mode (25 notes, zero state)':^40} | "
-             f"{'stateful mode (whole file)':^40}")
-    head2 = (f"{'recipe':<34} {'CPU min':>7} {'epochs/wins':>13} | "
-             + " | ".join(f"{'CE':>8} {'top-1':>7} {'stepMAE':>10} {'durMAE':>10}" for _ in range(2)))
-    lines = [head1, head2, "-" * len(head2)]
-    for r in rows:
-        train = r.get("training") or {}
-        cpu = f"{train['cpu_minutes']:.2f}" if "cpu_minutes" in train else "-"
-        w = train.get("windows_seen", 0)
-        wins = f"{w / 1e6:.1f}M" if w >= 1e6 else f"{w / 1e3:.0f}k"
-        seen = f"{train['epochs']:.2f}/{wins}" if "epochs" in train else "-"
-        cells = []
-        for mode in ("window", "stateful"):
-            m = r["eval"][mode]
-            cells.append(f"{m['pitch_ce']:>8.4f} {m['top1']:>7.4f} {m['step_mae']:>10.4f} {m['duration_mae']:>10.4f}")
-        lines.append(f"{r['label']:<34} {cpu:>7} {seen:>13} | " + " | ".join(cells))
-    lines.append(f"(pitch CE in nats/note, uniform = ln 128 = {math.log(VOCAB):.4f}; MAE in seconds; "
-                 "epochs/wins = epochs and windows seen in training)")
-    return "\n".join(lines)
+def table_cells(row: dict[str, Any]) -> dict[str, float | None]:
+    """The model card's columns: pitch CE in both modes, then stateful (what generation runs)."""
+    w, s = row["eval"]["window"], row["eval"]["stateful"]
+    return {"pitch_ce_window": w["pitch_ce"], "pitch_ce_stateful": s["pitch_ce"], "pitch_top1": s["pitch_top1"],
+            **{f"{a}_ce": s.get(f"{a}_ce") for a in ATTRIBUTES[1:]}}
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+    common.print_table(
+        "pitch CE in nats per note (uniform: ln 128 = 4.8520); top-1 and step/duration/velocity CE "
+        "in stateful mode; CE of step, duration, velocity only between rows with the same bins",
+        ["model", "window", "pitch CE window", "pitch CE stateful", "pitch top-1", "step CE",
+         "duration CE", "velocity CE", "train CPU min", "epochs"],
+        [[r["label"], str(r["eval"]["seq_len"]), *(num(r["table"][k]) for k in TABLE_COLUMNS),
+          num(r["training"].get("cpu_minutes")), num(r["training"].get("epochs"))] for r in rows])
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -314,49 +462,160 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def check_cli(ckpt: Path, data: list[str], max_files: int | None, expected: dict[str, Any]) -> dict[str, Any]:
-    """Run `mpx eval CKPT DATA --split test --json` and compare with our own numbers."""
-    cmd = [str(Path(sys.executable).with_name("mpx")), "eval", str(ckpt), *data, "--split", "test", "--json"]
-    if max_files is not None:
-        cmd += ["--max-files", str(max_files)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    result: dict[str, Any] = {"command": shlex.join(cmd), "returncode": proc.returncode}
-    if proc.returncode != 0:
-        result["stderr"] = proc.stderr[-2000:]
-        print(f"[cli] FAILED: {result['command']}\n{proc.stderr[-2000:]}", flush=True)
-        return result
-    cli = json.loads(proc.stdout)
-    diffs = {f"{mode}.{k}": abs(cli[mode][k] - expected[mode][k])
-             for mode in ("window", "stateful") for k in ("pitch_ce", "top1", "step_mae", "duration_mae")}
-    result.update({"cli": {m: cli[m] for m in ("window", "stateful")}, "max_abs_diff": max(diffs.values()),
-                   "match": max(diffs.values()) < 1e-4})
-    print(f"[cli] {result['command']}\n[cli] max |difference| vs this script: {result['max_abs_diff']:.2e} "
-          f"-> {'MATCH' if result['match'] else 'MISMATCH'}", flush=True)
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="MIDI inputs (ASAP: split by piece with its metadata.csv)")
     p.add_argument("--minutes", type=float, default=20.0, help="process CPU minutes per recipe")
     p.add_argument("--max-files", type=int, default=None, help="use at most this many files (smoke tests)")
-    p.add_argument("--recipes", nargs="+", default=["notebook", "tf"], choices=list(RECIPES))
+    p.add_argument("--recipes", nargs="*", default=["notebook", "tf"], choices=list(RECIPES),
+                   help="recipes to train and score (none: only the unigrams and --model rows)")
     p.add_argument("--model", action="append", default=[], type=Path,
-                   help="also score this artifact (.safetensors/.pt/.onnx); repeatable")
+                   help="also score this mpx model (.safetensors/.pt/.onnx); repeatable")
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="the split scored (default test; val for smoke runs on data with no test file)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--check-cli", action="store_true",
-                   help="run `mpx eval` on the TF-recipe checkpoint and compare its numbers")
     p.add_argument("--reuse", action="store_true",
-                   help="do not train: score the recipe checkpoints already in --out-dir (their "
-                        "training stats come from their specs), e.g. to add a new --model row")
+                   help="do not train: score the recipe weights already in --out-dir (their "
+                        "training stats come from their metadata), e.g. to add a --model row")
     p.add_argument("--log-every", type=float, default=60.0, help="progress line every N CPU seconds")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+# ---------------------------------------------------------------------------------------------
+
+class Run:
+    """One invocation: the corpus, the JSON payload growing row by row, the rows' makers."""
+
+    def __init__(self, args: argparse.Namespace, command: str) -> None:
+        self.args = args
+        self.json_path = args.out_dir / "reference_recipes.json"
+        self.previous: dict[str, Any] = {}
+        if args.reuse and self.json_path.is_file():
+            self.previous = json.loads(self.json_path.read_text())
+        corpus = load_corpus(args.data, max_files=args.max_files)
+        # self.test: the split scored (--split; test unless a smoke run has none)
+        self.train, self.test = corpus.select("train"), corpus.select(args.split)
+        if not self.test.files or not self.train.files:
+            raise SystemExit(f"empty split (train {len(self.train.files)}, {args.split} {len(self.test.files)} "
+                             "files): use more files" + (" or --split val" if args.split == "test" else ""))
+        self.data_info = {
+            "inputs": args.data, "max_files": args.max_files, "scored_split": args.split,
+            "split": "mpx's: by piece where a metadata.csv names the pieces, else by file",
+            "summary": corpus.summary(),
+            "scored_predictions_window_25": int(sum(max(len(n) - SEQ_LEN, 0) for n in self.test.notes)),
+            "scored_predictions_stateful": int(sum(max(len(n) - 1, 0) for n in self.test.notes))}
+        print(f"data: train {len(self.train.files)} files / {self.train.note_count:,} notes, "
+              f"{args.split} (scored) {len(self.test.files)} files / {self.test.note_count:,} notes", flush=True)
+        self.payload: dict[str, Any] = {
+            "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "budget_cpu_minutes_per_recipe": args.minutes, "seed": args.seed, "data": self.data_info,
+            "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                            "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                            "budget_clock": "time.process_time() of the training loop"},
+            "recipes": RECIPES, "table_columns": list(TABLE_COLUMNS), "rows": [],
+            "notes": {
+                "table": ("pitch_ce_window: window mode (row's eval.seq_len notes from a zero state); "
+                          "pitch_ce_stateful, pitch_top1, step/duration/velocity_ce: stateful mode; "
+                          "null where the model has no distribution for the attribute (the recipes' "
+                          "step and duration are point regressions, they have no velocity)"),
+                "bins": ("step, duration and velocity CE depend on the bins (row's 'bins'): compare "
+                         "a model with the unigram row of the same bins"),
+                "notebook_sigmoid_bound": (
+                    "softmax over sigmoid outputs in (0, 1): the most peaked distribution the notebook "
+                    f"model can express puts e/(e+127) = {math.e / (math.e + 127):.4f} on one pitch, so its "
+                    f"pitch CE is at least ln(e+127) - 1 = {math.log(math.e + 127) - 1:.4f} nats even when "
+                    f"always right, and at most ln(1+127e) = {math.log(1 + 127 * math.e):.4f}"),
+                "pitch_entropy": "recipe rows: mean entropy (nats) and max probability of the pitch distribution",
+            },
+        }
+        if args.reuse:
+            self.payload["training_command"] = self.previous.get("training_command", self.previous.get("command"))
+            self.payload["budget_cpu_minutes_per_recipe"] = self.previous.get("budget_cpu_minutes_per_recipe")
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        row["table"] = table_cells(row)
+        self.payload["rows"].append(row)
+        write_json(self.json_path, self.payload)
+
+    def recipe_rows(self, name: str) -> None:
+        args, path = self.args, self.args.out_dir / f"{name}_recipe.safetensors"
+        if args.reuse:
+            model, meta = load_recipe(path)
+            stats = {k: meta[k] for k in ("cpu_seconds", "cpu_minutes", "wall_seconds", "steps", "windows_seen",
+                                          "epochs", "complete_epochs", "windows_per_epoch", "final_loss",
+                                          "best_snapshot") if k in meta}
+            old = [r for r in self.previous.get("rows", []) if r.get("name") == name]
+            if old and old[0].get("training", {}).get("steps") == stats.get("steps"):
+                stats = old[0]["training"]  # same run: keep its loss history
+            stats["reused_weights"] = str(path)
+            print(f"[{name}] reusing {path} ({stats.get('cpu_minutes')} CPU min of training)", flush=True)
+        else:
+            model, stats, best = train_recipe(name, Windows(self.train.notes), args.minutes * 60, args.seed,
+                                              args.log_every)
+            meta = {"recipe": name, **RECIPES[name], "hidden": HIDDEN, "seed": args.seed,
+                    "inputs": "pitch / 128, step (s), duration (s)",
+                    "data": {k: v for k, v in self.data_info.items() if k != "summary"},
+                    "versions": {"torch": torch.__version__, "python": platform.python_version()},
+                    **{k: v for k, v in stats.items() if k != "loss_history"}}
+            save_recipe(path, model.state_dict(), meta)
+            if name == "tf" and best:
+                save_recipe(args.out_dir / "tf_recipe_best.safetensors", best,
+                            {**meta, "snapshot": stats["best_snapshot"]})
+            # Score the weights as saved and read back, as --reuse does: the in-memory model
+            # gave float32 rounding-level differences (kernel paths depend on memory layout),
+            # which stateful mode amplifies over 8,000-note files.
+            model, _ = load_recipe(path)
+        sigmoid = RECIPES[name]["pitch_transform"] == "sigmoid"
+        label = "notebook recipe (sigmoid logits)" if sigmoid else "TF tutorial recipe"
+        self.add_row({"name": name, "kind": "recipe", "label": label, "weights": str(path),
+                      "training": stats, "eval": score_recipe(label, model, self.test.notes, sigmoid)})
+        best_path = args.out_dir / "tf_recipe_best.safetensors"
+        if name == "tf" and best_path.is_file():
+            # Adam at lr 0.005 without clipping can blow up late in the budget; this row is the
+            # recipe at its best training loss, so the comparison does not hinge on the cut.
+            best_model, best_meta = load_recipe(best_path)
+            snap = best_meta.get("snapshot", {})
+            per_epoch = best_meta.get("windows_per_epoch")
+            training = {"cpu_minutes": snap["cpu_s"] / 60, "windows_seen": snap["windows"],
+                        "epochs": snap["windows"] / per_epoch, "snapshot": snap} if snap and per_epoch else {}
+            label = "TF recipe, best snapshot"
+            self.add_row({"name": "tf_best", "kind": "recipe", "label": label, "weights": str(best_path),
+                          "training": training, "eval": score_recipe(label, best_model, self.test.notes, False)})
+
+    def unigram_row(self, config: ModelConfig, seq_len: int, source: str) -> None:
+        unigram = UnigramBackend(self.train.notes, config, seq_len)
+        label = f"unigram ({source})"
+        self.add_row({"name": f"unigram:{source}", "kind": "unigram", "label": label, "training": {},
+                      "bins": bins_of(config), "smoothing": 0.5, "train_counts": unigram.counts,
+                      "eval": score_backend(label, unigram, self.test.notes)})
+
+    def model_row(self, path: Path) -> None:
+        backend = open_backend(path)
+        label = f"{path.name} ({backend.name})"
+        self.add_row({"name": str(path), "kind": "mpx", "label": label, "training": {},
+                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bins": bins_of(backend.spec.config),
+                      "config": backend.spec.config.to_dict(),
+                      "spec_training": backend.spec.training, "spec_data": backend.spec.data,
+                      "eval": score_backend(label, backend, self.test.notes)})
+
+    def unigram_rows(self) -> None:
+        """One unigram per distinct (bins, window) among the models; the recipes' window and the
+        default bins when no model is given."""
+        wanted: dict[str, tuple[ModelConfig, int, str]] = {}
+        for path in self.args.model:
+            spec = open_backend(path).spec
+            key = json.dumps([bins_of(spec.config), spec.seq_len])
+            wanted.setdefault(key, (spec.config, spec.seq_len, f"bins and window of {path.name}"))
+        if not wanted:
+            wanted["default"] = (ModelConfig(), SEQ_LEN, "default bins, 25-note window")
+        for config, seq_len, source in wanted.values():
+            self.unigram_row(config, seq_len, source)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
@@ -365,133 +624,16 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["reference_recipes.py", *argv])
     print(f"command: {command}", flush=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = args.out_dir / "reference_recipes.json"
-    previous: dict[str, Any] = {}
-    if args.reuse and json_path.is_file():
-        previous = json.loads(json_path.read_text())
-
-    corpus = load_corpus(args.data, max_files=args.max_files)
-    train, test = corpus.select("train"), corpus.select("test")
-    if not test.files or not train.files:
-        raise SystemExit(f"empty split (train {len(train.files)}, test {len(test.files)} files): use more files")
-    windows = Windows(train.notes)
-    data_info = {"inputs": args.data, "max_files": args.max_files, "split": "by piece (metadata.csv)",
-                 "summary": corpus.summary(), "train_windows": windows.count,
-                 "test_predictions_window": int(sum(max(len(n) - SEQ_LEN, 0) for n in test.notes)),
-                 "test_predictions_stateful": int(sum(max(len(n) - 1, 0) for n in test.notes))}
-    print(f"data: train {len(train.files)} files / {train.note_count:,} notes ({windows.count:,} windows), "
-          f"test {len(test.files)} files / {test.note_count:,} notes", flush=True)
-
-    payload: dict[str, Any] = {
-        "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "budget_cpu_minutes_per_recipe": args.minutes, "seed": args.seed, "data": data_info,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                        "budget_clock": "time.process_time() of the training loop"},
-        "recipes": RECIPES, "rows": [],
-        **({"training_command": previous.get("training_command", previous.get("command")),
-            "budget_cpu_minutes_per_recipe": previous.get("budget_cpu_minutes_per_recipe")}
-           if args.reuse else {}),
-        "notes": {
-            "notebook_sigmoid_bound": (
-                "softmax over sigmoid outputs in (0, 1): the most peaked distribution the notebook "
-                f"model can express puts e/(e+127) = {math.e / (math.e + 127):.4f} on one pitch, so its "
-                f"pitch CE is at least ln(e+127) - 1 = {math.log(math.e + 127) - 1:.4f} nats even when "
-                f"always right, and at most ln(1+127e) = {math.log(1 + 127 * math.e):.4f}; "
-                f"uniform = ln 128 = {math.log(VOCAB):.4f}"),
-            "pitch_distribution": ("mean entropy (nats) and mean max probability of the predicted "
-                                   "pitch distribution over every 10th test window"),
-        },
-    }
-
-    def add_row(row: dict[str, Any]) -> None:
-        payload["rows"].append(row)
-        write_json(json_path, payload)
-
-    tf_ckpt = None
+    run = Run(args, command)
     for name in args.recipes:
-        ckpt = args.out_dir / f"{name}_recipe.safetensors"
-        if args.reuse:
-            model, spec = checkpoint.load_model(ckpt)
-            stats = {k: spec.training[k] for k in ("cpu_seconds", "cpu_minutes", "wall_seconds", "steps",
-                                                    "windows_seen", "epochs", "complete_epochs",
-                                                    "windows_per_epoch", "final_loss") if k in spec.training}
-            old = [r for r in previous.get("rows", []) if r.get("name") == name]
-            if old and old[0].get("training", {}).get("steps") == stats.get("steps"):
-                stats = old[0]["training"]  # same run: keep its loss history
-            stats["reused_checkpoint"] = True
-            print(f"[{name}] reusing {ckpt} ({stats.get('cpu_minutes')} CPU min of training)", flush=True)
-        else:
-            model, stats, best_weights = train_recipe(name, windows, args.minutes * 60, args.seed, args.log_every)
-            training = {"recipe": name, **RECIPES[name], "seed": args.seed,
-                        **{k: v for k, v in stats.items() if k != "loss_history"}}
-            if name == "notebook":
-                training["note"] = ("trained through sigmoid(pitch head): its pitch distribution is "
-                                    "softmax(sigmoid(pitch_logits)); score/generate with the sigmoid")
-            spec = ModelSpec(config=model.config, seq_len=SEQ_LEN, training=training,
-                             data={k: v for k, v in data_info.items() if k != "summary"}
-                             | {"summary": corpus.summary()},
-                             versions={"torch": torch.__version__, "python": platform.python_version()})
-            checkpoint.save(ckpt, spec, model.state_dict())
-            if name == "tf":
-                best_spec = spec.replace(training={**training, "snapshot": stats["best_snapshot"]})
-                checkpoint.save(args.out_dir / "tf_recipe_best.safetensors", best_spec, best_weights)
-        # Score the model as saved and reloaded, exactly what `mpx eval CKPT` runs. (Scoring the
-        # in-memory model instead gave float32 rounding-level differences - presumably kernel
-        # paths that depend on memory layout - which stateful mode amplified over 8,000-note
-        # files to 2e-3 nats on the TF model.)
-        eager = open_backend(ckpt)
-        row: dict[str, Any] = {"name": name, "checkpoint": str(ckpt), "training": stats}
-        if name == "notebook":
-            row["label"] = "notebook recipe (sigmoid logits)"
-            row["eval"] = score(row["label"], NotebookBackend(eager), test.notes)
-            raw = score("notebook, raw logits (not its distribution)", eager, test.notes)
-            row["raw_logits_eval"] = {k: raw[k] for k in ("window", "stateful", "pitch_distribution")}
-        else:
-            row["label"] = "TF tutorial recipe"
-            row["eval"] = score(row["label"], eager, test.notes)
-            tf_ckpt = (ckpt, row)
-        # the scores also travel in the checkpoint's spec (weights unchanged)
-        metrics = {"test": {m: row["eval"][m] for m in ("window", "stateful")},
-                   "scored_with": "sigmoid(pitch_logits)" if name == "notebook" else "pitch_logits"}
-        checkpoint.save(ckpt, eager.spec.replace(metrics=metrics), model.state_dict())
-        add_row(row)
-
-    best_ckpt = args.out_dir / "tf_recipe_best.safetensors"
-    if "tf" in args.recipes and best_ckpt.is_file():
-        # Adam at lr 0.005 without clipping can blow up late in the budget; this row is the
-        # recipe at its best training loss, so the comparison does not hinge on where the
-        # budget cut the run.
-        trained = checkpoint.load(best_ckpt).spec.training
-        snap = trained["snapshot"]
-        add_row({"name": "tf_best", "label": "TF recipe, best snapshot", "checkpoint": str(best_ckpt),
-                 "training": {"cpu_minutes": snap["cpu_s"] / 60, "windows_seen": snap["windows"],
-                              "epochs": snap["windows"] / trained["windows_per_epoch"], "snapshot": snap},
-                 "eval": score("TF recipe, best snapshot", open_backend(best_ckpt), test.notes)})
-
-    unigram = UnigramBackend(train.notes)
-    add_row({"name": "unigram", "label": "unigram baseline (train counts)",
-             "training": {}, "eval": score("unigram", unigram, test.notes),
-             "parameters": {"step_median": unigram.step_median, "duration_median": unigram.duration_median,
-                            "smoothing": 0.5}})
-
+        run.recipe_rows(name)
+    run.unigram_rows()
     for path in args.model:
-        backend = open_backend(path)
-        label = f"{path.name} ({backend.name})"
-        add_row({"name": str(path), "label": label[:34], "training": {},
-                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                 "spec_training": backend.spec.training, "spec_data": backend.spec.data,
-                 "eval": score(label, backend, test.notes)})
-
-    if args.check_cli and tf_ckpt is not None:
-        payload["cli_check"] = check_cli(tf_ckpt[0], args.data, args.max_files, tf_ckpt[1]["eval"])
-
-    table = format_table(payload["rows"])
-    payload["table"] = table
-    payload["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_json(json_path, payload)
-    print("\n" + table)
-    print(f"\ncommand: {command}\nwrote {json_path}", flush=True)
+        run.model_row(path)
+    run.payload["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(run.json_path, run.payload)
+    print_rows(run.payload["rows"])
+    print(f"\ncommand: {command}\nwrote {run.json_path}", flush=True)
     return 0
 
 

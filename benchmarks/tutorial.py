@@ -10,7 +10,9 @@ Nothing here is used by mpx itself.
 - train_batches: a Dataset of 25-note windows + the next note, DataLoader(batch_size=64,
                  shuffle=False), LSTM(3, 128) read at its last time step only, SGD.
                  One supervised prediction per window.
-- generate:      for every new note, re-run the model over the last 25 notes from a zero state.
+- generate:      for every new note, re-run the model over the last 25 notes from a zero state,
+                 sample the next note, np.delete the window's first note and np.append the new
+                 one. Run on mpx's own network (contract v2), so only the loop is compared.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import pretty_midi
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from mpx.runtime.contract import UNIFORMS
 
 SEQ_LENGTH = 25
 VOCAB_SIZE = 128
@@ -154,39 +158,48 @@ def train_batches(notes: np.ndarray, hidden: int = 128) -> Iterator[int]:
 
 
 # -- generation ------------------------------------------------------------------------------
-def predict_next_note(notes: np.ndarray, model: nn.Module, temperature: float = 1.0
-                      ) -> tuple[int, float, float]:
-    """One note from a window [25, 3]: the whole window from a zero state, last position read."""
+def predict_next_note(notes: np.ndarray, model: nn.Module, temperature: torch.Tensor,
+                      top_p: torch.Tensor) -> tuple[float, float, float, float]:
+    """One note from a window [25, 4]: the whole window from a zero state, last position sampled.
+
+    The tutorial's model had a pitch head sampled with torch.multinomial and point-valued step
+    and duration heads. mpx's model (contract v2) samples all four attributes inside its
+    forward from uniforms it is given, so this draws those uniforms with torch.rand where the
+    tutorial called torch.multinomial, and calls the same forward mpx's eager backend calls.
+    """
     inputs = torch.tensor(notes[None], dtype=torch.float32)
     h0, c0 = model.zero_state(1)  # a new zero state for every note
+    uniforms = torch.rand(1, UNIFORMS)
     with torch.no_grad():
-        pitch_logits, step, duration, _, _ = model(inputs, h0, c0)
-    pitch_logits = pitch_logits[:, -1] / temperature
-    pitch = torch.multinomial(torch.softmax(pitch_logits, dim=-1), num_samples=1)
-    step = max(0.0, float(step[0, -1]))
-    duration = max(0.0, float(duration[0, -1]))
-    return int(pitch), step, duration
+        next_note, _, _, _ = model(inputs, h0, c0, uniforms, temperature, top_p)
+    pitch, step, duration, velocity = next_note[0].tolist()
+    return pitch, step, duration, velocity
 
 
 def generate(model: nn.Module, primer: np.ndarray, num_predictions: int,
-             temperature: float = 1.0, seed: int = 0, seq_length: int = SEQ_LENGTH) -> np.ndarray:
-    """The tutorial's generation loop -> generated notes [n, 5] (pitch, step, duration, start, end).
+             temperature: Sequence[float] = (1.0,) * 4, top_p: Sequence[float] = (1.0,) * 4,
+             seed: int = 0, seq_length: int = SEQ_LENGTH) -> np.ndarray:
+    """The tutorial's generation loop -> generated notes [n, 6]
+    (pitch, step, duration, velocity, start, end).
 
-    `model` is an mpx NoteLSTM (model(notes, h0, c0)), so the loop is compared on the same
-    network mpx runs. mpx's model normalises pitch inside the graph, so the window holds raw
-    notes. SEED: the notebook divided the primer's pitches by 128 but appended each generated
-    pitch raw, so after the first note the model saw a mix of scales; it costs the same time.
+    `model` is an mpx NoteLSTM (graph contract v2: model(notes, h0, c0, uniforms, temperature,
+    top_p) -> (next_note, hn, cn, logits)), so the loop is compared on the same network mpx
+    runs, with the same per-attribute sampling parameters; only the loop differs. mpx's model
+    encodes the raw notes inside the graph, so the window holds raw notes. SEED: the notebook
+    divided the primer's pitches by 128 but appended each generated pitch raw, so after the
+    first note the model saw a mix of scales; it costs the same time.
     """
     torch.manual_seed(seed)
     model.eval()
+    temperature_t = torch.tensor(temperature, dtype=torch.float32)
+    top_p_t = torch.tensor(top_p, dtype=torch.float32)
     input_notes = np.asarray(primer[-seq_length:], dtype=np.float64)
     generated_notes = []
     prev_start = 0.0
     for _ in range(num_predictions):
-        pitch, step, duration = predict_next_note(input_notes, model, temperature)
-        start = prev_start + step
-        end = start + duration
-        input_note = (pitch, step, duration)
+        input_note = predict_next_note(input_notes, model, temperature_t, top_p_t)
+        start = prev_start + input_note[1]
+        end = start + input_note[2]
         generated_notes.append((*input_note, start, end))
         input_notes = np.delete(input_notes, 0, axis=0)
         input_notes = np.append(input_notes, np.expand_dims(input_note, 0), axis=0)
