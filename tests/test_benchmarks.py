@@ -135,9 +135,12 @@ def test_recipe_scorer_matches_mpx_eval(monkeypatch: pytest.MonkeyPatch) -> None
         assert abs(ours[mode]["pitch_ce"] - mpx[mode]["pitch_ce"]) < 1e-5
 
 
-def test_sampling_sweep_runs(tmp_path: Path) -> None:
-    out = tmp_path / "sweep.json"
-    run_script("sampling_sweep.py", "--temperatures", "1.0", "--top-ps", "0.95", "--timings", "sample",
-               "--trials", "1", "--notes", "32", "--json", str(out))
-    rows = json.loads(out.read_text())["rows"]
-    assert rows and rows[0]["runs"] == len(list(SEEDS_DIR.glob("*.mid")))
+def test_sampling_sweep_runs(model_dir: Path, tmp_path: Path) -> None:
+    out, checkpoint_copy = tmp_path / "sweep.json", tmp_path / "model.safetensors"
+    checkpoint_copy.write_bytes((model_dir / "model.safetensors").read_bytes())
+    done = run_script("sampling_sweep.py", "--model", str(checkpoint_copy), "--data", str(SEEDS_DIR),
+                      "--split", "all", "--quick", "--files", "2", "--json", str(out), "--write")
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == 3 * 4 and result["pieces"] == 2 and "chosen" in done.stdout
+    from mpx.runtime import load
+    assert load(checkpoint_copy).spec.sampling.to_dict() == result["chosen"]  # --write: now its defaults
