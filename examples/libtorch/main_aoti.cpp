@@ -1,5 +1,5 @@
 // mpx_generate_aoti: the same program as mpx_generate, on an AOTInductor package
-// (mpx.export.pt2.save_aoti_package): compiled kernels, no TorchScript interpreter, no Python.
+// (`mpx export --format aoti`): compiled kernels, no TorchScript interpreter, no Python.
 //
 //   mpx_generate_aoti MODEL.pt2 PRIMER.csv OUT.csv|OUT.mid [--notes N] [--seed S]
 //                     [--temperature T[,T,T,T]] [--top-p P[,P,P,P]] [--bench]
@@ -34,7 +34,7 @@ mpx::Model load_aoti(const std::string& path) {
   const auto metadata = loader->get_metadata();
   const auto spec = metadata.find("mpx_spec");
   if (spec == metadata.end() || spec->second.empty())
-    throw mpx::Failure(path + ": not an mpx package (no mpx_spec metadata); write it with mpx.export.pt2.save_aoti_package");
+    throw mpx::Failure(path + ": not an mpx package (no mpx_spec metadata); write it with mpx export --format aoti");
   mpx::Model model;
   model.kind = "AOTInductor";
   model.spec = spec->second;

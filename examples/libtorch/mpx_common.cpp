@@ -25,7 +25,7 @@ namespace mpx {
 namespace {
 
 const float kDefaultVelocity = 100;  // for 3-column primers: what mpx v1 wrote into its MIDI
-const Four kFallbackTemperature{1, 1, 1, 1};  // CONTRACT_V2.md: a spec without `sampling`
+const Four kFallbackTemperature{1, 1, 1, 1};  // the README (graph contract): a spec without `sampling`
 const Four kFallbackTopP{0.95f, 0.95f, 0.95f, 0.95f};
 
 struct Options {
@@ -307,7 +307,7 @@ Sampling choose_sampling(const Options& o, const Model& model, std::vector<std::
   return {temperature.value_or(kFallbackTemperature), top_p.value_or(kFallbackTopP)};
 }
 
-// -- the generation protocol (CONTRACT_V2.md) ---------------------------------------------------
+// -- the generation protocol (README, "Generation protocol") ----------------------------------------------
 at::Tensor four_tensor(const Four& v) { return at::tensor(at::ArrayRef<float>(v.data(), 4), at::kFloat); }
 
 // One stream: the primer in one call (or note by note for a T = 1 graph), then one call per
