@@ -291,22 +291,32 @@ def evaluate(
     mode: Annotated[EvalMode, typer.Option(help="Window, stateful or both.")] = EvalMode("both"),
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by the file's suffix.")] = None,
     max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files.")] = None,
-    metadata: Annotated[Optional[Path], typer.Option(help="Piece metadata CSV (default DATA/metadata.csv).")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="Metadata that splits DATA: MAESTRO's maestro-v*.csv/.json or ASAP's metadata.csv (found at the top of a DATA folder by default).")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Window mode: score every Nth window; default seq_len/4 (a window costs seq_len LSTM steps, a stateful prediction one); 1 = every window.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Threads of the backend (onnxruntime's or torch's); 1 is faster on a busy machine.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
     generation: Annotated[bool, typer.Option(help="Also generate from every scored piece and report pace, tempo, texture and overlaps with the real continuation (README, 'Generation report').")] = False,
     files: Annotated[Optional[int], typer.Option(help="With --generation: this many pieces, spread over the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a model on MIDI: cross-entropy and top-1 of every note attribute; with
     --generation, how its free-running music compares with the real continuations."""
+    from mpx.progress import bars
     from mpx.runtime.artifacts import load
     from mpx.runtime.report import format_report as format_generation
+    from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
     from mpx.train.evaluate import MODES, evaluate_split, format_report, generation_split
 
-    generator = load(model, _value(backend))
-    corpus = load_corpus(data, max_files=max_files, metadata=metadata)
+    generator = load(model, _value(backend), threads)
     modes = MODES if _value(mode) == "both" else (_value(mode),)
-    report = evaluate_split(generator.backend, corpus, _value(split), modes)
+    chosen = _value(split)
+    with bars() as progress:  # the split is known before parsing: only its files are parsed
+        corpus = load_corpus(data, max_files=max_files, metadata=metadata, cache=NoteCache(cache_dir),
+                             splits=None if chosen == "all" else (chosen,),
+                             on_parsed=progress.callback("parse MIDI"))
+        report = evaluate_split(generator.backend, corpus, chosen, modes, stride=stride,
+                                on_progress=progress.update)
     report["model"] = str(model)
     if generation:
         report["generation"] = generation_split(generator, corpus, _value(split), files)

@@ -13,6 +13,7 @@ checkpoint (eager), TorchScript or ONNX. The training's validation loss is this 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,9 +109,13 @@ def window_count(notes: Sequence[np.ndarray], width: int, stride: int) -> int:
     return sum(len(range(0, len(seq) - width, stride)) for seq in notes if len(seq) > width)
 
 
-def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int = 512,
+WINDOW_POSITIONS = 16384  # notes per window-mode call: its logits ([B, T, 4, 128]) stay ~32 MB
+
+
+def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int | None = None,
                     stride: int = 1, on_progress: Progress | None = None) -> dict[str, float]:
     spec = backend.spec
+    batch = batch or max(1, WINDOW_POSITIONS // spec.seq_len)
     totals = Totals(bins.counts(spec.config))
     total = window_count(notes, spec.seq_len, stride)
     for x, y in windows(notes, spec.seq_len, batch, stride):
@@ -152,30 +157,59 @@ def evaluate_stateful(backend: Backend, notes: Sequence[np.ndarray], lanes: int 
     return stateful_totals(backend, planner, on_progress).result()
 
 
+def auto_stride(seq_len: int) -> int:
+    """The default window stride: a window costs seq_len LSTM steps for one prediction, so every
+    window of a split takes seq_len times the stateful pass (~10 min for the ASAP test split on
+    a 2-core CPU); every (seq_len / 4)th window costs 4 times it and still scores thousands of
+    notes (the stride used is in the report; --stride 1 scores every window)."""
+    return max(1, seq_len // 4)
+
+
+@contextmanager
+def _scoring_kernels(backend: Backend) -> Iterator[None]:
+    """oneDNN's LSTM for the long chunks of scoring: ~1.7x faster than torch's own kernels there
+    (measured, 1 thread), which the runtime picks for generation's one-note steps
+    (runtime/backends.py). The switch is process-wide; scoring runs in one thread, and the
+    runtime's choice is back when it ends."""
+    if backend.name not in ("eager", "torchscript"):
+        yield
+        return
+    import torch
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = True
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
+
+
 def evaluate_model(backend: Backend, notes: Sequence[np.ndarray], modes: Sequence[str] = MODES,
-                   stride: int = 1, on_progress: Callable[[str, int, int], None] | None = None
+                   stride: int | None = 1, on_progress: Callable[[str, int, int], None] | None = None
                    ) -> dict[str, Any]:
-    """Score `notes` in each mode; on_progress(mode, done, total) while it runs."""
+    """Score `notes` in each mode; on_progress(mode, done, total) while it runs. stride: every
+    stride-th window in window mode (None: auto_stride)."""
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise OptionsError(f"--mode must be one of {', '.join(MODES)} (or both), got {', '.join(unknown) or 'none'}")
-    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+    if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 1):
         raise OptionsError(f"--stride must be an integer >= 1, got {stride!r}")
+    stride = stride or auto_stride(backend.spec.seq_len)
     report: dict[str, Any] = {"backend": backend.name, "seq_len": backend.spec.seq_len}
 
     def progress(mode: str) -> Progress | None:
         return (lambda done, total: on_progress(mode, done, total)) if on_progress else None
 
-    if "window" in modes:
-        report["window"] = evaluate_window(backend, notes, stride=stride, on_progress=progress("window"))
-        report["window"]["stride"] = stride
-    if "stateful" in modes:
-        report["stateful"] = evaluate_stateful(backend, notes, on_progress=progress("stateful"))
+    with _scoring_kernels(backend):
+        if "window" in modes:
+            report["window"] = evaluate_window(backend, notes, stride=stride, on_progress=progress("window"))
+            report["window"]["stride"] = stride
+        if "stateful" in modes:
+            report["stateful"] = evaluate_stateful(backend, notes, on_progress=progress("stateful"))
     return report
 
 
 def evaluate_split(backend: Backend, corpus: "Corpus", split: str = "test",
-                   modes: Sequence[str] = MODES, stride: int = 1,
+                   modes: Sequence[str] = MODES, stride: int | None = None,
                    on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """`mpx eval`: score one split of a corpus (or "all" of it) in the given modes."""
     chosen = corpus.select(split)
