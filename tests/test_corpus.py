@@ -356,3 +356,10 @@ def test_an_unwritable_cache_only_costs_speed(tmp_path: Path) -> None:
     assert corpus.parsed == again.parsed == len(corpus.files) + len(corpus.skipped)
     assert not isinstance(corpus.store, np.memmap)  # held in memory instead
     np.testing.assert_array_equal(corpus.store, again.store)
+
+
+def test_a_validation_side_alone_is_not_a_small_corpus(tmp_path: Path, midi_files: list[Path]) -> None:
+    root = maestro_folder(tmp_path / "m", midi_files)
+    val = load_corpus([root], cache=NoteCache(tmp_path / "c"), workers=1, splits=("val",))
+    assert val.holdout == "split" and val.splits == ["val"] and val.parsed == 1
+    np.testing.assert_array_equal(val.select("val").notes[0], val.notes[0])  # the whole file

@@ -165,7 +165,8 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
     plan = _plan(files, find_layout(inputs, metadata), val, test)
     asked = set(splits or SPLITS)
     wanted = asked
-    if asked & {"train", "val"} and not {"train", "val"} <= set(plan.sides):
+    tail = bool(asked & {"train", "val"}) and not {"train", "val"} <= set(plan.sides)
+    if tail:
         wanted = set(SPLITS)  # too few files to split: every file trains and validates (tail)
     chosen = [i for i, side in enumerate(plan.sides) if side in wanted]
     for i in chosen:
@@ -178,7 +179,8 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
     pack, parsed = _packed([plan.keys[i] for i in readable], files, readable, cache, workers,  # type: ignore[misc]
                            on_parsed) if readable else (None, 0)
     corpus = _corpus(plan, chosen, pack, parsed)
-    if asked & {"train", "val"} and not {"train", "val"} <= set(corpus.splits):
+    # training also needs both sides when the files of one could not be read
+    if tail or ({"train", "val"} <= asked and not {"train", "val"} <= set(corpus.splits)):
         corpus.holdout = "tail"
         log.warning("validation: the last %d%% of the notes of each of the %d files (too few files "
                     "to split by piece)", round(TAIL * 100), len(corpus.files))

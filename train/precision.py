@@ -31,11 +31,17 @@ def resolve(precision: str, device: torch.device) -> str:
     return precision
 
 
+def _scaler(device: torch.device) -> Any:
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+        return torch.amp.GradScaler(device.type)
+    return torch.cuda.amp.GradScaler()
+
+
 class Precision:
     def __init__(self, precision: str, device: torch.device) -> None:
         self.name = resolve(precision, device)
         self.device = device
-        self.scaler = torch.amp.GradScaler(device.type) if self.name == "fp16" else None
+        self.scaler = _scaler(device) if self.name == "fp16" else None
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
