@@ -363,3 +363,15 @@ def test_a_validation_side_alone_is_not_a_small_corpus(tmp_path: Path, midi_file
     val = load_corpus([root], cache=NoteCache(tmp_path / "c"), workers=1, splits=("val",))
     assert val.holdout == "split" and val.splits == ["val"] and val.parsed == 1
     np.testing.assert_array_equal(val.select("val").notes[0], val.notes[0])  # the whole file
+
+
+def test_processes_loading_one_corpus_parse_it_once(tmp_path: Path) -> None:
+    """The ranks of a run start together: one parses and packs, the others wait and open it."""
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(2) as pool:
+        runs = list(pool.map(_load_parsed, [str(tmp_path / "c")] * 2))
+    assert sorted(runs) == [0, len(list(MIDI_DIR.glob("*.mid")))]
+
+
+def _load_parsed(cache: str) -> int:
+    return load_corpus([MIDI_DIR], cache=NoteCache(cache), workers=1).parsed

@@ -183,7 +183,11 @@ class NoteCache:
             yield
             return
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("waiting for another mpx process that is parsing the same files (%s)", path)
+                fcntl.flock(fh, fcntl.LOCK_EX)
             yield
         finally:
             fh.close()  # closing releases the lock
