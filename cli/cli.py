@@ -12,7 +12,7 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -22,7 +22,10 @@ from mpx.runtime.errors import MpxError
 from mpx.runtime.generate import MODES, GenerationOptions
 from mpx.export.options import FORMATS, QUANTIZATIONS, ExportOptions
 from mpx.runtime.run import WriteOptions
-from mpx.train.options import TrainOptions  # torch-free, like every option record here
+from mpx.train.options import PRECISIONS, TrainOptions  # torch-free, like every option record here
+
+if TYPE_CHECKING:
+    from mpx.train.distributed import LaunchOptions
 
 log = logging.getLogger("mpx")
 
@@ -44,6 +47,7 @@ Format = _choices("Format", FORMATS)
 Quantize = _choices("Quantize", QUANTIZATIONS)
 Split = _choices("Split", ("train", "val", "test", "all"))
 EvalMode = _choices("EvalMode", ("window", "stateful", "both"))
+PrecisionChoice = _choices("PrecisionChoice", PRECISIONS)
 
 MODEL = ModelConfig()
 TRAIN = TrainOptions()
@@ -114,15 +118,19 @@ def train(
     metadata: Annotated[Optional[Path], typer.Option(help="CSV with composer,title,midi_performance to split by piece (found automatically as DATA/metadata.csv).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = TRAIN.seed,
     device: Annotated[str, typer.Option(help="auto (cuda when available), cpu, cuda or cuda:N.")] = TRAIN.device,
+    precision: Annotated[PrecisionChoice, typer.Option(help="auto: bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on a CPU.")] = PrecisionChoice(TRAIN.precision),
+    nproc: Annotated[int, typer.Option(help="Train with N processes on this machine (torchrun, DistributedDataParallel; one per GPU with --device cuda). Several machines: run torchrun yourself (docs/training-at-scale.md).")] = 1,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last.safetensors (its options, up to --epochs).")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI (default: all cores).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
 ) -> None:
     """Train the model on MIDI files; keep the best checkpoint by validation loss."""
     _require("torch", "safetensors", purpose="training")
+    from mpx.progress import bars
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
-    from mpx.train.loop import check_out_dir, train as run_training
+    from mpx.train.distributed import LaunchOptions, env_rank
+    from mpx.train.loop import Interrupted, check_device, check_out_dir, train as run_training
 
     model = ModelConfig(hidden=hidden, layers=layers, embedding=embedding, dropout=dropout,
                         step_bins=step_bins, step_max=step_max, duration_bins=duration_bins,
@@ -131,31 +139,69 @@ def train(
                            primer_len=primer_len, lr=lr, transpose=transpose, reset_prob=reset_prob,
                            pitch_weight=pitch_weight, step_weight=step_weight,
                            duration_weight=duration_weight, velocity_weight=velocity_weight,
-                           seed=seed, device=device, licence=licence)
+                           seed=seed, device=device, precision=_value(precision), licence=licence)
+    launch = LaunchOptions(nproc)
     check_out_dir(out, resume)  # before the corpus is parsed
-    corpus = load_corpus(data, max_files=max_files, cache=NoteCache(cache_dir), workers=workers,
-                         metadata=metadata)
+    if launch.nproc > 1:
+        _launch_ranks(launch, device, out)
+        return
+    check_device(options)
+    main = env_rank() == 0  # under torchrun, rank 0 speaks for all
+    if not main:
+        logging.getLogger("mpx").setLevel(logging.ERROR)
+    with bars(enabled=main) as progress:
+        corpus = load_corpus(data, max_files=max_files, cache=NoteCache(cache_dir), workers=workers,
+                             metadata=metadata, splits=("train", "val"),
+                             on_parsed=progress.callback("parse MIDI"))
     summary = corpus.summary()
-    _echo(f"corpus: {summary['files']} files, {summary['notes']} notes, {summary['skipped']} skipped; "
-          + ", ".join(f"{k} {v['files']} files" for k, v in summary["splits"].items()))
+    if main:
+        _echo(f"corpus: {summary['files']} files, {summary['notes']} notes, {summary['skipped']} skipped; "
+              + ", ".join(f"{k} {v['files']} files" for k, v in summary["splits"].items()))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
-                  transient=True) as progress:
+                  transient=True, disable=not main) as progress:
         task = progress.add_task("train", total=None, loss=float("nan"))
 
         def on_step(done: int, total: int, loss: float) -> None:
-            progress.update(task, completed=done, total=total, loss=loss)
+            progress.update(task, description="train", completed=done, total=total, loss=loss)
+
+        def on_validate(done: int, total: int) -> None:
+            progress.update(task, description="validate", completed=done, total=total)
 
         def on_epoch(row: dict[str, float]) -> None:
-            progress.console.print(
-                f"epoch {row['epoch']:>3}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
-                f"(nats: pitch {row['val_pitch']:.3f}, step {row['val_step']:.3f}, duration "
-                f"{row['val_duration']:.3f}, velocity {row['val_velocity']:.3f})",
-                highlight=False, soft_wrap=True)
+            if main:
+                progress.console.print(
+                    f"epoch {row['epoch']:>3}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
+                    f"(nats: pitch {row['val_pitch']:.3f}, step {row['val_step']:.3f}, duration "
+                    f"{row['val_duration']:.3f}, velocity {row['val_velocity']:.3f})",
+                    highlight=False, soft_wrap=True)
 
-        result = run_training(corpus, out, options, resume=resume, on_step=on_step, on_epoch=on_epoch)
-    _echo(f"best checkpoint: {result.best}")
+        try:
+            result = run_training(corpus, out, options, resume=resume, on_step=on_step, on_epoch=on_epoch,
+                                  on_validate=on_validate)
+        except Interrupted:
+            if main:
+                raise
+            raise typer.Exit(130) from None  # rank 0 says it for all
+    if main:
+        _echo(f"best checkpoint: {result.best}")
+
+
+def _launch_ranks(launch: "LaunchOptions", device: str, out: Path) -> None:
+    """`mpx train --nproc N`: the same command as N torchrun ranks on this machine."""
+    from mpx.train.distributed import LaunchInterrupted, RankFailed, check_launch, launch as run_torchrun, without_flag
+
+    check_launch(launch, device)
+    saved = out / "last.safetensors"
+    try:
+        run_torchrun(launch, without_flag(sys.argv[1:], "--nproc"))
+    except LaunchInterrupted as exc:
+        kept = f": {saved} holds the state at the last batch; continue with --resume" if saved.is_file() else ""
+        raise MpxError(f"{exc}{kept}") from None
+    except RankFailed as exc:
+        kept = f"; {saved} keeps the last saved state (continue with --resume)" if saved.is_file() else ""
+        raise MpxError(f"{exc}{kept}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,22 +293,32 @@ def evaluate(
     mode: Annotated[EvalMode, typer.Option(help="Window, stateful or both.")] = EvalMode("both"),
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by the file's suffix.")] = None,
     max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files.")] = None,
-    metadata: Annotated[Optional[Path], typer.Option(help="Piece metadata CSV (default DATA/metadata.csv).")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="Metadata that splits DATA: MAESTRO's maestro-v*.csv/.json or ASAP's metadata.csv (found at the top of a DATA folder by default).")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Window mode: score every Nth window; default seq_len/4 (a window costs seq_len LSTM steps, a stateful prediction one); 1 = every window.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Threads of the backend (onnxruntime's or torch's); 1 is faster on a busy machine.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
     generation: Annotated[bool, typer.Option(help="Also generate from every scored piece and report pace, tempo, texture and overlaps with the real continuation (README, 'Generation report').")] = False,
     files: Annotated[Optional[int], typer.Option(help="With --generation: this many pieces, spread over the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a model on MIDI: cross-entropy and top-1 of every note attribute; with
     --generation, how its free-running music compares with the real continuations."""
+    from mpx.progress import bars
     from mpx.runtime.artifacts import load
     from mpx.runtime.report import format_report as format_generation
+    from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
     from mpx.train.evaluate import MODES, evaluate_split, format_report, generation_split
 
-    generator = load(model, _value(backend))
-    corpus = load_corpus(data, max_files=max_files, metadata=metadata)
+    generator = load(model, _value(backend), threads)
     modes = MODES if _value(mode) == "both" else (_value(mode),)
-    report = evaluate_split(generator.backend, corpus, _value(split), modes)
+    chosen = _value(split)
+    with bars() as progress:  # the split is known before parsing: only its files are parsed
+        corpus = load_corpus(data, max_files=max_files, metadata=metadata, cache=NoteCache(cache_dir),
+                             splits=None if chosen == "all" else (chosen,),
+                             on_parsed=progress.callback("parse MIDI"))
+        report = evaluate_split(generator.backend, corpus, chosen, modes, stride=stride,
+                                on_progress=progress.update)
     report["model"] = str(model)
     if generation:
         report["generation"] = generation_split(generator, corpus, _value(split), files)

@@ -66,10 +66,12 @@ def test_bench_train_runs(tmp_path: Path) -> None:
     out = tmp_path / "train.json"
     done = run_script("bench_train.py", "--data", str(MIDI_DIR), "--load-data", str(MIDI_DIR),
                       "--seconds", "2", "--slices", "1", "--hidden", "32", "--torch-threads", "1",
-                      "--json", str(out))
-    assert "(a)" in done.stdout and "(b) corpus load" in done.stdout
+                      "--rank-seconds", "1", "--json", str(out))
+    assert "(a)" in done.stdout and "(b) corpus load" in done.stdout and "(c) ranks" in done.stdout
     results = json.loads(out.read_text())
     assert results["train"] and results["load"][0]["files"] == len(list(MIDI_DIR.glob("*.mid")))
+    assert [row["ranks"] for row in results["ranks"]] == [1, 2]
+    assert all(row["per_s"] > 0 for row in results["ranks"])
 
 
 def test_reference_recipes_runs(tmp_path: Path, model_dir: Path) -> None:

@@ -38,7 +38,7 @@ def test_unknown_command_and_flag_are_one_line_usage_errors() -> None:
 def test_eval_scores_checkpoint_and_artifacts_alike(tiny_checkpoint: Path, tiny_artifacts: Path) -> None:
     reports = {}
     for model in (tiny_checkpoint, tiny_artifacts / "music_producter.onnx", tiny_artifacts / "music_producter.pt"):
-        result = run_cli("eval", str(model), str(MIDI_DIR), "--split", "all", "--json")
+        result = run_cli("eval", str(model), str(MIDI_DIR), "--split", "all", "--stride", "1", "--json")
         assert result.returncode == 0, result.stderr
         reports[model.suffix] = json.loads(result.stdout)
     base = reports[".safetensors"]

@@ -108,7 +108,7 @@ def test_bins_map_values_to_their_bin_and_back() -> None:
 
 def test_lanes_cover_every_prediction_once_in_evaluation_order() -> None:
     files = [np.zeros((n, 4), np.float32) for n in (5, 70, 33, 1, 129)]
-    planner = LanePlanner(files, seq_len=32, batch_size=3, reset_prob=0.0)
+    planner = LanePlanner.of_notes(files, seq_len=32, batch_size=3, reset_prob=0.0)
     plan = planner.plan(None)
     assert plan.predictions == sum(n - 1 for n in (5, 70, 33, 129))
     covered = []
@@ -216,6 +216,15 @@ def test_cli_train_writes_a_checkpoint_that_loads(tmp_path: Path) -> None:
     assert "epoch   1" in result.stdout and "best checkpoint" in result.stdout
     model, spec = checkpoint.load_model(tmp_path / "run" / "best.safetensors")
     assert spec.config.hidden == 16 and isinstance(model, NoteLSTM)
+
+
+def test_one_file_of_ones_own_trains(tmp_path: Path, midi_files: list[Path]) -> None:
+    result = run_cli("train", str(midi_files[0]), "--epochs", "1", "--hidden", "16", "--batch-size", "4",
+                     "--out", str(tmp_path / "run"), env={"MPX_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert "validation: the last 10% of the notes of each of the 1 files" in result.stderr
+    spec = checkpoint.load(tmp_path / "run" / "best.safetensors").spec
+    assert spec.data["holdout"] == "tail" and spec.data["splits"]["val"]["files"] == 1
 
 
 @pytest.mark.slow

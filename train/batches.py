@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+from collections.abc import Sequence
 
 import numpy as np
+
+from mpx.runtime import bins
+from mpx.runtime.config import ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,19 +41,36 @@ class EpochPlan:
 
 
 class LanePlanner:
-    def __init__(self, notes: list[np.ndarray], seq_len: int, batch_size: int,
-                 reset_prob: float = 0.2, transpose: int = 0) -> None:
-        kept = [n for n in notes if len(n) >= 2]
-        if not kept:
+    """Plans over pieces of one note store [N, 4] (a corpus' memory-mapped pack, or arrays
+    joined in memory): each piece is (first note in the store, notes)."""
+
+    def __init__(self, store: np.ndarray, starts: Sequence[int] | np.ndarray,
+                 lengths: Sequence[int] | np.ndarray, seq_len: int, batch_size: int,
+                 reset_prob: float = 0.2, transpose: int = 0, min_lanes: int = 1) -> None:
+        starts, lengths = np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
+        keep = lengths >= 2
+        if not keep.any():
             raise ValueError("no file has the two notes a prediction needs")
-        self.data = np.concatenate(kept).astype(np.float32)
-        lengths = np.array([len(n) for n in kept])
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        self.predictions = lengths - 1
+        self.data = store
+        self.offsets = starts[keep]
+        self.predictions = lengths[keep] - 1
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.reset_prob = reset_prob
         self.transpose = transpose
+        self.min_lanes = min_lanes  # every rank of a distributed run gets a lane, padding if need be
+
+    @classmethod
+    def of_notes(cls, notes: Sequence[np.ndarray], seq_len: int, batch_size: int,
+                 reset_prob: float = 0.2, transpose: int = 0) -> "LanePlanner":
+        """A planner over separate arrays, joined into one store in memory (evaluation of a few files)."""
+        kept = [n for n in notes if len(n) >= 2]
+        if not kept:
+            raise ValueError("no file has the two notes a prediction needs")
+        lengths = np.array([len(n) for n in kept], np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        return cls(np.concatenate(kept).astype(np.float32), starts, lengths, seq_len, batch_size,
+                   reset_prob, transpose)
 
     def plan(self, rng: np.random.Generator | None = None) -> EpochPlan:
         """rng=None: evaluation order (file by file, state carried through each whole file)."""
@@ -64,7 +85,7 @@ class LanePlanner:
         # Longest runs first, each onto the emptiest lane, keeps the lanes evenly filled (a long
         # run placed last would set the epoch's length alone); equal lengths keep their shuffle.
         order = sorted(range(len(runs)), key=lambda i: -len(runs[i]))
-        lanes = min(self.batch_size, len(runs))
+        lanes = max(min(self.batch_size, len(runs)), self.min_lanes)
         return self._place([runs[i] for i in order], shifts[order], lanes)
 
     def _runs(self, offset: int, count: int, rng: np.random.Generator | None) -> list[list[tuple[int, int]]]:
@@ -98,3 +119,24 @@ class LanePlanner:
             for s, row in enumerate(queue):
                 starts[s, lane], lengths[s, lane], resets[s, lane], moved[s, lane] = row
         return EpochPlan(starts, lengths, resets, moved)
+
+
+def gather(store: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seq_len: int,
+           config: ModelConfig, shifts: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One batch from the store: (inputs [B, T, 4] float32, bins of the next notes [B, T, 4]
+    int64, mask [B, T] float32) for chunks starting at `starts` with `lengths` predictions.
+
+    Only these B x T notes are read (from a memory-mapped store, only their pages); the bins
+    are computed here, per batch, rather than kept for the whole corpus. With `shifts`, the
+    pitch input and the pitch bin move together (transposition).
+    """
+    pos = np.arange(seq_len)
+    index = np.minimum(starts[:, None] + pos, len(store) - 2)
+    x = np.asarray(store[index], np.float32)
+    y = bins.index(config, np.asarray(store[index + 1], np.float32))
+    mask = (pos < lengths[:, None]).astype(np.float32)
+    if shifts is not None and shifts.any():
+        x[..., 0] = np.clip(x[..., 0] + shifts[:, None], 0, 127)
+        y[..., 0] = np.clip(y[..., 0] + shifts[:, None], 0, 127)
+    return x, y, mask

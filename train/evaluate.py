@@ -12,7 +12,8 @@ checkpoint (eager), TorchScript or ONNX. The training's validation loss is this 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from mpx.runtime.generate import GenerationOptions, Generator
 from mpx.runtime.contract import ATTRIBUTES, UNIFORMS
 from mpx.runtime.errors import MpxError, OptionsError
 
-from .batches import LanePlanner
+from .batches import LanePlanner, gather
 
 if TYPE_CHECKING:
     from .corpus import Corpus
@@ -53,6 +54,13 @@ class Totals:
             self.ce[a] += float((log_norm - z[rows, targets[:, a]]).sum())
             self.hits[a] += float((z.argmax(axis=-1) == targets[:, a]).sum())
         self.n += len(logits)
+
+    def vector(self) -> np.ndarray:
+        """[n, cross-entropy sums, hits]: the numbers ranks add up (float64)."""
+        return np.concatenate([[self.n], self.ce, self.hits]).astype(np.float64)
+
+    def set_vector(self, vector: np.ndarray) -> None:
+        self.n, self.ce, self.hits = int(round(vector[0])), vector[1:1 + A].copy(), vector[1 + A:].copy()
 
     def result(self) -> dict[str, float]:
         n = max(self.n, 1)
@@ -93,61 +101,123 @@ def windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
         yield np.concatenate(xs), np.concatenate(ys)
 
 
-def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int = 512,
-                    stride: int = 1) -> dict[str, float]:
+Progress = Callable[[int, int], None]  # (predictions scored, predictions to score)
+
+
+def window_count(notes: Sequence[np.ndarray], width: int, stride: int) -> int:
+    """How many windows `windows` yields over these files."""
+    return sum(len(range(0, len(seq) - width, stride)) for seq in notes if len(seq) > width)
+
+
+WINDOW_POSITIONS = 16384  # notes per window-mode call: its logits ([B, T, 4, 128]) stay ~32 MB
+
+
+def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int | None = None,
+                    stride: int = 1, on_progress: Progress | None = None) -> dict[str, float]:
     spec = backend.spec
+    batch = batch or max(1, WINDOW_POSITIONS // spec.seq_len)
     totals = Totals(bins.counts(spec.config))
+    total = window_count(notes, spec.seq_len, stride)
     for x, y in windows(notes, spec.seq_len, batch, stride):
         out = backend.call(np.ascontiguousarray(x, np.float32), *zero_state(spec, len(x)), *scoring_inputs(len(x)))
         totals.add(out.logits[:, -1], bins.index(spec.config, y))
+        if on_progress:
+            on_progress(totals.n, total)
     return totals.result()
+
+
+def stateful_totals(backend: Backend, planner: LanePlanner, on_progress: Progress | None = None) -> Totals:
+    """Every next note of every piece of the planner, each piece from a zero state, pieces side
+    by side in the planner's lanes; the sums (not yet means), which distributed validation adds
+    up across ranks."""
+    spec = backend.spec
+    totals = Totals(bins.counts(spec.config))
+    plan = planner.plan(None)
+    chunk, data = planner.seq_len, planner.data
+    h, c = zero_state(spec, plan.starts.shape[1])
+    total = plan.predictions
+    for s in range(plan.steps):
+        x, y, mask = gather(data, plan.starts[s], plan.lengths[s], chunk, spec.config)
+        h[:, plan.resets[s]] = 0.0
+        c[:, plan.resets[s]] = 0.0
+        out = backend.call(x, h, c, *scoring_inputs(len(x)))
+        h, c = out.hn.copy(), out.cn.copy()
+        totals.add(out.logits.reshape(-1, A, out.logits.shape[-1]), y.reshape(-1, A), mask.reshape(-1))
+        if on_progress:
+            on_progress(totals.n, total)
+    return totals
 
 
 def evaluate_stateful(backend: Backend, notes: Sequence[np.ndarray], lanes: int = 32,
-                      chunk: int = 256) -> dict[str, float]:
+                      chunk: int = 256, on_progress: Progress | None = None) -> dict[str, float]:
     """Each file from a zero state, every next note, files side by side in `lanes` batch rows."""
-    spec = backend.spec
-    totals = Totals(bins.counts(spec.config))
     if not any(len(n) >= 2 for n in notes):
-        return totals.result()
-    planner = LanePlanner(list(notes), chunk, lanes, reset_prob=0.0)
-    plan = planner.plan(None)
-    data, targets = planner.data, bins.index(spec.config, planner.data)
-    h, c = zero_state(spec, plan.starts.shape[1])
-    positions = np.arange(chunk)
-    for s in range(plan.steps):
-        index = np.minimum(plan.starts[s][:, None] + positions, len(data) - 2)
-        mask = positions < plan.lengths[s][:, None]
-        h[:, plan.resets[s]] = 0.0
-        c[:, plan.resets[s]] = 0.0
-        out = backend.call(np.ascontiguousarray(data[index]), h, c, *scoring_inputs(len(index)))
-        h, c = out.hn.copy(), out.cn.copy()
-        totals.add(out.logits.reshape(-1, A, out.logits.shape[-1]), targets[index + 1].reshape(-1, A),
-                   mask.reshape(-1))
-    return totals.result()
+        return Totals(bins.counts(backend.spec.config)).result()
+    planner = LanePlanner.of_notes(list(notes), chunk, lanes, reset_prob=0.0)
+    return stateful_totals(backend, planner, on_progress).result()
 
 
-def evaluate_model(backend: Backend, notes: Sequence[np.ndarray],
-                   modes: Sequence[str] = MODES, stride: int = 1) -> dict[str, Any]:
+def auto_stride(seq_len: int) -> int:
+    """The default window stride: a window costs seq_len LSTM steps for one prediction, so every
+    window of a split takes seq_len times the stateful pass (~10 min for the ASAP test split on
+    a 2-core CPU); every (seq_len / 4)th window costs 4 times it and still scores thousands of
+    notes (the stride used is in the report; --stride 1 scores every window)."""
+    return max(1, seq_len // 4)
+
+
+@contextmanager
+def _scoring_kernels(backend: Backend) -> Iterator[None]:
+    """oneDNN's LSTM for the long chunks of scoring: ~1.7x faster than torch's own kernels there
+    (measured, 1 thread), which the runtime picks for generation's one-note steps
+    (runtime/backends.py). The switch is process-wide; scoring runs in one thread, and the
+    runtime's choice is back when it ends."""
+    if backend.name not in ("eager", "torchscript"):
+        yield
+        return
+    import torch
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = True
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
+
+
+def evaluate_model(backend: Backend, notes: Sequence[np.ndarray], modes: Sequence[str] = MODES,
+                   stride: int | None = 1, on_progress: Callable[[str, int, int], None] | None = None
+                   ) -> dict[str, Any]:
+    """Score `notes` in each mode; on_progress(mode, done, total) while it runs. stride: every
+    stride-th window in window mode (None: auto_stride)."""
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise OptionsError(f"--mode must be one of {', '.join(MODES)} (or both), got {', '.join(unknown) or 'none'}")
+    if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 1):
+        raise OptionsError(f"--stride must be an integer >= 1, got {stride!r}")
+    stride = stride or auto_stride(backend.spec.seq_len)
     report: dict[str, Any] = {"backend": backend.name, "seq_len": backend.spec.seq_len}
-    if "window" in modes:
-        report["window"] = evaluate_window(backend, notes, stride=stride)
-    if "stateful" in modes:
-        report["stateful"] = evaluate_stateful(backend, notes)
+
+    def progress(mode: str) -> Progress | None:
+        return (lambda done, total: on_progress(mode, done, total)) if on_progress else None
+
+    with _scoring_kernels(backend):
+        if "window" in modes:
+            report["window"] = evaluate_window(backend, notes, stride=stride, on_progress=progress("window"))
+            report["window"]["stride"] = stride
+        if "stateful" in modes:
+            report["stateful"] = evaluate_stateful(backend, notes, on_progress=progress("stateful"))
     return report
 
 
 def evaluate_split(backend: Backend, corpus: "Corpus", split: str = "test",
-                   modes: Sequence[str] = MODES) -> dict[str, Any]:
+                   modes: Sequence[str] = MODES, stride: int | None = None,
+                   on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """`mpx eval`: score one split of a corpus (or "all" of it) in the given modes."""
     chosen = corpus.select(split)
     if not chosen.files:
-        raise MpxError(f"the {split} split of this data is empty (it has {len(corpus.files)} files: "
-                       "try --split all)")
-    report = evaluate_model(backend, chosen.notes, modes)
+        raise MpxError(f"the {split} split of this data is empty (DATA has "
+                       f"{sum(side.get('files', 0) for side in corpus.sides.values()) or len(corpus.files)} "
+                       "files: try --split all)")
+    report = evaluate_model(backend, chosen.notes, modes, stride=stride, on_progress=on_progress)
     scored = sum(report[m]["predictions"] for m in modes if m in report)
     if not scored:
         raise MpxError(f"none of the {len(chosen.files)} files of the {split} split is long enough to "

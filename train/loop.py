@@ -21,21 +21,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from mpx.runtime import bins
-from mpx.runtime.config import ModelConfig
 from mpx.runtime.contract import ATTRIBUTES
 from mpx.runtime.errors import MpxError, OptionsError
 from mpx.runtime.spec import ModelSpec
 from mpx.runtime.versions import versions
 
-from . import checkpoint
-from .batches import EpochPlan, LanePlanner
+from . import checkpoint, distributed
+from .batches import EpochPlan, LanePlanner, gather
 from .corpus import Corpus
+from .distributed import World
 from .eager import EagerBackend
-from .evaluate import evaluate_stateful
+from .evaluate import Totals, stateful_totals
 from .loss import note_loss
 from .model import NoteLSTM
 from .options import TrainOptions
+from .precision import Precision, resolve as resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,6 @@ class TrainResult:
     spec: ModelSpec
 
 
-@dataclasses.dataclass(frozen=True)
-class Notes:
-    """A side of the corpus on the training device: its notes and the bins of each note."""
-
-    notes: torch.Tensor   # [N, 4] float32
-    bins: torch.Tensor    # [N, 4] int64: the training targets when a note is the next one
-
-    @classmethod
-    def of(cls, notes: np.ndarray, config: ModelConfig, device: torch.device) -> "Notes":
-        return cls(torch.from_numpy(notes).to(device), torch.from_numpy(bins.index(config, notes)).to(device))
-
-
 def resolved_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -71,13 +59,25 @@ def resolved_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def check_device(options: TrainOptions) -> torch.device:
+    """The device the options ask for, where their precision can run; OptionsError otherwise.
+    Cheap: callers check it before parsing a corpus."""
+    device = resolved_device(options.device)
+    resolve_precision(options.precision, device)
+    return device
+
+
 class Interrupted(MpxError):
     """Ctrl-C during training; the state was saved to `last` first."""
 
 
 @contextmanager
-def _sigint_flag() -> Iterator[dict[str, bool]]:
-    """First Ctrl-C sets a flag the loop checks between batches; a second one stops at once."""
+def _sigint_flag(signals: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[dict[str, bool]]:
+    """First Ctrl-C sets a flag the loop checks between batches; a second one stops at once.
+
+    A rank of a distributed run also takes SIGTERM this way: torchrun passes the signals it
+    gets on to its ranks, and they stop together at the next batch after saving.
+    """
     flag = {"stop": False}
 
     def handler(signum: int, frame: object) -> None:
@@ -86,14 +86,15 @@ def _sigint_flag() -> Iterator[dict[str, bool]]:
         flag["stop"] = True
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {s: signal.signal(s, handler) for s in signals}
     except ValueError:  # not the main thread: no signal handling, Ctrl-C behaves as usual
         yield flag
         return
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def fingerprint(corpus: Corpus) -> str:
@@ -104,10 +105,13 @@ class Trainer:
     def __init__(self, corpus: Corpus, out_dir: str | Path, options: TrainOptions,
                  stop: dict[str, bool] | None = None,
                  on_step: Callable[[int, int, float], None] | None = None,
-                 on_epoch: Callable[[dict[str, float]], None] | None = None) -> None:
+                 on_epoch: Callable[[dict[str, float]], None] | None = None,
+                 world: World | None = None,
+                 on_validate: Callable[[int, int], None] | None = None) -> None:
         self.options = options
         self.out = Path(out_dir)
-        self.device = resolved_device(options.device)
+        self.world = world or World(device=resolved_device(options.device))
+        self.device = self.world.device
         self.train_corpus = corpus.select("train")
         self.val_corpus = corpus.select("val")
         if not self.train_corpus.files:
@@ -115,17 +119,21 @@ class Trainer:
         if not self.val_corpus.files:
             raise MpxError("the validation split is empty: the corpus needs at least 2 files "
                            "(or pieces)")
-        self.planner = LanePlanner(self.train_corpus.notes, options.seq_len, options.batch_size,
-                                   options.reset_prob, options.transpose)
-        self.val_planner = LanePlanner(self.val_corpus.notes, options.seq_len, options.batch_size, 0.0)
-        self.train_data = Notes.of(self.planner.data, options.model, self.device)
-        self.val_data = Notes.of(self.val_planner.data, options.model, self.device)
+        self.planner = LanePlanner(corpus.store, self.train_corpus.starts, self.train_corpus.lengths,
+                                   options.seq_len, options.batch_size, options.reset_prob,
+                                   options.transpose, min_lanes=self.world.size)
+        self.val_planner = self._val_planner(corpus.store)
         torch.manual_seed(options.seed)
         self.model = NoteLSTM(options.model).to(self.device)
+        if self.world.rank:  # the weights start alike (DDP also broadcasts them); dropout differs per rank
+            torch.manual_seed(options.seed + self.world.rank)
+        self.net = distributed.wrap(self.model, self.world)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
+        self.precision = Precision(options.precision, self.device)
         self.stop = stop if stop is not None else {"stop": False}
         self.on_step = on_step
         self.on_epoch = on_epoch
+        self.on_validate = on_validate
         self.spec = ModelSpec(
             config=options.model, seq_len=options.primer_len, licence=options.licence,
             training={**options.to_dict(), "data_fingerprint": fingerprint(self.train_corpus)},
@@ -134,7 +142,16 @@ class Trainer:
         self.best_val = math.inf
         self.epoch, self.step = 0, 0
         self.seconds = 0.0  # training time over every run of this training, resumes included
-        self.lanes = self._zero_lanes(options.batch_size)
+        self.lane_count = options.batch_size  # lanes of the plan (all ranks); self.lanes holds this rank's
+        self.lanes = self._zero_lanes(len(self.world.lanes(self.lane_count)))
+
+    def _val_planner(self, store: np.ndarray) -> LanePlanner | None:
+        """This rank's share of the validation files (all of them in one process)."""
+        mine = distributed.share(self.val_corpus.lengths, self.world)
+        starts, lengths = self.val_corpus.starts[mine], self.val_corpus.lengths[mine]
+        if not (lengths >= 2).any():
+            return None
+        return LanePlanner(store, starts, lengths, self.options.seq_len, self.options.batch_size, 0.0)
 
     def _zero_lanes(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (self.options.model.layers, batch, self.options.model.hidden)
@@ -150,27 +167,72 @@ class Trainer:
                            "resume with the same DATA and --max-files")
         self.model.load_state_dict(state.state_dict)
         self.optimizer.load_state_dict(_unflatten_optimizer(state.extra, state.progress["optimizer"]))
-        self.lanes = (state.extra["lanes.h"].to(self.device), state.extra["lanes.c"].to(self.device))
-        torch.set_rng_state(state.extra["rng.torch"])  # dropout masks continue as they would have
+        lanes_h = state.extra["lanes.h"]
+        self.lane_count = lanes_h.shape[1]
+        mine = torch.from_numpy(self.world.lanes(self.lane_count))
+        self.lanes = (lanes_h[:, mine].to(self.device), state.extra["lanes.c"][:, mine].to(self.device))
+        self._load_rng(state.extra, state.progress.get("world_size", 1))
+        self.precision.load(state.progress.get("precision"))
         self.epoch, self.step = state.progress["epoch"], state.progress["step"]
         self.history = state.progress["history"]
         self.best_val = state.progress["best_val"]
         self.seconds = state.progress.get("seconds", 0.0)
         log.info("resumed %s at epoch %d, batch %d", path, self.epoch + 1, self.step)
 
+    def _load_rng(self, extra: dict[str, torch.Tensor], saved_world: int) -> None:
+        """Each rank continues its own random stream (dropout) where it was saved."""
+        if saved_world != self.world.size and self.world.main:
+            log.warning("resuming a run of %d processes with %d: it continues, but not bit for bit "
+                        "as it would have", saved_world, self.world.size)
+        suffix = f".{self.world.rank}" if self.world.rank else ""
+        if f"rng.torch{suffix}" in extra:
+            torch.set_rng_state(extra[f"rng.torch{suffix}"])
+        if self.device.type == "cuda" and f"rng.cuda{suffix}" in extra:
+            torch.cuda.set_rng_state(extra[f"rng.cuda{suffix}"], self.device)
+
     def save_last(self) -> Path:
+        """Every rank takes part (its lanes and random state go into the file); rank 0 writes."""
         extra, optim_meta = _flatten_optimizer(self.optimizer.state_dict())
-        extra["lanes.h"], extra["lanes.c"] = self.lanes
-        extra["rng.torch"] = torch.get_rng_state()
+        extra["lanes.h"], extra["lanes.c"] = (self._all_lanes(t) for t in self.lanes)
+        extra.update(self._all_rng())
         progress = {"epoch": self.epoch, "step": self.step, "history": self.history,
                     "best_val": self.best_val, "optimizer": optim_meta, "seconds": self.seconds,
-                    "options": self.spec.training}
-        return checkpoint.save(self.out / LAST, self.spec, self.model.state_dict(), extra, progress)
+                    "options": self.spec.training, "world_size": self.world.size,
+                    "precision": self.precision.state()}
+        path = self.out / LAST
+        if self.world.main:
+            checkpoint.save(path, self.spec, self.model.state_dict(), extra, progress)
+        self.world.barrier()  # no rank leaves (and lets torchrun stop rank 0) before the file is whole
+        return path
+
+    def _all_lanes(self, local: torch.Tensor) -> torch.Tensor:
+        """[L, lanes of the plan, H]: every rank's lane states in the plan's lane order."""
+        if not self.world.distributed:
+            return local
+        full = torch.zeros((local.shape[0], self.lane_count, local.shape[2]), device=self.device)
+        full[:, torch.from_numpy(self.world.lanes(self.lane_count)).to(self.device)] = local.float()
+        return self.world.all_sum(full)
+
+    def _all_rng(self) -> dict[str, torch.Tensor]:
+        states = {"rng.torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if not self.world.distributed:
+            return states
+        out = {}
+        for name, state in states.items():
+            rows = self.world.gather_rows(state.to(torch.float64)).to(torch.uint8)
+            out[name] = rows[0]
+            out.update({f"{name}.{r}": rows[r] for r in range(1, self.world.size)})
+        return out
 
     def save_best(self, metrics: dict[str, float]) -> Path:
         spec = self.spec.replace(metrics={"val": metrics, "epoch": self.epoch + 1,
                                           "train_seconds": round(self.seconds, 1)})
-        return checkpoint.save(self.out / BEST, spec, self.model.state_dict())
+        path = self.out / BEST
+        if self.world.main:
+            checkpoint.save(path, spec, self.model.state_dict())
+        return path
 
     # -- training ---------------------------------------------------------------------------
     def lr_at(self, epoch: int, step: int, steps: int) -> float:
@@ -178,22 +240,17 @@ class Trainer:
         floor = self.options.min_lr_ratio
         return self.options.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def batch(self, data: Notes, plan: EpochPlan, s: int) -> tuple[torch.Tensor, ...]:
-        """(inputs [B, T, 4], bins of the next notes [B, T, 4], mask [B, T]) for step s of the plan."""
-        starts = torch.from_numpy(plan.starts[s]).to(self.device)
-        lengths = torch.from_numpy(plan.lengths[s]).to(self.device)
-        pos = torch.arange(self.options.seq_len, device=self.device)
-        index = (starts[:, None] + pos).clamp_(max=len(data.notes) - 2)
-        mask = (pos < lengths[:, None]).float()
-        x, y = data.notes[index], data.bins[index + 1]
-        if plan.shifts[s].any():  # transposition: the pitch input and the pitch bin move together
-            shift = torch.from_numpy(plan.shifts[s]).to(self.device)[:, None]
-            x[..., 0] = (x[..., 0] + shift).clamp_(0, 127)
-            y[..., 0] = (y[..., 0] + shift).clamp_(0, 127)
-        return x, y, mask
+    def batch(self, plan: EpochPlan, s: int) -> tuple[torch.Tensor, ...]:
+        """(inputs [b, T, 4], bins of the next notes [b, T, 4], mask [b, T]) of this rank's lanes
+        at step s of the plan, read from the memory-mapped store."""
+        mine = self.world.lanes(plan.starts.shape[1])
+        x, y, mask = gather(self.planner.data, plan.starts[s, mine], plan.lengths[s, mine],
+                            self.options.seq_len, self.options.model, plan.shifts[s, mine])
+        return tuple(torch.from_numpy(a).to(self.device) for a in (x, y, mask))
 
     def run(self) -> TrainResult:
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.world.main:
+            self.out.mkdir(parents=True, exist_ok=True)
         while self.epoch < self.options.epochs:
             self._train_epoch()
             metrics = self.validation()
@@ -216,12 +273,13 @@ class Trainer:
 
     def _train_batches(self) -> None:
         plan = self.planner.plan(np.random.default_rng([self.options.seed, self.epoch]))
-        if self.lanes[0].shape[1] != plan.starts.shape[1]:
-            self.lanes = self._zero_lanes(plan.starts.shape[1])
+        if self.lane_count != plan.starts.shape[1]:
+            self.lane_count = plan.starts.shape[1]
+            self.lanes = self._zero_lanes(len(self.world.lanes(self.lane_count)))
         self.model.train()
         total, count = 0.0, 0
         for s in range(self.step, plan.steps):
-            if self.stop["stop"]:
+            if self.world.any(self.stop["stop"]):  # every rank stops at the same batch
                 self.step = s
                 path = self.save_last()
                 raise Interrupted(f"interrupted at epoch {self.epoch + 1}, batch {s}; saved "
@@ -232,26 +290,36 @@ class Trainer:
             total, count = total + loss * n, count + n
             if self.on_step:
                 self.on_step(s + 1, plan.steps, total / max(count, 1))
-        self.train_loss = total / max(count, 1)
+        summed = self.world.all_sum(torch.tensor([total, float(count)], dtype=torch.float64))
+        self.train_loss = float(summed[0] / max(summed[1], 1))
 
     def _train_step(self, plan: EpochPlan, s: int) -> tuple[float, int]:
-        x, y, mask = self.batch(self.train_data, plan, s)
-        reset = torch.from_numpy(plan.resets[s]).to(self.device)
+        x, y, mask = self.batch(plan, s)
+        reset = torch.from_numpy(plan.resets[s, self.world.lanes(plan.starts.shape[1])]).to(self.device)
         h, c = (torch.where(reset[None, :, None], 0.0, t) for t in self.lanes)
-        logits, hn, cn = self.model.scores(x, h, c)
-        loss, _ = note_loss(logits, y, mask, self.model.counts, self.options.weights)
+        with self.precision.autocast():
+            logits, hn, cn = self.net(x, h, c)
+        loss, _ = note_loss(logits.float(), y, mask, self.model.counts, self.options.weights)
+        local = float(loss.detach())
+        if self.world.distributed:
+            # DDP averages the ranks' gradients; weighting each rank's mean by its share of the
+            # batch's predictions makes that average the mean over the whole batch.
+            loss = loss * (mask.sum() * self.world.size / max(int(plan.lengths[s].sum()), 1))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
-        self.optimizer.step()
-        self.lanes = (hn.detach(), cn.detach())
-        return float(loss.detach()), int(mask.sum())
+        self.precision.step(loss, self.optimizer, self.model.parameters(), self.options.grad_clip)
+        self.lanes = (hn.detach().float(), cn.detach().float())
+        return local, int(mask.sum())
 
     def validation(self) -> dict[str, float]:
         """The stateful pass of `mpx eval` on the validation split (each file from a zero state,
-        every next note): cross-entropy per attribute, and their weighted sum, the loss."""
-        scores = evaluate_stateful(EagerBackend(self.model, self.spec), self.val_corpus.notes,
-                                   lanes=self.options.batch_size, chunk=self.options.seq_len)
+        every next note): cross-entropy per attribute, and their weighted sum, the loss. Ranks
+        score their share of the files and add up the sums."""
+        totals = Totals(self.model.counts)
+        if self.val_planner is not None:
+            totals = stateful_totals(EagerBackend(self.model, self.spec), self.val_planner, self.on_validate)
+        if self.world.distributed:
+            totals.set_vector(self.world.all_sum(torch.from_numpy(totals.vector())).numpy())
+        scores = totals.result()
         parts = {f"val_{name}": scores[f"{name}_ce"] for name in ATTRIBUTES}
         weights = self.options.weights
         loss = sum(getattr(weights, name) * parts[f"val_{name}"] for name in ATTRIBUTES)
@@ -291,31 +359,46 @@ def check_out_dir(out_dir: str | Path, resume: bool) -> None:
         raise MpxError(f"{out / LAST}: nothing to resume")
 
 
-def resumed_options(out_dir: str | Path, epochs: int) -> TrainOptions:
+def resumed_options(out_dir: str | Path, epochs: int, **where: Any) -> TrainOptions:
     """The options of the run saved in out_dir/last.safetensors, with a new epoch target.
 
     Everything else comes from the checkpoint: the architecture is never rebuilt from flags.
+    `where` may set device and precision: where a run continues is the user's choice.
     """
     check_out_dir(out_dir, resume=True)
     saved = checkpoint.load(Path(out_dir) / LAST).progress.get("options", {})
-    return TrainOptions.from_dict(saved, epochs=epochs)
+    return TrainOptions.from_dict(saved, epochs=epochs, **where)
 
 
 def train(corpus: Corpus, out_dir: str | Path, options: TrainOptions, resume: bool = False,
           on_step: Callable[[int, int, float], None] | None = None,
-          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict[str, float]], None] | None = None,
+          on_validate: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train on the corpus's train split, validate on its val split, checkpoint into out_dir.
 
-    With resume, the options saved in out_dir/last.safetensors replace `options` except epochs.
+    With resume, the options saved in out_dir/last.safetensors replace `options` except epochs,
+    device and precision. Started by torchrun (several processes), this process trains as one
+    rank of them (train/distributed.py).
     """
     started = time.perf_counter()
     check_out_dir(out_dir, resume)
     if resume:
-        options = resumed_options(out_dir, options.epochs)
-    with _sigint_flag() as stop:
-        trainer = Trainer(corpus, out_dir, options, stop=stop, on_step=on_step, on_epoch=on_epoch)
-        if resume:
-            trainer.resume()
-        result = trainer.run()
+        options = resumed_options(out_dir, options.epochs, device=options.device, precision=options.precision)
+    world = distributed.start(check_device(options))
+    signals = (signal.SIGINT, signal.SIGTERM) if world.distributed else (signal.SIGINT,)
+    try:
+        with _sigint_flag(signals) as stop:
+            trainer = Trainer(corpus, out_dir, options, stop=stop, on_step=on_step, on_epoch=on_epoch,
+                              world=world, on_validate=on_validate)
+            if resume:
+                trainer.resume()
+            result = trainer.run()
+    except RuntimeError as exc:
+        failure = distributed.lost_contact(exc) if world.distributed else None
+        if failure is None:
+            raise
+        raise failure from None
+    finally:
+        distributed.stop(world)
     log.info("trained in %.1f s", time.perf_counter() - started)
     return result

@@ -21,6 +21,7 @@ class LossWeights:
     velocity: float = 1.0
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train/precision.py says what each means
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,7 @@ class TrainOptions:
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"     # autocast on CUDA (bf16, else fp16 with a scaler); fp32 on a CPU
     licence: str = ""           # of the data, which the weights inherit: goes into the spec
 
     def __post_init__(self) -> None:
@@ -66,6 +68,8 @@ class TrainOptions:
         device = self.device
         if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
             raise OptionsError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+        if self.precision not in PRECISIONS:
+            raise OptionsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def weights(self) -> LossWeights:

@@ -1,47 +1,43 @@
-"""Train / validation / test split by piece, never by chance per file.
+"""Train / validation / test split by piece, never by chance per file, decided before parsing.
 
-Where a metadata file says which performances are of the same piece (ASAP's metadata.csv:
-composer + title), every performance of a piece goes to the same side. Otherwise each file is
-its own group, keyed by content so a file copied under two names still lands on one side.
-The side is a hash of the group key: stable when files are added or removed.
+The metadata of DATA (train/layout.py) gives each file a piece and, for MAESTRO, its side of
+the official split. Files without a side go by a hash of their group: the piece where the
+metadata names one (every performance of a piece on one side), else the file's content (a file
+copied under two names still lands on one side). The hash is stable when files are added or
+removed. None of this needs the notes, so a command that scores one split parses only that
+split's files.
+
+A corpus too small for a split by files (no file on the training or the validation side)
+validates on the last TAIL of the notes of each file instead: `mpx train my_song.mid` trains.
 """
 from __future__ import annotations
 
-import csv
+import dataclasses
 import hashlib
-import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from mpx.runtime.errors import MpxError
 
-log = logging.getLogger(__name__)
-
 SPLITS = ("train", "val", "test")
+TAIL = 0.1  # share of each file's predictions that validate when the corpus is too small to split
 
 
-def read_piece_metadata(path: Path) -> dict[Path, str]:
-    """metadata.csv (composer, title, midi_performance) -> {resolved file path: piece key}."""
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise MpxError(f"{path}: cannot read metadata ({exc})") from None
-    needed = {"composer", "title", "midi_performance"}
-    if not rows or not needed <= set(rows[0]):
-        raise MpxError(f"{path}: metadata needs columns {sorted(needed)}")
-    root = path.parent
-    return {(root / row["midi_performance"]).resolve(): f"{row['composer']}/{row['title']}"
-            for row in rows}
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What a metadata file says about DATA's files (train/layout.py reads it)."""
 
+    source: Path | None = None                                         # the metadata file
+    kind: str = "files"                                                # "maestro", "pieces" or "files"
+    pieces: dict[Path, str] = dataclasses.field(default_factory=dict)  # resolved file -> piece key
+    splits: dict[Path, str] = dataclasses.field(default_factory=dict)  # resolved file -> its side
+    missing: int = 0                                                   # files named but not there
 
-def find_metadata(inputs: Sequence[str]) -> Path | None:
-    """A metadata.csv at the top of a directory input (ASAP's layout), if there is one."""
-    for item in inputs:
-        candidate = Path(item) / "metadata.csv"
-        if Path(item).is_dir() and candidate.is_file():
-            return candidate
-    return None
+    def merged(self, other: "Layout") -> "Layout":
+        return Layout(self.source or other.source, self.kind if self.source else other.kind,
+                      {**other.pieces, **self.pieces}, {**other.splits, **self.splits},
+                      self.missing + other.missing)
 
 
 def _unit(key: str) -> float:
@@ -55,8 +51,7 @@ def assign(groups: Sequence[str], val: float = 0.1, test: float = 0.1) -> list[s
     A corpus too small to land any group on the validation side still gets one (the group
     with the smallest point among train), so validation never comes out empty.
     """
-    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-        raise MpxError(f"split fractions must be in [0, 1) and sum below 1, got val={val}, test={test}")
+    check_fractions(val, test)
     unique = sorted(set(groups), key=_unit)
     side = {}
     for g in unique:
@@ -66,3 +61,25 @@ def assign(groups: Sequence[str], val: float = 0.1, test: float = 0.1) -> list[s
     if val > 0 and "val" not in side.values() and len(trains) >= 2:
         side[trains[0]] = "val"
     return [side[g] for g in groups]
+
+
+def check_fractions(val: float, test: float) -> None:
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise MpxError(f"split fractions must be in [0, 1) and sum below 1, got val={val}, test={test}")
+
+
+def decide(groups: Sequence[str], fixed: Sequence[str | None], val: float = 0.1,
+           test: float = 0.1) -> list[str]:
+    """The side of every file: its `fixed` side where the metadata gives one, else by group hash."""
+    free = [i for i, side in enumerate(fixed) if side is None]
+    hashed = assign([groups[i] for i in free], val=val, test=test)
+    sides = [side or "" for side in fixed]
+    for i, side in zip(free, hashed):
+        sides[i] = side
+    return sides
+
+
+def tail_predictions(notes: int) -> int:
+    """How many of a file's last predictions validate in the small-corpus split (0: too short)."""
+    predictions = notes - 1
+    return math.ceil(TAIL * predictions) if predictions >= 2 else 0
