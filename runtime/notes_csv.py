@@ -16,6 +16,7 @@ from .atomic import atomic_path
 from .contract import FEATURES
 from .errors import MidiError, OptionsError
 from .midi import DEFAULT_VELOCITY, read_notes, write_midi
+from .outputs import NOTE_SUFFIXES, check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +104,12 @@ def last_notes(notes: np.ndarray, last: int | None, source: str) -> np.ndarray:
     if last > len(notes):
         raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --last {last}")
     return notes[-last:]
+
+
+def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], last: int | None = None,
+            force: bool = False) -> tuple[Path, int]:
+    """`mpx notes`: MIDI or CSV -> MIDI or CSV (by suffix); returns the path and the note count.
+    The output is checked first: a known kind, not the source, new unless `force`."""
+    out = check_outputs([out], [source], force=force, suffixes=NOTE_SUFFIXES)[0]
+    values = last_notes(read_any(source), last, str(source))
+    return write_any(values, out), len(values)
