@@ -28,7 +28,7 @@ from mpx.runtime.errors import MpxError, OptionsError
 from mpx.runtime.spec import ModelSpec
 from mpx.runtime.versions import versions
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .batches import EpochPlan, LanePlanner
 from .corpus import Corpus
 from .eager import EagerBackend
@@ -303,19 +303,21 @@ def resumed_options(out_dir: str | Path, epochs: int) -> TrainOptions:
 
 def train(corpus: Corpus, out_dir: str | Path, options: TrainOptions, resume: bool = False,
           on_step: Callable[[int, int, float], None] | None = None,
-          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict[str, float]], None] | None = None, force: bool = False) -> TrainResult:
     """Train on the corpus's train split, validate on its val split, checkpoint into out_dir.
 
     With resume, the options saved in out_dir/last.safetensors replace `options` except epochs.
+    An out_dir holding another run needs resume or force (train/rundir.py).
     """
     started = time.perf_counter()
-    check_out_dir(out_dir, resume)
-    if resume:
-        options = resumed_options(out_dir, options.epochs)
-    with _sigint_flag() as stop:
-        trainer = Trainer(corpus, out_dir, options, stop=stop, on_step=on_step, on_epoch=on_epoch)
+    with rundir.claim(out_dir, resume=resume, force=force) as run_dir:
         if resume:
-            trainer.resume()
-        result = trainer.run()
+            options = resumed_options(out_dir, options.epochs)
+        with _sigint_flag() as stop:
+            trainer = Trainer(corpus, out_dir, options, stop=stop, on_step=on_step, on_epoch=on_epoch)
+            if resume:
+                trainer.resume()
+            run_dir.begin()
+            result = trainer.run()
     log.info("trained in %.1f s", time.perf_counter() - started)
     return result
