@@ -349,6 +349,9 @@ def plot(
     _echo(f"wrote {plot_file(midi, out, primer_notes, force=force)}")
 
 
+INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+
+
 def main() -> None:
     """Entry point: every failure a user can cause ends as one line on stderr, never a traceback."""
     try:
@@ -359,6 +362,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="mpx: %(message)s")
     try:
         code = app(standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns Ctrl-C into this return value, silently
+            typer.echo("mpx: interrupted", err=True)
     except click.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         code = 0
@@ -369,7 +374,7 @@ def main() -> None:
         code = 2
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("mpx: interrupted", err=True)
-        code = 130
+        code = INTERRUPTED
     except MpxError as exc:
         typer.echo(f"mpx: error: {exc}", err=True)
         code = 1

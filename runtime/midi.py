@@ -124,6 +124,8 @@ def to_pretty_midi(notes: np.ndarray, *, program: int = 0, velocity: int | None 
     notes = np.asarray(notes, dtype=np.float64)
     if notes.ndim != 2 or notes.shape[1] != 4:
         raise OptionsError(f"notes must have shape [N, 4], got {list(notes.shape)}")
+    if not np.isfinite(notes).all():  # np.rint(nan) cast to int is an arbitrary pitch: refuse
+        raise OptionsError("notes hold NaN or infinite values; nothing written")
     midi = pretty_midi.PrettyMIDI(resolution=RESOLUTION, initial_tempo=tempo)
     inst = pretty_midi.Instrument(program=program)
     min_len = 60.0 / (tempo * RESOLUTION)

@@ -26,6 +26,8 @@ HEADER_V1 = ",".join(FEATURES[:3])
 
 def write_csv(notes: np.ndarray, path: str | os.PathLike[str]) -> Path:
     notes = np.asarray(notes, dtype=np.float32).reshape(-1, len(FEATURES))
+    if not np.isfinite(notes).all():
+        raise OptionsError("notes hold NaN or infinite values; nothing written")
     path = Path(path)
     with atomic_path(path) as tmp:
         np.savetxt(tmp, notes, fmt="%.9g", delimiter=",", header=HEADER, comments="")
