@@ -151,13 +151,14 @@ def lstm_sizes(shapes: Mapping[str, Sequence[int]]) -> tuple[int, int] | None:
 
 def check_sizes(spec: ModelSpec, found: tuple[object, object] | None, source: object, where: str) -> None:
     """Refuse a file whose spec and graph disagree on the LSTM's size (a spec edited or swapped
-    after export): it would fail on its first call, or feed a state of the wrong shape."""
+    after export): it would fail on its first call, or feed a state of the wrong shape.
+    `where` names what was measured: "graph", "module", "weights"."""
     if found is None:
-        raise ArtifactError(f"{source}: {where} has no LSTM state of fixed size; not an mpx model")
+        raise ArtifactError(f"{source}: found no LSTM of fixed size in its {where}; not an mpx model")
     layers, hidden = found
     if (layers, hidden) != (spec.layers, spec.hidden):
         raise ArtifactError(f"{source}: its spec says {spec.layers} LSTM layer(s) of hidden size "
-                            f"{spec.hidden}, but {where} has {layers} of {hidden}; the file is "
+                            f"{spec.hidden}, but its {where} has {layers} of {hidden}; the file is "
                             "damaged or its spec was altered")
 
 
@@ -210,7 +211,7 @@ class OnnxBackend(Checked):
                                 f"from the contract {list(INPUTS)} -> {list(OUTPUTS)}")
         state = self.session.get_inputs()[1].shape  # h0: [layers, batch, hidden]
         fixed = all(isinstance(n, int) for n in (state[0], state[2])) if len(state) == 3 else False
-        check_sizes(self.spec, (state[0], state[2]) if fixed else None, self.path, "its graph")
+        check_sizes(self.spec, (state[0], state[2]) if fixed else None, self.path, "graph")
         self._outputs = names_out  # passed on every call: with None onnxruntime rebuilds the list
         self._inputs = names_in
 
@@ -244,7 +245,7 @@ class TorchScriptBackend(Checked):
                                 "export it with `mpx export`")
         self.spec = ModelSpec.from_json(extra[TORCHSCRIPT_SPEC_FILE], source=str(self.path))
         shapes = {name: list(p.shape) for name, p in self.module.named_parameters()}
-        check_sizes(self.spec, lstm_sizes(shapes), self.path, "its module")
+        check_sizes(self.spec, lstm_sizes(shapes), self.path, "module")
         self.module.eval()
         self._torch = torch
 

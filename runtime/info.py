@@ -50,7 +50,7 @@ def _describe_torchscript(path: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: TorchScript archive has no {contract.TORCHSCRIPT_SPEC_FILE}; "
                             "export it with `mpx export`")
     spec = ModelSpec.from_json(archive.spec_json, source=str(path))
-    check_sizes(spec, lstm_sizes(archive.shapes), path, "its module")
+    check_sizes(spec, lstm_sizes(archive.shapes), path, "module")
     missing = [m for m in contract.TORCHSCRIPT_METHODS if m not in archive.methods]
     if missing:
         raise ArtifactError(f"{path}: TorchScript module lacks {', '.join(missing)}; not an mpx artifact")
@@ -61,7 +61,7 @@ def _describe_torchscript(path: Path) -> dict[str, Any]:
 
 def _describe_checkpoint(path: Path) -> dict[str, Any]:
     header = read_header(path)
-    check_sizes(header.spec, lstm_sizes(header.weights), path, "its weights")
+    check_sizes(header.spec, lstm_sizes(header.weights), path, "weights")
     info = {"spec": header.spec.to_dict(), "weights": header.weights,
             "parameters": sum(_count(v) for v in header.weights.values()), **_contract_io(header.spec)}
     if header.progress:

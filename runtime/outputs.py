@@ -33,8 +33,8 @@ def same_file(a: Path, b: Path) -> bool:
 def check_suffix(path: Path, allowed: Sequence[str], flag: str) -> None:
     if path.suffix.lower() not in allowed:
         kinds = allowed[0] if len(allowed) == 1 else f"{', '.join(allowed[:-1])} or {allowed[-1]}"
-        found = repr(path.suffix) if path.suffix else "no suffix"
-        raise OptionsError(f"{flag} {path}: writes {kinds} files only, not {found}")
+        found = f"not {path.suffix!r}" if path.suffix else "the path has no suffix"
+        raise OptionsError(f"{flag} {path}: writes {kinds} files only ({found})")
 
 
 def check_outputs(outputs: Iterable[str | os.PathLike[str]], inputs: Iterable[str | os.PathLike[str]] = (),
@@ -44,13 +44,15 @@ def check_outputs(outputs: Iterable[str | os.PathLike[str]], inputs: Iterable[st
     paths = [Path(p) for p in outputs]
     sources = [Path(p) for p in inputs]
     for path in paths:
+        if path.is_dir():
+            raise OptionsError(f"{flag} {path}: is a directory, expected a file path")
         if suffixes is not None:
             check_suffix(path, suffixes, flag)
         for source in sources:
             if same_file(path, source):
                 raise OptionsError(f"{flag} {path}: is the input {source}; choose another output "
                                    "(--force does not replace an input)")
-        if path.exists() and not path.is_dir() and not force:
+        if path.exists() and not force:
             raise OptionsError(f"{path}: exists; pass --force to replace it, or choose another {flag}")
         ensure_writable(path)
     return paths

@@ -89,6 +89,7 @@ def claim(out_dir: str | os.PathLike[str], *, resume: bool = False, force: bool 
 
 @contextlib.contextmanager
 def _locked(out: Path) -> Iterator[None]:
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -100,7 +101,12 @@ def _locked(out: Path) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        os.close(fd)  # releases the lock; the file stays (removing it would race a waiting run)
+        if created and [p.name for p in out.iterdir()] == [LOCK]:
+            # a run that failed before writing anything leaves no folder behind (removed while
+            # still locked, so no other training can have taken the file meanwhile)
+            (out / LOCK).unlink()
+            out.rmdir()
+        os.close(fd)  # releases the lock; the file stays with a run (removing it would race)
 
 
 def _lock(fd: int, out: Path) -> None:
