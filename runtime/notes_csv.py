@@ -62,7 +62,8 @@ def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
                                   f"{HEADER}, got {line[:60]!r}") from None
     if not rows:
         raise MidiError(path, "holds no notes")
-    notes = np.asarray(rows, dtype=np.float32)
+    with np.errstate(over="ignore"):  # 1e39 becomes inf here, which check_values refuses
+        notes = np.asarray(rows, dtype=np.float32)
     if width == 3:
         log.warning("%s: no velocity column; using velocity %d for every note", path, DEFAULT_VELOCITY)
         notes = np.concatenate([notes, np.full((len(notes), 1), DEFAULT_VELOCITY, np.float32)], axis=1)
