@@ -6,8 +6,8 @@ never overwritten unless the user asks.
   `--force` starts a new one over it (its checkpoints are removed when the new run starts to
   train, not before: a run that fails to start loses nothing).
 - One training at a time per folder: a lock file (`.mpx-train.lock`, flock'd, so a killed
-  process releases it) keeps a second training from interleaving its best and last checkpoints
-  with the first one's.
+  process releases it, and removed at the end) keeps a second training from interleaving its
+  best and last checkpoints with the first one's.
 """
 from __future__ import annotations
 
@@ -101,12 +101,12 @@ def _locked(out: Path) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        if created and [p.name for p in out.iterdir()] == [LOCK]:
-            # a run that failed before writing anything leaves no folder behind (removed while
-            # still locked, so no other training can have taken the file meanwhile)
-            (out / LOCK).unlink()
-            out.rmdir()
-        os.close(fd)  # releases the lock; the file stays with a run (removing it would race)
+        # removed while still locked, so no other training holds it; one that opened the file
+        # meanwhile locks a file no one else can find, and is alone in the folder either way
+        (out / LOCK).unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no folder behind
+        os.close(fd)
 
 
 def _lock(fd: int, out: Path) -> None:
