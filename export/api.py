@@ -69,7 +69,18 @@ def export_artifacts(checkpoint_path: str | Path, out_dir: str | Path = ".",
     export that fails or is killed leaves the previous set whole (runtime/atomic.py)."""
     options = options or ExportOptions()
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     targets = _prepare_out_dir(out_dir, options)
+    try:
+        return _export(checkpoint_path, out_dir, targets, options, echo)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed export leaves no empty folder of its own making
+        raise
+
+
+def _export(checkpoint_path: str | Path, out_dir: Path, targets: list[Path], options: ExportOptions,
+            echo: Callable[[str], None]) -> ExportReport:
     model, spec = checkpoint.load_model(checkpoint_path)
     eager = EagerBackend(model, spec, Path(checkpoint_path))
     real = real_notes()

@@ -199,7 +199,10 @@ class OnnxBackend(Checked):
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own error types vary by version and build
             raise ArtifactError(f"{self.path}: not a loadable ONNX model ({_first_line(exc)})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            meta = self.session.get_modelmeta().custom_metadata_map
+        except Exception as exc:  # damaged metadata bytes: UnicodeDecodeError, RuntimeError, ...
+            raise ArtifactError(f"{self.path}: ONNX metadata is damaged ({_first_line(exc)})") from None
         if SPEC_KEY not in meta:
             raise ArtifactError(f"{self.path}: ONNX model has no mpx spec in its metadata; "
                                 "export it with `mpx export`")

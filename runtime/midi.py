@@ -146,6 +146,9 @@ def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int 
     path = Path(path)
     with atomic_path(path) as tmp:
         midi.write(str(tmp))
+    if midi.time_to_tick(midi.get_end_time()) > pretty_midi.pretty_midi.MAX_TICK:
+        log.warning("%s: lasts %.0f minutes, longer than pretty_midi (and so `mpx notes`, `mpx plot`) "
+                    "reads back; write a .csv for runs this long", path, midi.get_end_time() / 60)
     return path
 
 

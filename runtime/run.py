@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bins
+from .contract import FEATURES
+from .errors import ArtifactError
 from .generate import GenerationOptions, Generator
 from .midi import check_write_options
 from .notes_csv import read_any, write_any
@@ -77,6 +80,7 @@ def generate_files(generator: Generator, seed: str | os.PathLike[str],
         require_matplotlib()
     primer = generator.primer_from(read_any(seed), options, source=str(seed))
     notes, used = _generate(generator, primer, options, progress)
+    check_generated(notes, generator)
     for path, sequence in zip(paths, notes):
         if include_primer:  # one file: the primer, then the continuation where it ends
             sequence = np.concatenate([primer, sequence])
@@ -86,6 +90,22 @@ def generate_files(generator: Generator, seed: str | os.PathLike[str],
         from .plot import piano_roll
         piano_roll(primer, notes[0], plot, title=f"{seed.name} + mpx")
     return RunResult(seed_file=seed, primer=primer, notes=notes, outputs=paths, seed=used, plot=plot)
+
+
+def check_generated(notes: np.ndarray, generator: Generator) -> None:
+    """Refuse notes no intact model can make. A damaged file (bytes flipped in its weights or
+    its decode constants; ONNX and safetensors carry no checksum, torch.jit.load checks none)
+    may still load and run, and then make notes outside its own bins: steps of hours that no
+    MIDI reader accepts back. Every note an intact graph samples lies within its spec's bins."""
+    config = generator.spec.config
+    limits = [(0.0, 127.0)] + [(0.0, float(b.edges()[-1])) for b in bins.of(config)[1:3]] + [(1.0, 127.0)]
+    for a, (name, (low, high)) in enumerate(zip(FEATURES, limits)):
+        values = notes[..., a]
+        bad = ~np.isfinite(values) | (values < low - 1e-6) | (values > high * (1 + 1e-5) + 1e-6)
+        if bad.any():
+            raise ArtifactError(f"{generator.backend.path}: the model made a note outside its own spec "
+                                f"({name} {float(values[bad][0]):g}, its bins allow {low:g}..{high:g}): "
+                                "the file is damaged")
 
 
 def _generate(generator: Generator, primer: np.ndarray, options: GenerationOptions,

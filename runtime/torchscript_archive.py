@@ -114,8 +114,11 @@ def read_archive(path: str | Path) -> ArchiveInfo:
     try:
         with zipfile.ZipFile(path) as archive:
             return _read(archive, path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise ArtifactError(f"{path}: not a readable TorchScript archive ({exc})") from None
+    except ArtifactError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile raises BadZipFile, NotImplementedError
+        # (an unknown "version"), RuntimeError, OSError, EOFError... on damaged bytes
+        raise ArtifactError(f"{path}: not a readable TorchScript archive ({type(exc).__name__}: {exc})"[:300]) from None
 
 
 def _read(archive: zipfile.ZipFile, path: Path) -> ArchiveInfo:

@@ -725,3 +725,45 @@ def test_the_wheel_carries_the_seed_and_the_repository_its_licence() -> None:
     assert project["project"]["license"] == "MIT" and project["project"]["license-files"] == ["LICENSE"]
     assert "seed-continuation.mid" in (ROOT / ".gitignore").read_text().split()
     assert "plot" in project["project"]["optional-dependencies"]
+
+
+# == 3 (continued). damage that still loads =====================================================
+def test_a_damaged_model_that_still_runs_is_refused_by_its_notes(tiny_artifacts: Path, seed: Path,
+                                                                 tmp_path: Path) -> None:
+    # bytes flipped in a .pt's decode constants load fine (torch.jit.load checks no CRC) and made
+    # steps of hours, written as a MIDI file no reader takes back
+    import torch
+    extra = {TORCHSCRIPT_SPEC_FILE: ""}
+    module = torch.jit.load(str(tiny_artifacts / "music_producter.pt"), _extra_files=extra)  # our own file
+    with torch.no_grad():
+        module.scale.mul_(1000.0)
+    damaged = tmp_path / "damaged.pt"
+    torch.jit.save(module, str(damaged), _extra_files=extra)
+    with pytest.raises(ArtifactError, match="made a note outside its own spec .*the file is damaged"):
+        generate_files(load(damaged), seed, tmp_path / "out.mid", GenerationOptions(notes=16, seed=0))
+    assert not (tmp_path / "out.mid").exists()
+
+
+def test_damaged_archive_and_metadata_bytes_are_one_line(tiny_artifacts: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    pt = bytearray((tiny_artifacts / "music_producter.pt").read_bytes())
+    central = pt.find(b"PK\x01\x02")
+    pt[central + 6] = 0xFF  # "version needed to extract": zipfile raises NotImplementedError
+    (tmp_path / "version.pt").write_bytes(bytes(pt))
+    onnx_bytes = bytearray((tiny_artifacts / "music_producter.onnx").read_bytes())
+    at = onnx_bytes.find(b'"hidden"')
+    onnx_bytes[at + 2] = 0xD1  # invalid UTF-8 inside the spec: onnxruntime's metadata map fails
+    (tmp_path / "utf8.onnx").write_bytes(bytes(onnx_bytes))
+    for path in (tmp_path / "version.pt", tmp_path / "utf8.onnx"):
+        code, _, err = mpx(capsys, "info", str(path))
+        one_line_error(code, err, str(path))
+    code, _, err = mpx(capsys, "run", str(ROOT / "artifacts" / "seed.mid"), "--model", str(tmp_path / "utf8.onnx"),
+                       "--out", str(tmp_path / "x.mid"))
+    one_line_error(code, err, "metadata is damaged")
+
+
+def test_a_midi_too_long_to_read_back_is_written_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from mpx.runtime.midi import write_midi
+    notes = np.array([[60, 3000.0, 1.0, 80]] * 3, np.float32)  # 150 minutes
+    write_midi(notes, tmp_path / "long.mid")
+    assert "write a .csv for runs this long" in caplog.text
