@@ -185,6 +185,7 @@ class Result:
     clobbered: bool
     litter: list[str]
     detail: str = ""
+    seconds: float = 0.0
 
 
 def sha(path: Path) -> str | None:
@@ -210,7 +211,9 @@ def is_one_line_error(answer: dict) -> bool:
 def run_case(case: Case, worker: Worker) -> Result:
     before = {p: sha(p) for p in case.protect}
     seen = listing(case.watch)
+    started = time.monotonic()
     answer = case.runner() if case.runner else worker.run(case.argv, case.watch or ROOT, case.timeout, case.fault)
+    seconds = time.monotonic() - started
     if answer is None:
         category, detail = "hang", f"no answer in {case.timeout:g} s"
     elif answer.get("wrong"):  # a runner's own finding (a mixed set, a lock that did not hold)
@@ -234,7 +237,7 @@ def run_case(case: Case, worker: Worker) -> Result:
     litter = sorted(n for n in new if ".mpx-" in n or n.endswith(".tmp")) if case.watch else []
     if answer is not None and answer.get("code") not in (0, None) and case.watch:
         litter = sorted(set(litter) | {n for n in new if not n.startswith("cache")})
-    return Result(case.group, case.name, category, clobbered, litter, detail)
+    return Result(case.group, case.name, category, clobbered, litter, detail, round(seconds, 2))
 
 
 # == the fuzz corpus =========================================================================
@@ -330,7 +333,8 @@ def big_midi(path: Path, notes: int) -> Path:
     import numpy as np
     from mpx.runtime.midi import write_midi
     rng = np.random.default_rng(0)
-    values = np.stack([rng.integers(21, 109, notes), rng.exponential(0.08, notes), rng.exponential(0.3, notes),
+    # steps of 20 ms on average: 50 minutes, within what pretty_midi reads back (1e7 ticks)
+    values = np.stack([rng.integers(21, 109, notes), rng.exponential(0.02, notes), rng.exponential(0.3, notes),
                        rng.integers(20, 120, notes)], axis=1).astype(np.float32)
     return write_midi(values, path)
 
@@ -513,7 +517,7 @@ def midi_cases(corpus: list[Path], models: dict[str, Path], work: Path, plot_eve
         cases.append(Case("bad/fuzzed MIDI", f"notes {path.name}",
                           ["notes", str(path), "--out", str(out / "notes.csv")],
                           check=expect_same_notes(path, out / "notes.csv"), protect=[path], watch=out))
-        if i % plot_every == 0:
+        if i % plot_every == 0 or path.name.startswith("big-"):
             cases.append(Case("bad/fuzzed MIDI", f"plot {path.name}",
                               ["plot", str(path), "--out", str(out / "roll.png")], check=expect_png(out / "roll.png"),
                               protect=[path], watch=out))
@@ -952,7 +956,8 @@ def main() -> int:
                 subprocess.run(["umount", str(mount)], capture_output=True)
             with contextlib.suppress(OSError):
                 (work / "faults" / "ro").chmod(0o755)
-        if marker.exists():
+        payload_ran = marker.exists()
+        if payload_ran:
             print("A PICKLE PAYLOAD RAN", flush=True)
     elapsed = time.monotonic() - started
     print()
@@ -960,6 +965,11 @@ def main() -> int:
     print()
     for name, how in notes.items():
         print(f"{name}: {how}")
+    slowest = max(results, key=lambda r: r.seconds)
+    big = [r for r in results if "big-performance" in r.name]
+    print(f"slowest case: {slowest.name} ({slowest.seconds:.1f} s)"
+          + "".join(f"; {r.name.split()[0]} of a 150,000-note MIDI file: {r.seconds:.1f} s ({r.category})" for r in big))
+    print("pickle payloads: none ran" if not payload_ran else "pickle payloads: ONE RAN")
     print(f"{len(results)} cases in {elapsed:.0f} s (seed {args.seed}"
           + (", --quick" if args.quick else "") + f"); python {sys.version.split()[0]}")
     if args.json:
@@ -967,7 +977,7 @@ def main() -> int:
                                          "notes": notes, "table": table(results),
                                          "results": [dataclasses.asdict(r) for r in results]}, indent=1))
     bad = [r for r in results if r.category in ("traceback", "hang", "wrong", "not one line") or r.clobbered or r.litter]
-    return 1 if bad else 0
+    return 1 if bad or payload_ran else 0
 
 
 if __name__ == "__main__":

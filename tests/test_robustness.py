@@ -767,3 +767,15 @@ def test_a_midi_too_long_to_read_back_is_written_with_a_warning(tmp_path: Path, 
     notes = np.array([[60, 3000.0, 1.0, 80]] * 3, np.float32)  # 150 minutes
     write_midi(notes, tmp_path / "long.mid")
     assert "write a .csv for runs this long" in caplog.text
+
+
+# == measured: the audit script runs and finds nothing ==========================================
+@pytest.mark.slow
+def test_reliability_audit_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "reliability.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reliability.py"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=1200)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert "| **all** |" in done.stdout and len(report["results"]) > 100
+    assert {r["category"] for r in report["results"]} <= {"ok", "clean error"}
