@@ -51,9 +51,9 @@ TRAIN = TrainOptions()
 EXPORT = ExportOptions()
 GENERATION = GenerationOptions()
 WRITE = WriteOptions()
-TORCHSCRIPT_WARNING = ("A .pt (TorchScript) file is a program: running it runs its code. Use .pt "
-                       "files only from sources you trust; prefer .onnx (data, not code) for files "
-                       "from others.")
+TORCHSCRIPT_WARNING = ("A .pt (TorchScript) file is a program: loading or running it runs its code. "
+                       "Use .pt files only from sources you trust; prefer .onnx (data, not code) for "
+                       "files from others. (`mpx info` reads a .pt without running it.)")
 
 
 def _value(option: object) -> object:
@@ -220,7 +220,7 @@ def run(
     mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode(GENERATION.mode),
     num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = GENERATION.num_outputs,
     primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes used as primer; default: the model's seq_len (all of a shorter seed).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .mid (or .csv); default SEED-mpx.mid here.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .mid, .midi or .csv; default SEED-mpx.mid here. An existing file needs --force.")] = None,
     include_primer: Annotated[bool, typer.Option(help="Write the primer, then the continuation, in one file.")] = False,
     program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = WRITE.program,
     velocity: Annotated[Optional[int], typer.Option(help="Play every note at this velocity (1..127) instead of the generated dynamics.")] = None,
@@ -277,7 +277,8 @@ def info(
     artifact: Annotated[Path, typer.Argument(help="A .onnx, .pt or .safetensors model file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show an artifact's spec, inputs/outputs, size and sha256 (no torch needed for ONNX)."""
+    """Show an artifact's spec, inputs/outputs, size and sha256 (no torch needed: a .pt is read
+    as an archive, never loaded or run)."""
     from mpx.runtime.info import describe, format_description
 
     description = describe(artifact)
