@@ -902,6 +902,20 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def write_json(path: Path, results: list[Result], notes: dict[str, str], args: argparse.Namespace,
+               elapsed: float, work: Path) -> None:
+    """The table, and every case as [group, name, category, seconds]; details only for findings
+    (clean errors are the expected outcome, their messages are in the run's own output)."""
+    findings = [{**dataclasses.asdict(r), "detail": r.detail.replace(str(work), "$WORK")}
+                for r in results if r.category not in ("ok", "clean error") or r.clobbered or r.litter]
+    path.write_text(json.dumps({
+        "command": "python benchmarks/reliability.py" + (" --quick" if args.quick else ""),
+        "seed": args.seed, "seconds": round(elapsed, 1), "python": sys.version.split()[0], "notes": notes,
+        "table": table(results), "findings": findings,
+        "cases": [[r.group, r.name, r.category, r.seconds] for r in results]}, indent=None)
+        .replace('], [', '],\n ['))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="seed of the fuzz corpus")
@@ -973,9 +987,7 @@ def main() -> int:
     print(f"{len(results)} cases in {elapsed:.0f} s (seed {args.seed}"
           + (", --quick" if args.quick else "") + f"); python {sys.version.split()[0]}")
     if args.json:
-        args.json.write_text(json.dumps({"seed": args.seed, "quick": args.quick, "seconds": round(elapsed, 1),
-                                         "notes": notes, "table": table(results),
-                                         "results": [dataclasses.asdict(r) for r in results]}, indent=1))
+        write_json(args.json, results, notes, args, elapsed, work)
     bad = [r for r in results if r.category in ("traceback", "hang", "wrong", "not one line") or r.clobbered or r.litter]
     return 1 if bad or payload_ran else 0
 

@@ -777,5 +777,5 @@ def test_reliability_audit_smoke(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT, timeout=1200)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert "| **all** |" in done.stdout and len(report["results"]) > 100
-    assert {r["category"] for r in report["results"]} <= {"ok", "clean error"}
+    assert "| **all** |" in done.stdout and len(report["cases"]) > 100
+    assert {case[2] for case in report["cases"]} <= {"ok", "clean error"} and report["findings"] == []
