@@ -7,9 +7,11 @@ GenerationOptions) and every check is theirs: a command adds no checks of its ow
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -54,9 +56,9 @@ TRAIN = TrainOptions()
 EXPORT = ExportOptions()
 GENERATION = GenerationOptions()
 WRITE = WriteOptions()
-TORCHSCRIPT_WARNING = ("A .pt (TorchScript) file is a program: running it runs its code. Use .pt "
-                       "files only from sources you trust; prefer .onnx (data, not code) for files "
-                       "from others.")
+TORCHSCRIPT_WARNING = ("A .pt (TorchScript) file is a program: loading or running it runs its code. "
+                       "Use .pt files only from sources you trust; prefer .onnx (data, not code) for "
+                       "files from others. (`mpx info` reads a .pt without running it.)")
 
 
 def _value(option: object) -> object:
@@ -91,6 +93,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 # ---------------------------------------------------------------------------------------------
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[list[str], typer.Argument(help="MIDI files, directories (searched recursively) or glob patterns.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for best.safetensors and last.safetensors.")],
     epochs: Annotated[int, typer.Option(help="Epochs to train (the total, also with --resume).")] = TRAIN.epochs,
@@ -121,16 +124,18 @@ def train(
     precision: Annotated[PrecisionChoice, typer.Option(help="auto: bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on a CPU.")] = PrecisionChoice(TRAIN.precision),
     nproc: Annotated[int, typer.Option(help="Train with N processes on this machine (torchrun, DistributedDataParallel; one per GPU with --device cuda). Several machines: run torchrun yourself (docs/training-at-scale.md).")] = 1,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last.safetensors (its options, up to --epochs).")] = False,
+    force: Annotated[bool, typer.Option(help="Start a new run in an OUT that holds one, replacing its checkpoints.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI (default: all cores).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
 ) -> None:
     """Train the model on MIDI files; keep the best checkpoint by validation loss."""
     _require("torch", "safetensors", purpose="training")
     from mpx.progress import bars
+    from mpx.train import rundir
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
     from mpx.train.distributed import LaunchOptions, env_rank
-    from mpx.train.loop import Interrupted, check_device, check_out_dir, train as run_training
+    from mpx.train.loop import Interrupted, check_device, train as run_training
 
     model = ModelConfig(hidden=hidden, layers=layers, embedding=embedding, dropout=dropout,
                         step_bins=step_bins, step_max=step_max, duration_bins=duration_bins,
@@ -141,22 +146,51 @@ def train(
                            duration_weight=duration_weight, velocity_weight=velocity_weight,
                            seed=seed, device=device, precision=_value(precision), licence=licence)
     launch = LaunchOptions(nproc)
-    check_out_dir(out, resume)  # before the corpus is parsed
     if launch.nproc > 1:
-        _launch_ranks(launch, device, out)
+        with rundir.held_for_ranks(out, resume=resume, force=force):  # checked and locked before any rank starts
+            _launch_ranks(launch, device, out)
         return
     check_device(options)
     main = env_rank() == 0  # under torchrun, rank 0 speaks for all
     if not main:
         logging.getLogger("mpx").setLevel(logging.ERROR)
-    with bars(enabled=main) as progress:
-        corpus = load_corpus(data, max_files=max_files, cache=NoteCache(cache_dir), workers=workers,
-                             metadata=metadata, splits=("train", "val"),
-                             on_parsed=progress.callback("parse MIDI"))
-    summary = corpus.summary()
+    with rundir.claim(out, resume=resume, force=force):  # OUT checked and locked before the corpus is parsed
+        if resume and main:
+            _warn_ignored(rundir.ignored_on_resume(out, options, _given(ctx)))
+        with bars(enabled=main) as progress:
+            corpus = load_corpus(data, max_files=max_files, cache=NoteCache(cache_dir), workers=workers,
+                                 metadata=metadata, splits=("train", "val"),
+                                 on_parsed=progress.callback("parse MIDI"))
+        summary = corpus.summary()
+        if main:
+            _echo(f"corpus: {summary['files']} files, {summary['notes']} notes, {summary['skipped']} skipped; "
+                  + ", ".join(f"{k} {v['files']} files" for k, v in summary["splits"].items()))
+        with _training_progress(main) as (on_step, on_validate, on_epoch):
+            try:
+                result = run_training(corpus, out, options, resume=resume, on_step=on_step, on_epoch=on_epoch,
+                                      on_validate=on_validate, force=force)
+            except Interrupted:
+                if main:
+                    raise
+                raise typer.Exit(130) from None  # rank 0 says it for all
     if main:
-        _echo(f"corpus: {summary['files']} files, {summary['notes']} notes, {summary['skipped']} skipped; "
-              + ", ".join(f"{k} {v['files']} files" for k, v in summary["splits"].items()))
+        _echo(f"best checkpoint: {result.best}")
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """The options the user typed (not defaults), by parameter name."""
+    return [name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+
+
+def _warn_ignored(ignored: list[str]) -> None:
+    if ignored:
+        log.warning("--resume continues the saved run with its own options; ignoring %s", ", ".join(ignored))
+
+
+@contextlib.contextmanager
+def _training_progress(main: bool) -> Iterator[tuple[Callable[..., None], ...]]:
+    """A bar per epoch (drawn only on a terminal, by rank 0) and a line per finished epoch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
@@ -177,15 +211,7 @@ def train(
                     f"{row['val_duration']:.3f}, velocity {row['val_velocity']:.3f})",
                     highlight=False, soft_wrap=True)
 
-        try:
-            result = run_training(corpus, out, options, resume=resume, on_step=on_step, on_epoch=on_epoch,
-                                  on_validate=on_validate)
-        except Interrupted:
-            if main:
-                raise
-            raise typer.Exit(130) from None  # rank 0 says it for all
-    if main:
-        _echo(f"best checkpoint: {result.best}")
+        yield on_step, on_validate, on_epoch
 
 
 def _launch_ranks(launch: "LaunchOptions", device: str, out: Path) -> None:
@@ -242,13 +268,14 @@ def run(
     mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode(GENERATION.mode),
     num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = GENERATION.num_outputs,
     primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes used as primer; default: the model's seq_len (all of a shorter seed).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .mid (or .csv); default SEED-mpx.mid here.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .mid, .midi or .csv; default SEED-mpx.mid here. An existing file needs --force.")] = None,
     include_primer: Annotated[bool, typer.Option(help="Write the primer, then the continuation, in one file.")] = False,
     program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = WRITE.program,
     velocity: Annotated[Optional[int], typer.Option(help="Play every note at this velocity (1..127) instead of the generated dynamics.")] = None,
     tempo: Annotated[float, typer.Option(help="Tempo (bpm) written into the MIDI file; the notes' times in seconds do not change.")] = WRITE.tempo,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG (needs the [plot] extra: pip install 'mpx[plot]').")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads of the backend; default 2 (measured fastest on an idle 2-core CPU), 1 is faster on a busy machine.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace output files that exist (never the seed itself).")] = False,
 ) -> None:
     """Generate music from a seed with an exported model (no training code on the ONNX path)."""
     from mpx.runtime.artifacts import load
@@ -258,17 +285,38 @@ def run(
                                 mode=_value(mode), num_outputs=num_outputs, primer_notes=primer_notes)
     write = WriteOptions(program=program, velocity=velocity, tempo=tempo)
     generator = load(model, _value(backend), threads)
-    if plot is not None:
-        from mpx.runtime.atomic import ensure_writable
-        ensure_writable(plot)
-    result = generate_files(generator, seed_file, out, options, write, include_primer)
+    with _note_progress(options.notes * options.num_outputs) as progress:
+        result = generate_files(generator, seed_file, out, options, write, include_primer,
+                                plot=plot, force=force, progress=progress)
+    written = options.notes + (len(result.primer) if include_primer else 0)
     for path in result.outputs:
-        _echo(f"wrote {path} ({options.notes} notes, {generator.backend.name}, {options.mode}, "
+        _echo(f"wrote {path} ({written} notes, {generator.backend.name}, {options.mode}, "
               f"seed {result.seed})")
-    if plot is not None:
-        from mpx.runtime.plot import piano_roll
-        piano_roll(result.primer, result.notes[0], plot, title=f"{seed_file.name} + mpx")
-        _echo(f"wrote {plot}")
+    if result.plot is not None:
+        _echo(f"wrote {result.plot}")
+
+
+PROGRESS_FROM = 20_000  # notes: below this a run takes a second or two, a bar would only flicker
+
+
+@contextlib.contextmanager
+def _note_progress(total: int) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A progress bar on stderr for long runs on a terminal; nothing otherwise (logs, pipes)."""
+    if total < PROGRESS_FROM or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    with Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("generate", total=None)
+        step = max(1, total // 1000)  # a redraw per 0.1%: the bar must not cost the run its speed
+
+        def update(done: int, of: int) -> None:
+            if done % step == 0 or done == of:
+                bar.update(task, completed=done, total=of)
+
+        yield update
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +325,8 @@ def info(
     artifact: Annotated[Path, typer.Argument(help="A .onnx, .pt or .safetensors model file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show an artifact's spec, inputs/outputs, size and sha256 (no torch needed for ONNX)."""
+    """Show an artifact's spec, inputs/outputs, size and sha256 (no torch needed: a .pt is read
+    as an archive, never loaded or run)."""
     from mpx.runtime.info import describe, format_description
 
     description = describe(artifact)
@@ -334,14 +383,15 @@ def evaluate(
 @app.command()
 def notes(
     source: Annotated[Path, typer.Argument(help="MIDI or CSV file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .csv for notes as text, .mid for MIDI.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .csv for notes as text, .mid or .midi for MIDI.")],
     last: Annotated[Optional[int], typer.Option(help="Keep only the last N notes (e.g. a primer for the C++ example).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace --out if it exists (never the source itself).")] = False,
 ) -> None:
     """Convert notes between MIDI and CSV (pitch,step,duration,velocity per line)."""
-    from mpx.runtime.notes_csv import last_notes, read_any, write_any
+    from mpx.runtime.notes_csv import convert
 
-    values = last_notes(read_any(source), last, str(source))
-    _echo(f"wrote {write_any(values, out)} ({len(values)} notes)")
+    path, count = convert(source, out, last, force=force)
+    _echo(f"wrote {path} ({count} notes)")
 
 
 @app.command()
@@ -349,14 +399,16 @@ def plot(
     midi: Annotated[Path, typer.Argument(help="MIDI or CSV file to draw.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")],
     primer_notes: Annotated[int, typer.Option(help="Colour the first N notes as the primer.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
-    """Draw a piano roll of a MIDI file (primer and continuation in two colours)."""
-    from mpx.runtime.notes_csv import read_any
-    from mpx.runtime.plot import piano_roll
+    """Draw a piano roll of a MIDI file (primer and continuation in two colours; needs the
+    [plot] extra: pip install 'mpx[plot]')."""
+    from mpx.runtime.plot import plot_file
 
-    values = read_any(midi)
-    piano_roll(values[:primer_notes], values[primer_notes:], out, title=midi.name)
-    _echo(f"wrote {out}")
+    _echo(f"wrote {plot_file(midi, out, primer_notes, force=force)}")
+
+
+INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 
 
 def main() -> None:
@@ -369,6 +421,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="mpx: %(message)s")
     try:
         code = app(standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns Ctrl-C into this return value, silently
+            typer.echo("mpx: interrupted", err=True)
     except click.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         code = 0
@@ -379,8 +433,12 @@ def main() -> None:
         code = 2
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("mpx: interrupted", err=True)
-        code = 130
+        code = INTERRUPTED
     except MpxError as exc:
         typer.echo(f"mpx: error: {exc}", err=True)
+        code = 1
+    except OSError as exc:  # a file system failure no library turned into an MpxError
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"mpx: error: {where}{exc.strerror or exc}", err=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

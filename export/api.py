@@ -1,5 +1,6 @@
-"""`mpx export`: checkpoint -> validated artifacts. Each artifact is written to a temporary
-file beside its target, checked against eager PyTorch, and renamed only when it passes."""
+"""`mpx export`: checkpoint -> validated artifacts. The artifacts are written into a staging
+folder beside their targets, each checked against eager PyTorch there, and renamed into place
+together only when every one passes."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from mpx.runtime.artifacts import AOTI, ONNX, ONNX_INT8, PT2, SEED, TORCHSCRIPT, bundled_dir
-from mpx.runtime.atomic import atomic_path
+from mpx.runtime.atomic import atomic_set, ensure_writable
 from mpx.runtime.backends import Backend, CompiledBackend, OnnxBackend, TorchScriptBackend
+from mpx.runtime.info import sha256
 from mpx.runtime.midi import read_notes
 from mpx.runtime.spec import ModelSpec
 from mpx.runtime.versions import versions
@@ -42,7 +43,9 @@ def real_notes(length: int = 512) -> np.ndarray:
     return read_notes(bundled_dir() / SEED)[:length]
 
 
-def _prepare_out_dir(out_dir: Path, options: ExportOptions) -> None:
+def _prepare_out_dir(out_dir: Path, options: ExportOptions) -> list[Path]:
+    """The artifacts this export writes, checked before any work: the folder can be made, and
+    nothing in it is replaced without --force."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -50,35 +53,51 @@ def _prepare_out_dir(out_dir: Path, options: ExportOptions) -> None:
     if not out_dir.is_dir():
         raise ExportError(f"{out_dir}: not a directory")
     names = [TARGETS[f] for f in options.formats] + ([ONNX_INT8] if options.quantize else [])
-    existing = [str(out_dir / n) for n in names if (out_dir / n).exists()]
+    targets = [out_dir / n for n in names]
+    existing = [str(t) for t in targets if t.exists()]
     if existing and not options.force:
         raise ExportError(f"{existing[0]}: exists; pass --force to replace it or choose another --out-dir")
+    ensure_writable(targets[0])
+    return targets
 
 
 def export_artifacts(checkpoint_path: str | Path, out_dir: str | Path = ".",
                      options: ExportOptions | None = None,
                      echo: Callable[[str], None] = log.info) -> ExportReport:
+    """Write the artifacts as one set: each is written into a staging folder and checked
+    against eager there; only when all pass are they renamed into `out_dir` together, so an
+    export that fails or is killed leaves the previous set whole (runtime/atomic.py)."""
     options = options or ExportOptions()
     out_dir = Path(out_dir)
-    _prepare_out_dir(out_dir, options)
+    created = not out_dir.exists()
+    targets = _prepare_out_dir(out_dir, options)
+    try:
+        return _export(checkpoint_path, out_dir, targets, options, echo)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed export leaves no empty folder of its own making
+        raise
+
+
+def _export(checkpoint_path: str | Path, out_dir: Path, targets: list[Path], options: ExportOptions,
+            echo: Callable[[str], None]) -> ExportReport:
     model, spec = checkpoint.load_model(checkpoint_path)
     eager = EagerBackend(model, spec, Path(checkpoint_path))
     real = real_notes()
     stamped = spec.replace(versions={**spec.versions, **versions("torch", "onnx")})
-    source = Path(checkpoint_path).name
+    source = {"source": Path(checkpoint_path).name, "source_sha256": sha256(Path(checkpoint_path))}
     report = ExportReport()
-    for fmt in options.formats:
-        target = out_dir / TARGETS[fmt]
-        artifact_spec = stamped.replace(artifact={"format": fmt, "source": source,
-                                                  **({"opset": options.opset} if fmt == "onnx" else {})})
-        # torch's pt2 writers insist on a .pt2 name, even for the temporary file
-        with atomic_path(target, suffix=".tmp.pt2" if fmt in ("pt2", "aoti") else ".tmp") as tmp:
-            candidate = _write(fmt, model, artifact_spec, tmp, options)
+    with atomic_set(targets) as staged:  # the staged files keep their names: torch's pt2 writers want .pt2
+        for fmt in options.formats:
+            target = out_dir / TARGETS[fmt]
+            artifact_spec = stamped.replace(artifact={"format": fmt, **source,
+                                                      **({"opset": options.opset} if fmt == "onnx" else {})})
+            candidate = _write(fmt, model, artifact_spec, staged[target], options)
             report.parity[fmt] = parity.check(eager, candidate, real, options.atol, options.rtol, str(target))
             echo(f"parity {report.parity[fmt].describe()}: within {options.atol:g} + {options.rtol:g} x |value|")
-        report.written.append(target)
-        if fmt == "onnx" and options.quantize == "int8":
-            report.written.append(_quantized(target, artifact_spec, real, out_dir / ONNX_INT8, report, echo))
+            if fmt == "onnx" and options.quantize == "int8":
+                _quantized(staged[target], artifact_spec, real, staged[out_dir / ONNX_INT8], report, echo)
+    report.written = targets
     return report
 
 
@@ -97,8 +116,7 @@ def _write(fmt: str, model: NoteLSTM, spec: ModelSpec, path: Path, options: Expo
 def _quantized(fp32: Path, spec: ModelSpec, real: np.ndarray, target: Path, report: ExportReport,
                echo: Callable[[str], None]) -> Path:
     proto, measured = quantization.quantize_int8(fp32, spec, real, target)
-    with atomic_path(target) as tmp:
-        onnx.save(proto, str(tmp))
+    onnx_graph.save(proto, target)
     report.agreement["int8"] = measured
     echo("int8 vs fp32: likeliest bin agrees at " + ", ".join(
         f"{name} {measured[f'top1_{name}_agreement']:.1%}" for name in ("pitch", "step", "duration", "velocity"))

@@ -48,4 +48,8 @@ def set_spec(proto: onnx.ModelProto, spec: ModelSpec) -> None:
 
 
 def save(proto: onnx.ModelProto, path: Path) -> None:
-    onnx.save(proto, str(path))
+    """Serialised in memory first (as the TorchScript writer), then written with plain file I/O:
+    a full disk is one OSError, never a half-written file left by a library's writer."""
+    data = proto.SerializeToString()
+    with open(path, "wb") as fh:
+        fh.write(data)

@@ -17,6 +17,7 @@ and the C++ example do for you.
 from __future__ import annotations
 
 import copy
+import io
 import logging
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch._higher_order_ops.scan import scan
 
+from mpx.runtime.atomic import write_bytes
 from mpx.runtime.backends import AOTI_SPEC_KEY, PT2_SPEC_FILE, TIME_AXIS_KEY
 from mpx.runtime.contract import FEATURES, UNIFORMS
 from mpx.runtime.spec import ModelSpec
@@ -150,7 +152,9 @@ def save_program(module: nn.Module, spec: ModelSpec, path: Path) -> None:
     """Write the torch.export archive (torch.export.save), the spec in its extra files."""
     program, dynamic_time = export_program(module, spec)
     extra = {PT2_SPEC_FILE: spec.to_json(indent=2), TIME_AXIS_KEY: "dynamic" if dynamic_time else "1"}
-    torch.export.save(program, str(path), extra_files=extra)
+    buffer = io.BytesIO()  # serialised in memory, written by mpx: a full disk is then one line
+    torch.export.save(program, buffer, extra_files=extra)
+    write_bytes(path, buffer.getvalue())
 
 
 def save_aoti(module: nn.Module, spec: ModelSpec, path: Path) -> None:

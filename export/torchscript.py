@@ -2,6 +2,7 @@
 control flow), its spec in the archive's extra files, loadable by torch.jit.load anywhere."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -17,6 +18,17 @@ def script(model: NoteLSTM) -> torch.jit.ScriptModule:
     return torch.jit.script(model.eval())
 
 
+def to_bytes(model: NoteLSTM, spec: ModelSpec) -> bytes:
+    """The archive in memory. torch.jit.save writing to a file aborts the whole process when the
+    disk fills (c10::Error "unexpected pos" thrown where it cannot be caught, exit 134) and
+    leaves a partial file; in memory nothing can fail that way, and the caller writes the bytes
+    with an ordinary, catchable OSError."""
+    buffer = io.BytesIO()
+    torch.jit.save(script(model), buffer, _extra_files={TORCHSCRIPT_SPEC_FILE: spec.to_json(indent=2)})
+    return buffer.getvalue()
+
+
 def save(model: NoteLSTM, spec: ModelSpec, path: Path) -> None:
-    scripted = script(model)
-    torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_SPEC_FILE: spec.to_json(indent=2)})
+    data = to_bytes(model, spec)
+    with open(path, "wb") as fh:  # a staged file (export/api.py): renamed into place after parity
+        fh.write(data)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -144,6 +146,29 @@ def _require_file(path: Path) -> None:
         raise ArtifactError(f"{path}: no such model file")
 
 
+_LSTM_HH = re.compile(r"(?:^|\.)weight_hh_l(\d+)$")  # nn.LSTM's recurrent weight of layer k: [4H, H]
+
+
+def lstm_sizes(shapes: Mapping[str, Sequence[int]]) -> tuple[int, int] | None:
+    """(layers, hidden) of the LSTM among named parameter shapes; None when there is none."""
+    hidden = {int(m.group(1)): int(shape[1]) for name, shape in shapes.items()
+              if (m := _LSTM_HH.search(name)) and len(shape) == 2}
+    return (len(hidden), hidden[0]) if hidden and 0 in hidden else None
+
+
+def check_sizes(spec: ModelSpec, found: tuple[object, object] | None, source: object, where: str) -> None:
+    """Refuse a file whose spec and graph disagree on the LSTM's size (a spec edited or swapped
+    after export): it would fail on its first call, or feed a state of the wrong shape.
+    `where` names what was measured: "graph", "module", "weights"."""
+    if found is None:
+        raise ArtifactError(f"{source}: found no LSTM of fixed size in its {where}; not an mpx model")
+    layers, hidden = found
+    if (layers, hidden) != (spec.layers, spec.hidden):
+        raise ArtifactError(f"{source}: its spec says {spec.layers} LSTM layer(s) of hidden size "
+                            f"{spec.hidden}, but its {where} has {layers} of {hidden}; the file is "
+                            "damaged or its spec was altered")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -181,7 +206,10 @@ class OnnxBackend(Checked):
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own error types vary by version and build
             raise ArtifactError(f"{self.path}: not a loadable ONNX model ({_first_line(exc)})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            meta = self.session.get_modelmeta().custom_metadata_map
+        except Exception as exc:  # damaged metadata bytes: UnicodeDecodeError, RuntimeError, ...
+            raise ArtifactError(f"{self.path}: ONNX metadata is damaged ({_first_line(exc)})") from None
         if SPEC_KEY not in meta:
             raise ArtifactError(f"{self.path}: ONNX model has no mpx spec in its metadata; "
                                 "export it with `mpx export`")
@@ -191,6 +219,9 @@ class OnnxBackend(Checked):
         if names_in != list(INPUTS) or names_out != list(OUTPUTS):
             raise ArtifactError(f"{self.path}: graph names {names_in} -> {names_out} differ "
                                 f"from the contract {list(INPUTS)} -> {list(OUTPUTS)}")
+        state = self.session.get_inputs()[1].shape  # h0: [layers, batch, hidden]
+        fixed = all(isinstance(n, int) for n in (state[0], state[2])) if len(state) == 3 else False
+        check_sizes(self.spec, (state[0], state[2]) if fixed else None, self.path, "graph")
         self._outputs = names_out  # passed on every call: with None onnxruntime rebuilds the list
         self._inputs = names_in
 
@@ -201,9 +232,11 @@ class OnnxBackend(Checked):
 
 
 class TorchScriptBackend(Checked):
-    """A TorchScript archive. Loading one runs no code, but calling it runs the TorchScript
-    inside, which may do anything a program can: PyTorch's security policy says to treat such
-    files like executables. Take .pt files only from sources you trust; ONNX is data."""
+    """A TorchScript archive. It is a program: loading it runs its scripted __setstate__
+    methods (tested: one that writes a file does so) and calling it runs its TorchScript, which
+    may do what a program can; PyTorch's security policy says to treat such files like
+    executables. Take .pt files only from sources you trust; ONNX is data. (`mpx info` reads a
+    .pt without loading it: runtime/torchscript_archive.py.)"""
 
     name = "torchscript"
 
@@ -221,6 +254,8 @@ class TorchScriptBackend(Checked):
             raise ArtifactError(f"{self.path}: TorchScript archive has no {TORCHSCRIPT_SPEC_FILE}; "
                                 "export it with `mpx export`")
         self.spec = ModelSpec.from_json(extra[TORCHSCRIPT_SPEC_FILE], source=str(self.path))
+        shapes = {name: list(p.shape) for name, p in self.module.named_parameters()}
+        check_sizes(self.spec, lstm_sizes(shapes), self.path, "module")
         self.module.eval()
         self._torch = torch
 

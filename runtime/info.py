@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from . import contract
-from .backends import backend_for
+from .backends import backend_for, check_sizes, lstm_sizes
 from .checkpoints import read_header
 from .errors import ArtifactError
 from .spec import ModelSpec
+from .torchscript_archive import read_archive
 
 
 KINDS = {"onnx": "onnx", "torchscript": "torchscript", "eager": "checkpoint"}  # backend -> file kind
@@ -43,15 +44,24 @@ def _describe_onnx(path: Path) -> dict[str, Any]:
 
 
 def _describe_torchscript(path: Path) -> dict[str, Any]:
-    from .backends import TorchScriptBackend
-    backend = TorchScriptBackend(path)
-    methods = [m for m in contract.TORCHSCRIPT_METHODS if hasattr(backend.module, m)]
-    return {"spec": backend.spec.to_dict(), "methods": methods,
-            "spec_file": contract.TORCHSCRIPT_SPEC_FILE, **_contract_io(backend.spec)}
+    """Read as data (the zip archive), never loaded: torch.jit.load would run its code."""
+    archive = read_archive(path)
+    if archive.spec_json is None:
+        raise ArtifactError(f"{path}: TorchScript archive has no {contract.TORCHSCRIPT_SPEC_FILE}; "
+                            "export it with `mpx export`")
+    spec = ModelSpec.from_json(archive.spec_json, source=str(path))
+    check_sizes(spec, lstm_sizes(archive.shapes), path, "module")
+    missing = [m for m in contract.TORCHSCRIPT_METHODS if m not in archive.methods]
+    if missing:
+        raise ArtifactError(f"{path}: TorchScript module lacks {', '.join(missing)}; not an mpx artifact")
+    return {"spec": spec.to_dict(), "methods": list(archive.methods),
+            "runs_code_at_load": archive.runs_code_at_load,
+            "spec_file": contract.TORCHSCRIPT_SPEC_FILE, **_contract_io(spec)}
 
 
 def _describe_checkpoint(path: Path) -> dict[str, Any]:
     header = read_header(path)
+    check_sizes(header.spec, lstm_sizes(header.weights), path, "weights")
     info = {"spec": header.spec.to_dict(), "weights": header.weights,
             "parameters": sum(_count(v) for v in header.weights.values()), **_contract_io(header.spec)}
     if header.progress:
@@ -95,6 +105,10 @@ def format_description(info: dict[str, Any]) -> str:
             lines.append(f"{side[:-1]:<8} {item['name']:<13} {item['shape']}  {item['dtype']}")
     if "methods" in info:
         lines.append(f"methods  {', '.join(info['methods'])}")
+        lines.append("warning  a .pt file is a program: loading it runs its code"
+                     + (" (this one defines __setstate__, which torch.jit.load runs)"
+                        if info.get("runs_code_at_load") else "")
+                     + "; run .pt files only from sources you trust, prefer .onnx from others")
     if "parameters" in info:
         lines.append(f"weights  {len(info['weights'])} tensors, {info['parameters']:,} parameters")
     if info.get("training_state"):

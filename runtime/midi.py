@@ -25,9 +25,6 @@ log = logging.getLogger(__name__)
 RESOLUTION = 960
 DEFAULT_VELOCITY = 100  # for notes that come without one (a 3-column CSV)
 
-# pretty_midi (through mido) raises any of these on a damaged or foreign file.
-_PARSE_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
-                 AttributeError, ZeroDivisionError, AssertionError)
 
 
 def read_notes(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
@@ -45,6 +42,8 @@ def read_notes(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
     if not events:
         raise MidiError(label, "holds no notes")
     pitches, starts, ends, velocities = (np.asarray(column, np.float64) for column in zip(*events))
+    if not (np.isfinite(starts).all() and np.isfinite(ends).all()) or starts.min() < 0:
+        raise MidiError(label, "has notes at impossible times (damaged tempo or timing events)")
     return notes_from_events(pitches, starts, ends, velocities)
 
 
@@ -67,12 +66,21 @@ def _parse(source: str | os.PathLike[str] | bytes, label: str) -> pretty_midi.Pr
             # pretty_midi warns about tempo events on non-first tracks; harmless here.
             warnings.simplefilter("ignore")
             return pretty_midi.PrettyMIDI(io.BytesIO(source))
-    except _PARSE_ERRORS as exc:
-        if isinstance(exc, EOFError):
-            reason = "file ends early, truncated?"
-        else:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MidiError(label, f"cannot parse MIDI ({reason})") from None
+    except MemoryError:
+        raise MidiError(label, "cannot parse MIDI (it asks for more memory than there is)") from None
+    except Exception as exc:  # noqa: BLE001 - the codec boundary, see below
+        # pretty_midi and mido raise whatever the damage provokes: OSError, EOFError,
+        # ValueError, KeyError, IndexError, mido's KeySignatureError (an Exception of its own),
+        # and more in each release. A list of types misses the next one, and a bad file must
+        # never stop a corpus, so everything a parse raises becomes a MidiError naming the file.
+        raise MidiError(label, f"cannot parse MIDI ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, EOFError):
+        return "file ends early, truncated?"
+    text = str(exc).strip()
+    return (text.splitlines()[0][:200] if text else "") or type(exc).__name__
 
 
 def _select_instruments(midi: pretty_midi.PrettyMIDI, instruments: Iterable[int] | None,
@@ -116,6 +124,8 @@ def to_pretty_midi(notes: np.ndarray, *, program: int = 0, velocity: int | None 
     notes = np.asarray(notes, dtype=np.float64)
     if notes.ndim != 2 or notes.shape[1] != 4:
         raise OptionsError(f"notes must have shape [N, 4], got {list(notes.shape)}")
+    if not np.isfinite(notes).all():  # np.rint(nan) cast to int is an arbitrary pitch: refuse
+        raise OptionsError("notes hold NaN or infinite values; nothing written")
     midi = pretty_midi.PrettyMIDI(resolution=RESOLUTION, initial_tempo=tempo)
     inst = pretty_midi.Instrument(program=program)
     min_len = 60.0 / (tempo * RESOLUTION)
@@ -136,6 +146,9 @@ def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int 
     path = Path(path)
     with atomic_path(path) as tmp:
         midi.write(str(tmp))
+    if midi.time_to_tick(midi.get_end_time()) > pretty_midi.pretty_midi.MAX_TICK:
+        log.warning("%s: lasts %.0f minutes, longer than pretty_midi (and so `mpx notes`, `mpx plot`) "
+                    "reads back; write a .csv for runs this long", path, midi.get_end_time() / 60)
     return path
 
 

@@ -16,6 +16,7 @@ from .atomic import atomic_path
 from .contract import FEATURES
 from .errors import MidiError, OptionsError
 from .midi import DEFAULT_VELOCITY, read_notes, write_midi
+from .outputs import NOTE_SUFFIXES, check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ HEADER_V1 = ",".join(FEATURES[:3])
 
 def write_csv(notes: np.ndarray, path: str | os.PathLike[str]) -> Path:
     notes = np.asarray(notes, dtype=np.float32).reshape(-1, len(FEATURES))
+    if not np.isfinite(notes).all():
+        raise OptionsError("notes hold NaN or infinite values; nothing written")
     path = Path(path)
     with atomic_path(path) as tmp:
         np.savetxt(tmp, notes, fmt="%.9g", delimiter=",", header=HEADER, comments="")
@@ -59,7 +62,8 @@ def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
                                   f"{HEADER}, got {line[:60]!r}") from None
     if not rows:
         raise MidiError(path, "holds no notes")
-    notes = np.asarray(rows, dtype=np.float32)
+    with np.errstate(over="ignore"):  # 1e39 becomes inf here, which check_values refuses
+        notes = np.asarray(rows, dtype=np.float32)
     if width == 3:
         log.warning("%s: no velocity column; using velocity %d for every note", path, DEFAULT_VELOCITY)
         notes = np.concatenate([notes, np.full((len(notes), 1), DEFAULT_VELOCITY, np.float32)], axis=1)
@@ -103,3 +107,12 @@ def last_notes(notes: np.ndarray, last: int | None, source: str) -> np.ndarray:
     if last > len(notes):
         raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --last {last}")
     return notes[-last:]
+
+
+def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], last: int | None = None,
+            force: bool = False) -> tuple[Path, int]:
+    """`mpx notes`: MIDI or CSV -> MIDI or CSV (by suffix); returns the path and the note count.
+    The output is checked first: a known kind, not the source, new unless `force`."""
+    out = check_outputs([out], [source], force=force, suffixes=NOTE_SUFFIXES)[0]
+    values = last_notes(read_any(source), last, str(source))
+    return write_any(values, out), len(values)

@@ -9,24 +9,46 @@ import numpy as np
 
 from .atomic import atomic_path
 from .contract import FEATURES
-from .errors import MpxError
+from .errors import MpxError, OptionsError
 from .midi import note_times
+from .notes_csv import read_any
+from .outputs import PNG_SUFFIXES, check_outputs
 
 # A roll of more notes than this draws the first MAX_DRAWN and says so: drawing costs time and
 # memory per note (a 5 MB performance, ~300k notes, took minutes and GBs as one bar per note).
 MAX_DRAWN = 20_000
 
 
+def require_matplotlib() -> None:
+    """Fail in one line, before any work, when the plotting extra is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MpxError("plotting needs matplotlib: pip install 'mpx[plot]'") from None
+
+
+def plot_file(source: str | os.PathLike[str], out: str | os.PathLike[str], primer_notes: int = 0,
+              force: bool = False) -> Path:
+    """`mpx plot`: draw a MIDI or CSV file, its first `primer_notes` notes as the primer."""
+    if not isinstance(primer_notes, int) or isinstance(primer_notes, bool) or primer_notes < 0:
+        raise OptionsError(f"--primer-notes must be an integer >= 0, got {primer_notes!r}")
+    source = Path(source)
+    out = check_outputs([out], [source], force=force, suffixes=PNG_SUFFIXES)[0]
+    require_matplotlib()
+    notes = read_any(source)
+    if primer_notes > len(notes):
+        raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --primer-notes {primer_notes}")
+    return piano_roll(notes[:primer_notes], notes[primer_notes:], out, title=source.name)
+
+
 def piano_roll(primer: np.ndarray, continuation: np.ndarray, path: str | os.PathLike[str],
                title: str = "") -> Path:
     """Draw notes as bars (time x pitch) into a PNG; the continuation starts where the primer ends."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.collections import LineCollection
-    except ImportError:
-        raise MpxError("plotting needs matplotlib: pip install 'mpx[plot]'") from None
+    require_matplotlib()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
     primer = np.asarray(primer, dtype=np.float64).reshape(-1, len(FEATURES))
     continuation = np.asarray(continuation, dtype=np.float64).reshape(-1, len(FEATURES))
     total = len(primer) + len(continuation)
@@ -57,7 +79,9 @@ def piano_roll(primer: np.ndarray, continuation: np.ndarray, path: str | os.Path
         ax.legend(loc="upper right")
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path

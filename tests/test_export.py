@@ -160,7 +160,7 @@ def test_cli_export_prints_parity_and_refuses_a_tolerance_it_cannot_meet(tiny_ch
     strict = run_cli("export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx",
                      "--out-dir", str(tmp_path / "strict"), "--atol", "1e-12")
     assert strict.returncode == 1 and "not kept" in strict.stderr
-    assert list((tmp_path / "strict").iterdir()) == []
+    assert not (tmp_path / "strict").exists()  # nothing kept, not even the folder it made
 
 
 def _bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, Path]:
@@ -242,5 +242,5 @@ def test_info_on_onnx_needs_no_torch(tiny_artifacts: Path, tmp_path: Path) -> No
     env = {"PYTHONPATH": str(blocker.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = run_cli("info", str(tiny_artifacts / "music_producter.onnx"), env=env)
     assert result.returncode == 0, result.stderr
-    blocked = run_cli("info", str(tiny_artifacts / "music_producter.pt"), env=env)
-    assert blocked.returncode == 1 and "needs torch" in blocked.stderr
+    archive = run_cli("info", str(tiny_artifacts / "music_producter.pt"), env=env)  # read as a zip, never loaded
+    assert archive.returncode == 0 and "methods  forward, zero_state" in archive.stdout, archive.stderr

@@ -180,11 +180,12 @@ def test_a_crash_while_saving_leaves_the_old_checkpoint(tmp_path: Path, monkeypa
     path = checkpoint.save(tmp_path / "best.safetensors", spec, model.state_dict())
     before = path.read_bytes()
 
-    def torn_write(tensors: dict, filename: str, metadata: dict) -> None:
-        Path(filename).write_bytes(b"half a checkpoint")
+    def torn_write(tmp: Path, target: Path) -> None:
+        Path(tmp).write_bytes(b"half a checkpoint")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint, "save_file", torn_write)
+    from mpx.runtime import atomic
+    monkeypatch.setattr(atomic, "_commit", torn_write)
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save(path, spec, NoteLSTM(ModelConfig(hidden=8, embedding=4)).state_dict())
     assert path.read_bytes() == before

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialise
 
 from mpx.runtime import checkpoints as layout
-from mpx.runtime.atomic import atomic_path
+from mpx.runtime.atomic import write_bytes
 from mpx.runtime.errors import ArtifactError
 from mpx.runtime.spec import ModelSpec
 
@@ -39,10 +39,9 @@ def save(path: str | os.PathLike[str], spec: ModelSpec, state_dict: dict[str, to
     tensors = {layout.MODEL_PREFIX + k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     for key, value in (extra or {}).items():
         tensors[key] = value.detach().cpu().contiguous()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=layout.metadata(progress, spec))
-    return path
+    # serialised in memory, written by mpx: safetensors' own file writer reports a full disk as
+    # a SafetensorError, which only the bytes' OSError turns into one line (runtime/atomic.py)
+    return write_bytes(path, serialise(tensors, metadata=layout.metadata(progress, spec)))
 
 
 def load(path: str | os.PathLike[str]) -> Checkpoint:

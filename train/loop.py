@@ -26,7 +26,7 @@ from mpx.runtime.errors import MpxError, OptionsError
 from mpx.runtime.spec import ModelSpec
 from mpx.runtime.versions import versions
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, rundir
 from .batches import EpochPlan, LanePlanner, gather
 from .corpus import Corpus
 from .distributed import World
@@ -350,22 +350,13 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def check_out_dir(out_dir: str | Path, resume: bool) -> None:
-    """Fail before any work when the run could not be written or resumed."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise MpxError(f"{out}: exists and is not a directory")
-    if resume and not (out / LAST).is_file():
-        raise MpxError(f"{out / LAST}: nothing to resume")
-
-
 def resumed_options(out_dir: str | Path, epochs: int, **where: Any) -> TrainOptions:
     """The options of the run saved in out_dir/last.safetensors, with a new epoch target.
 
     Everything else comes from the checkpoint: the architecture is never rebuilt from flags.
     `where` may set device and precision: where a run continues is the user's choice.
     """
-    check_out_dir(out_dir, resume=True)
+    rundir.check(out_dir, resume=True)
     saved = checkpoint.load(Path(out_dir) / LAST).progress.get("options", {})
     return TrainOptions.from_dict(saved, epochs=epochs, **where)
 
@@ -373,32 +364,34 @@ def resumed_options(out_dir: str | Path, epochs: int, **where: Any) -> TrainOpti
 def train(corpus: Corpus, out_dir: str | Path, options: TrainOptions, resume: bool = False,
           on_step: Callable[[int, int, float], None] | None = None,
           on_epoch: Callable[[dict[str, float]], None] | None = None,
-          on_validate: Callable[[int, int], None] | None = None) -> TrainResult:
+          on_validate: Callable[[int, int], None] | None = None, force: bool = False) -> TrainResult:
     """Train on the corpus's train split, validate on its val split, checkpoint into out_dir.
 
     With resume, the options saved in out_dir/last.safetensors replace `options` except epochs,
-    device and precision. Started by torchrun (several processes), this process trains as one
-    rank of them (train/distributed.py).
+    device and precision. An out_dir holding another run needs resume or force, and is locked
+    while the run trains (train/rundir.py). Started by torchrun (several processes), this
+    process trains as one rank of them (train/distributed.py).
     """
     started = time.perf_counter()
-    check_out_dir(out_dir, resume)
-    if resume:
-        options = resumed_options(out_dir, options.epochs, device=options.device, precision=options.precision)
-    world = distributed.start(check_device(options))
-    signals = (signal.SIGINT, signal.SIGTERM) if world.distributed else (signal.SIGINT,)
-    try:
-        with _sigint_flag(signals) as stop:
-            trainer = Trainer(corpus, out_dir, options, stop=stop, on_step=on_step, on_epoch=on_epoch,
-                              world=world, on_validate=on_validate)
-            if resume:
-                trainer.resume()
-            result = trainer.run()
-    except RuntimeError as exc:
-        failure = distributed.lost_contact(exc) if world.distributed else None
-        if failure is None:
-            raise
-        raise failure from None
-    finally:
-        distributed.stop(world)
+    with rundir.claim(out_dir, resume=resume, force=force) as run_dir:
+        if resume:
+            options = resumed_options(out_dir, options.epochs, device=options.device, precision=options.precision)
+        world = distributed.start(check_device(options))
+        signals = (signal.SIGINT, signal.SIGTERM) if world.distributed else (signal.SIGINT,)
+        try:
+            with _sigint_flag(signals) as stop:
+                trainer = Trainer(corpus, out_dir, options, stop=stop, on_step=on_step, on_epoch=on_epoch,
+                                  world=world, on_validate=on_validate)
+                if resume:
+                    trainer.resume()
+                run_dir.begin()
+                result = trainer.run()
+        except RuntimeError as exc:
+            failure = distributed.lost_contact(exc) if world.distributed else None
+            if failure is None:
+                raise
+            raise failure from None
+        finally:
+            distributed.stop(world)
     log.info("trained in %.1f s", time.perf_counter() - started)
     return result
