@@ -20,7 +20,7 @@ venv: $(BIN)/python
 
 run: venv
 	$(BIN)/python -m pip install -q .
-	$(BIN)/mpx run --backend onnx $(SEED) --notes 256 --seed 0 --out $(OUT)
+	$(BIN)/mpx run --backend onnx $(SEED) --notes 256 --seed 0 --out $(OUT) --force
 
 test: venv web-deps
 	$(BIN)/python -m pip install -q $(TORCH)

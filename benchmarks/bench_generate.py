@@ -234,7 +234,7 @@ def imports_torch(cmd: list[str], cwd: Path) -> bool:
 
 def mpx_run_command(onnx: Path, out: Path, ort_threads: int | None) -> list[str]:
     cmd = [str(common.venv_executable("mpx")), "run", "--backend", "onnx", str(SEED_MIDI),
-           "--notes", "256", "--model", str(onnx), "--out", str(out)]
+           "--notes", "256", "--model", str(onnx), "--out", str(out), "--force"]  # its own file, run after run
     return cmd + (["--threads", str(ort_threads)] if ort_threads else [])
 
 

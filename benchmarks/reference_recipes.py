@@ -361,7 +361,7 @@ def recipe_stateful(model: RecipeModel, notes: Sequence[np.ndarray], sigmoid: bo
     totals = PitchTotals()
     if not any(len(n) >= 2 for n in notes):
         return totals.result()
-    planner = LanePlanner(list(notes), chunk, lanes, reset_prob=0.0)
+    planner = LanePlanner.of_notes(list(notes), chunk, lanes, reset_prob=0.0)
     plan = planner.plan(None)
     data, targets = planner.data, PITCH.index(planner.data[:, 0])
     h, c = model.zero_state(plan.starts.shape[1])

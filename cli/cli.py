@@ -122,7 +122,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = TRAIN.seed,
     device: Annotated[str, typer.Option(help="auto (cuda when available), cpu, cuda or cuda:N.")] = TRAIN.device,
     precision: Annotated[PrecisionChoice, typer.Option(help="auto: bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on a CPU.")] = PrecisionChoice(TRAIN.precision),
-    nproc: Annotated[int, typer.Option(help="Train with N processes on this machine (torchrun, DistributedDataParallel; one per GPU with --device cuda). Several machines: run torchrun yourself (docs/training-at-scale.md).")] = 1,
+    nproc: Annotated[int, typer.Option(help="Train with N processes on this machine (torchrun, DistributedDataParallel; one per GPU with --device cuda). Several machines: run torchrun yourself (README, 'Training at scale').")] = 1,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last.safetensors (its options, up to --epochs).")] = False,
     force: Annotated[bool, typer.Option(help="Start a new run in an OUT that holds one, replacing its checkpoints.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI (default: all cores).")] = None,
@@ -436,7 +436,7 @@ def main() -> None:
         code = INTERRUPTED
     except MpxError as exc:
         typer.echo(f"mpx: error: {exc}", err=True)
-        code = 1
+        code = exc.exit_code
     except OSError as exc:  # a file system failure no library turned into an MpxError
         where = f"{exc.filename}: " if exc.filename else ""
         typer.echo(f"mpx: error: {where}{exc.strerror or exc}", err=True)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 
 class MpxError(Exception):
-    """Base of every error mpx reports to a user as one line (the CLI prints it, exits 1)."""
+    """Base of every error mpx reports to a user as one line (the CLI prints it and exits with
+    `exit_code`: 1, or 130 for an interruption, as a shell reports Ctrl-C)."""
+
+    exit_code = 1
 
 
 class MidiError(MpxError):

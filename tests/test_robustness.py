@@ -545,7 +545,7 @@ def test_ctrl_c_while_parsing_the_corpus_is_one_line(tmp_path: Path) -> None:
                                env=env, start_new_session=True)
     cache = tmp_path / "cache"
     deadline = time.monotonic() + 120
-    while not (cache.exists() and any(cache.rglob("*.npy"))) and time.monotonic() < deadline:
+    while not (cache.exists() and any(p.is_file() for p in cache.rglob("*"))) and time.monotonic() < deadline:
         time.sleep(0.05)  # parsing has begun
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole group
     out, err = process.communicate(timeout=60)

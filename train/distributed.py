@@ -9,7 +9,7 @@ Validation is split across ranks by file and its sums are all-reduced. Rank 0 al
 checkpoints, after gathering the lanes' states and the ranks' random generators into them.
 
 Backend: gloo on CPU, nccl on GPUs (one GPU per rank: cuda:LOCAL_RANK). Several machines:
-torchrun's rendezvous flags (docs/training-at-scale.md). `mpx train --nproc N` runs
+torchrun's rendezvous flags (README, "Training at scale"). `mpx train --nproc N` runs
 `torchrun --standalone --nproc-per-node N -m mpx train ...` for one machine.
 """
 from __future__ import annotations

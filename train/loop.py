@@ -70,6 +70,8 @@ def check_device(options: TrainOptions) -> torch.device:
 class Interrupted(MpxError):
     """Ctrl-C during training; the state was saved to `last` first."""
 
+    exit_code = 130
+
 
 @contextmanager
 def _sigint_flag(signals: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[dict[str, bool]]:
