@@ -767,7 +767,7 @@ def fault_cases(models: dict[str, Path], corpus: list[Path], work: Path, mounts:
         cache = folder / "parse-cache"
         process = mpx_process(["train", str(data), "--out", str(folder / "parse-run"), "--workers", "2",
                                "--cache-dir", str(cache)], folder)
-        wait_for(lambda: cache.exists() and any(cache.rglob("*.npy")), 120)
+        wait_for(lambda: cache.exists() and any(p.is_file() for p in cache.rglob("*")), 120)  # parsing has begun
         os.killpg(process.pid, signal.SIGINT)
         answer = finish(process, 60)
         if answer and answer["code"] == 130 and answer["err"].strip() != "mpx: interrupted":
