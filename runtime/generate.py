@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from .backends import Backend, zero_state
-from .contract import FEATURES
+from .contract import FEATURES, UNIFORMS
 from .errors import OptionsError
 from .rng import SEED_MAX, UniformStream, check_seed
 from .spec import ModelSpec, Sampling, per_attribute
@@ -151,13 +151,26 @@ class Generator:
 
     def _stateful(self, primer: np.ndarray, opts: GenerationOptions, seed: int) -> Iterator[np.ndarray]:
         uniforms, temperature, top_p = self._inputs(opts, seed)
-        k = opts.num_outputs
-        x = np.repeat(primer[None], k, axis=0)  # B = K from the start
-        h, c = zero_state(self.spec, k)
+        x, h, c = self._primed(primer, opts.num_outputs, temperature, top_p)
         for _ in range(opts.notes):
             note, h, c, _ = self.backend.call(x, h, c, uniforms.next(), temperature, top_p)
             yield note
             x = note[:, None, :]
+
+    def _primed(self, primer: np.ndarray, k: int, temperature: np.ndarray,
+                top_p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(first input, h, c) of K streams. The primer's state is the same for every stream, so
+        all but its last note run once (B = 1) and the state is repeated K times; the last note
+        runs with B = K, so each stream samples its own first note. (K = 1: one call.)"""
+        h, c = zero_state(self.spec, 1)
+        if k > 1 and len(primer) > 1:
+            unused = np.zeros((1, UNIFORMS), np.float32)  # the note this call samples is not kept
+            out = self.backend.call(np.ascontiguousarray(primer[None, :-1]), h, c, unused, temperature, top_p)
+            h, c = np.repeat(out.hn, k, axis=1), np.repeat(out.cn, k, axis=1)
+            primer = primer[-1:]
+        else:
+            h, c = np.repeat(h, k, axis=1), np.repeat(c, k, axis=1)
+        return np.repeat(primer[None], k, axis=0), h, c
 
     def _window(self, primer: np.ndarray, opts: GenerationOptions, seed: int) -> Iterator[np.ndarray]:
         uniforms, temperature, top_p = self._inputs(opts, seed)
