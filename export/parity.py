@@ -19,7 +19,7 @@ the reference's logits; near-ties are counted in the report.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -187,25 +187,32 @@ class _Worst:
 
 
 def measure(reference: Backend, candidate: Backend, real: np.ndarray, rollout_steps: int = 128,
-            seed: int = 0, rtol: float = 1e-5) -> ParityReport:
+            seed: int = 0, rtol: float = 1e-5,
+            progress: Callable[[int, int], None] | None = None) -> ParityReport:
+    """Both backends on every parity case, then a lock-step rollout; `progress(done, total)`
+    after each call pair."""
     worst = _Worst(reference.spec, rtol)
-    cases = 0
-    for inputs in parity_cases(reference.spec, real, seed):
+    cases = list(parity_cases(reference.spec, real, seed))
+    total = len(cases) + rollout_steps + 1
+    tick = progress or (lambda done, total: None)
+    for done, inputs in enumerate(cases, 1):
         worst.update(inputs, reference.call(*inputs.args()), candidate.call(*inputs.args()))
-        cases += 1
+        tick(done, total)
     primer = real[: reference.spec.seq_len]
-    for inputs, ref, cand in lockstep_rollout(reference, candidate, primer, rollout_steps, seed):
+    for step, (inputs, ref, cand) in enumerate(lockstep_rollout(reference, candidate, primer, rollout_steps, seed), 1):
         worst.update(inputs, ref, cand)
+        tick(len(cases) + step, total)
     return ParityReport(reference.name, candidate.name, worst.diff, worst.excess, worst.magnitude,
-                        worst.near_ties, worst.draws, cases, rollout_steps, rtol)
+                        worst.near_ties, worst.draws, len(cases), rollout_steps, rtol)
 
 
 def check(reference: Backend, candidate: Backend, real: np.ndarray, atol: float, rtol: float,
-          target: str, rollout_steps: int = 128) -> ParityReport:
+          target: str, rollout_steps: int = 128,
+          progress: Callable[[int, int], None] | None = None) -> ParityReport:
     """Measure parity; raise ParityError (naming the outputs) unless |a - b| <= atol + rtol |a|
     and every sampled note agrees but at near-ties."""
     try:
-        report = measure(reference, candidate, real, rollout_steps, rtol=rtol)
+        report = measure(reference, candidate, real, rollout_steps, rtol=rtol, progress=progress)
     except ParityError as exc:
         raise ParityError(f"{target}: {candidate.name} artifact differs from eager PyTorch ({exc}); not kept") from None
     failed = report.failed(atol)

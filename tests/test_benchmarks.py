@@ -146,3 +146,18 @@ def test_sampling_sweep_runs(model_dir: Path, tmp_path: Path) -> None:
     assert len(result["rows"]) == 3 * 4 and result["pieces"] == 2 and "chosen" in done.stdout
     from mpx.runtime import load
     assert load(checkpoint_copy).spec.sampling.to_dict() == result["chosen"]  # --write: now its defaults
+
+
+def test_bench_consumers_runs(model_dir: Path, cpp_programs: dict[str, Path], tmp_path: Path) -> None:
+    """Every consumer but the AOTInductor one (its compile is timed in test_pt2) on the tiny
+    model: each must measure, none may fall back to "skipped"."""
+    out = tmp_path / "consumers.json"
+    done = run_script("bench_consumers.py", "--model-dir", str(model_dir), "--notes", "16", "--repeats", "1",
+                      "--build-dir", str(cpp_programs["torchscript"].parent), "--skip", "aoti",
+                      "--json", str(out), timeout=900)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["consumer"] for r in rows] == ["Python onnxruntime", "Python onnxruntime", "Python TorchScript",
+                                             "C++ TorchScript", "Node onnxruntime-node", "browser (Chromium)"]
+    skipped = [r for r in rows if "skipped" in r]
+    assert not skipped, skipped
+    assert all(r["notes_per_s"] > 0 for r in rows), done.stdout

@@ -244,3 +244,14 @@ def test_info_on_onnx_needs_no_torch(tiny_artifacts: Path, tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     archive = run_cli("info", str(tiny_artifacts / "music_producter.pt"), env=env)  # read as a zip, never loaded
     assert archive.returncode == 0 and "methods  forward, zero_state" in archive.stdout, archive.stderr
+
+
+def test_export_reports_progress_of_each_parity_check(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    ticks: list[tuple[str, int, int]] = []
+    api.export_artifacts(tiny_checkpoint, tmp_path, ExportOptions(format="all"), echo=lambda _: None,
+                         progress=lambda step, done, total: ticks.append((step, done, total)))
+    for fmt in ("torchscript", "onnx"):
+        mine = [(done, total) for step, done, total in ticks if step == f"parity {fmt}"]
+        assert mine, ticks
+        totals = {total for _, total in mine}
+        assert len(totals) == 1 and [done for done, _ in mine] == list(range(1, totals.pop() + 1))

@@ -19,7 +19,7 @@ from mpx.train.cache import NoteCache
 from mpx.train.corpus import Corpus, load_corpus
 from mpx.train.loop import LAST, Interrupted, Trainer, train
 from mpx.train.options import TrainOptions
-from mpx.train.loss import note_loss
+from mpx.train.loss import note_loss, own_bins
 from mpx.train.model import NoteLSTM
 from mpx.train.options import LossWeights
 
@@ -81,13 +81,13 @@ def test_loss_is_a_cross_entropy_per_attribute_on_its_own_bins() -> None:
     targets = torch.stack([torch.randint(0, n, (2, 5)) for n in counts], -1)
     mask = torch.ones(2, 5)
     weights = LossWeights(0.5, 1.0, 2.0, 1.0)
-    total, parts = note_loss(logits, targets, mask, counts, weights)
+    total, parts = note_loss(own_bins(logits, counts), targets, mask, weights)
     for a, (name, n) in enumerate(zip(("pitch", "step", "duration", "velocity"), counts)):
         expected = F.cross_entropy(logits[..., a, :n].reshape(-1, n), targets[..., a].reshape(-1))
         torch.testing.assert_close(parts[name], expected)  # the padding is not part of the softmax
     torch.testing.assert_close(total, 0.5 * parts["pitch"] + parts["step"] + 2 * parts["duration"] + parts["velocity"])
     mask[:, 3:] = 0  # masked positions do not count
-    _, masked = note_loss(logits, targets, mask, counts, weights)
+    _, masked = note_loss(own_bins(logits, counts), targets, mask, weights)
     torch.testing.assert_close(masked["step"], F.cross_entropy(logits[:, :3, 1, :10].reshape(-1, 10), targets[:, :3, 1].reshape(-1)))
 
 
@@ -258,3 +258,18 @@ def test_padded_bins_keep_their_values_through_training(tiny_checkpoint: Path) -
     for a, n in enumerate(bins.counts(spec.config)):
         rows = slice(a * 128 + n, (a + 1) * 128)
         assert (model.heads.weight[rows] == 0).all() and (model.heads.bias[rows] == LOGIT_PAD).all()
+
+
+def test_training_scores_are_the_contracts_logits_without_the_padding() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(hidden=16, embedding=4, step_bins=10, duration_bins=20, velocity_bins=5)
+    model = NoteLSTM(config).eval()
+    notes = torch.rand(3, 7, 4) * torch.tensor([127.0, 1.0, 2.0, 126.0]) + torch.tensor([0.0, 0.0, 0.0, 1.0])
+    h, c = model.zero_state(3)
+    full, hn, cn = model.scores(notes, h, c)
+    own, hn2, cn2 = model.training_scores(notes, h, c)
+    assert [t.shape[-1] for t in own] == list(bins.counts(config))
+    for a, t in enumerate(own_bins(full, bins.counts(config))):
+        torch.testing.assert_close(own[a], t)
+    torch.testing.assert_close(hn, hn2)
+    torch.testing.assert_close(cn, cn2)

@@ -140,14 +140,14 @@ def stop(world: World) -> None:
 
 class _Scores(nn.Module):
     """The training view of the model: DDP synchronises what runs through forward(), and the
-    model's forward() is the graph contract (it samples); training needs its scores()."""
+    model's forward() is the graph contract (it samples); training needs its training_scores()."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.model.scores(notes, h0, c0)
+    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        return self.model.training_scores(notes, h0, c0)
 
 
 def wrap(model: nn.Module, world: World) -> nn.Module:

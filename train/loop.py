@@ -301,7 +301,7 @@ class Trainer:
         h, c = (torch.where(reset[None, :, None], 0.0, t) for t in self.lanes)
         with self.precision.autocast():
             logits, hn, cn = self.net(x, h, c)
-        loss, _ = note_loss(logits.float(), y, mask, self.model.counts, self.options.weights)
+        loss, _ = note_loss(logits, y, mask, self.options.weights)
         local = float(loss.detach())
         if self.world.distributed:
             # DDP averages the ranks' gradients; weighting each rank's mean by its share of the

@@ -7,6 +7,8 @@ seed notebook put a sigmoid in front of CrossEntropyLoss; here the loss sees raw
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,18 +18,24 @@ from mpx.runtime.contract import ATTRIBUTES
 from .options import LossWeights
 
 
-def note_loss(logits: Tensor, targets: Tensor, mask: Tensor, counts: tuple[int, ...],
+def note_loss(logits: Sequence[Tensor], targets: Tensor, mask: Tensor,
               weights: LossWeights) -> tuple[Tensor, dict[str, Tensor]]:
     """Weighted sum of per-attribute cross-entropies over unmasked positions.
 
-    logits [B, T, 4, 128], targets [B, T, 4] (bin indices), mask [B, T]; returns the total and
-    each attribute's mean cross-entropy in nats.
+    logits: each attribute's [B, T, n] over its own n bins (`NoteLSTM.training_scores`, or
+    `own_bins` of the contract's [B, T, 4, 128]); targets [B, T, 4] (bin indices), mask [B, T].
+    Returns the total and each attribute's mean cross-entropy in nats.
     """
     count = mask.sum().clamp_min(1.0)
     flat_mask = mask.flatten()
     parts = {}
-    for a, (name, n) in enumerate(zip(ATTRIBUTES, counts)):
-        ce = F.cross_entropy(logits[..., a, :n].flatten(0, 1), targets[..., a].flatten(), reduction="none")
+    for a, (name, scores) in enumerate(zip(ATTRIBUTES, logits)):
+        ce = F.cross_entropy(scores.flatten(0, 1).float(), targets[..., a].flatten(), reduction="none")
         parts[name] = (ce * flat_mask).sum() / count
     total = sum(getattr(weights, name) * part for name, part in parts.items())
     return total, parts  # type: ignore[return-value]
+
+
+def own_bins(logits: Tensor, counts: Sequence[int]) -> list[Tensor]:
+    """The contract's padded logits [B, T, 4, 128] -> each attribute's [B, T, n] (its n bins)."""
+    return [logits[..., a, :n] for a, n in enumerate(counts)]

@@ -21,6 +21,7 @@ rejects the index shape that torch's gather exports, and a product works everywh
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mpx.runtime import bins
@@ -71,6 +72,9 @@ class NoteLSTM(nn.Module):
         self.register_buffer("ranks", torch.arange(VOCAB), persistent=False)
         self.register_buffer("greedy_uniforms", torch.tensor([0.0] * A + [0.5] * A), persistent=False)
         self.counts = counts
+        # The rows of the heads that are some attribute's bins, in order: training computes
+        # these only (the padding is 44% of the rows with the default bins).
+        self.register_buffer("real_rows", torch.nonzero(real.flatten()).flatten(), persistent=False)
 
     def encode(self, notes: Tensor) -> Tensor:
         """Raw notes [B, T, 4] -> LSTM input features [B, T, embedding + 3]."""
@@ -83,6 +87,14 @@ class NoteLSTM(nn.Module):
         y, (hn, cn) = self.lstm(self.encode(notes), (h0, c0))
         logits = self.heads(self.dropout(y))
         return logits.unflatten(-1, (self.attributes, self.vocab)), hn, cn
+
+    def training_scores(self, notes: Tensor, h0: Tensor, c0: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        """([logits [B, T, n] of each attribute's own n bins], hn, cn): what the loss reads, with
+        only the real rows of the heads computed (the padded ones are constants it never sees)."""
+        y, (hn, cn) = self.lstm(self.encode(notes), (h0, c0))
+        rows = self.real_rows
+        logits = F.linear(self.dropout(y), self.heads.weight[rows], self.heads.bias[rows])
+        return list(torch.split(logits, list(self.counts), dim=-1)), hn, cn
 
     def forward(self, notes: Tensor, h0: Tensor, c0: Tensor, uniforms: Tensor, temperature: Tensor,
                 top_p: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
