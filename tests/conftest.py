@@ -39,6 +39,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
                           cwd=cwd, env=full_env, timeout=timeout)
 
 
+def torch_blocked(folder: Path) -> dict[str, str]:
+    """An environment in which `import torch` fails (a package named torch that raises, first
+    on PYTHONPATH), for run_cli: what a user without torch installed has."""
+    blocker = folder / "block" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    return {"PYTHONPATH": str(blocker.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 @pytest.fixture(scope="session")
 def midi_files() -> list[Path]:
     return sorted(MIDI_DIR.glob("*.mid"))

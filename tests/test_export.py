@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from mpx.runtime.spec import ModelSpec
 from mpx.train import checkpoint
 from mpx.train.model import NoteLSTM
 
-from conftest import run_cli
+from conftest import run_cli, torch_blocked
 
 DIMS = {"notes": ("batch", "time", 4), "h0": ("L", "batch", "H"), "c0": ("L", "batch", "H"),
         "uniforms": ("batch", 8), "temperature": (4,), "top_p": (4,),
@@ -236,10 +235,7 @@ def test_info_describes_every_kind_of_model_file(tiny_artifacts: Path, tiny_chec
 
 
 def test_info_on_onnx_needs_no_torch(tiny_artifacts: Path, tmp_path: Path) -> None:
-    blocker = tmp_path / "block" / "torch"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
-    env = {"PYTHONPATH": str(blocker.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = torch_blocked(tmp_path)
     result = run_cli("info", str(tiny_artifacts / "music_producter.onnx"), env=env)
     assert result.returncode == 0, result.stderr
     archive = run_cli("info", str(tiny_artifacts / "music_producter.pt"), env=env)  # read as a zip, never loaded

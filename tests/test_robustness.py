@@ -26,7 +26,7 @@ from mpx.runtime.info import describe
 from mpx.runtime.notes_csv import read_csv, write_csv
 from mpx.runtime.run import generate_files
 
-from conftest import MIDI_DIR, ROOT, run_cli
+from conftest import MIDI_DIR, ROOT, run_cli, torch_blocked
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -417,10 +417,7 @@ def test_info_never_runs_a_torchscript_file(tiny_artifacts: Path, tmp_path: Path
 
 
 def test_info_reads_a_good_pt_without_torch_and_warns(tiny_artifacts: Path, tmp_path: Path) -> None:
-    blocker = tmp_path / "block" / "torch"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
-    env = {"PYTHONPATH": str(blocker.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = torch_blocked(tmp_path)
     result = run_cli("info", str(tiny_artifacts / "music_producter.pt"), env=env)
     assert result.returncode == 0, result.stderr
     assert "methods  forward, zero_state" in result.stdout and "is a program" in result.stdout

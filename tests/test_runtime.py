@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from mpx.runtime.contract import SPEC_KEY
 from mpx.runtime.errors import OptionsError, SpecError
 from mpx.runtime.rng import UniformStream, splitmix64
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, torch_blocked
 
 
 @pytest.fixture(scope="module")
@@ -351,10 +350,7 @@ def test_importing_the_runtime_and_running_onnx_loads_no_torch(tiny_artifacts: P
 
 @pytest.mark.slow
 def test_onnx_run_works_where_torch_cannot_be_imported(tiny_artifacts: Path, seed_midi: Path, tmp_path: Path) -> None:
-    blocker = tmp_path / "block" / "torch"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
-    env = {"PYTHONPATH": str(blocker.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = torch_blocked(tmp_path)
     out = tmp_path / "song.mid"
     result = run_cli("run", str(seed_midi), "--backend", "onnx", "--model", str(tiny_artifacts / "music_producter.onnx"),
                      "--notes", "20", "--out", str(out), env=env)
