@@ -683,9 +683,17 @@ def clobber_cases(models: dict[str, Path], work: Path) -> list[Case]:
 
 
 # == faults that need real processes =========================================================
+def interactive() -> None:
+    """Ctrl-C as on a terminal: a job started in the background by a non-interactive shell (a CI
+    runner, `nohup ... &`) inherits SIGINT ignored, and Python then never turns it into
+    KeyboardInterrupt; a user's mpx has the default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def mpx_process(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "mpx", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True)
+                            text=True, cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True,
+                            preexec_fn=interactive)
 
 
 def finish(process: subprocess.Popen[str], timeout: float) -> dict | None:

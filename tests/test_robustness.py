@@ -539,14 +539,16 @@ def test_ctrl_c_while_parsing_the_corpus_is_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "MPX_CACHE_DIR": str(tmp_path / "cache")}
     process = subprocess.Popen([sys.executable, "-m", "mpx", "train", str(data), "--out", str(tmp_path / "run"),
                                 "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env, start_new_session=True)
+                               env=env, start_new_session=True,
+                               # as on a terminal: a CI job run in the background inherits SIGINT ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     cache = tmp_path / "cache"
     deadline = time.monotonic() + 120
     while not (cache.exists() and any(p.is_file() for p in cache.rglob("*"))) and time.monotonic() < deadline:
         time.sleep(0.05)  # parsing has begun
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole group
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    assert process.returncode == 130, f"exit {process.returncode}; stderr {err!r}; stdout {out[-500:]!r}"
     assert err.strip() == "mpx: interrupted"
 
 
