@@ -725,6 +725,18 @@ def _mount(path: Path, options: str) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
 
 
+def _fault_folder(path: Path, options: str, mounts: list[Path], mode: int = 0o755) -> bool:
+    """A small tmpfs at `path` with these mount options when root can mount one (recorded in
+    `mounts` for unmounting), else a plain folder with `mode`; True for the real tmpfs."""
+    real = _mount(path, options)
+    if real:
+        mounts.append(path)
+    else:
+        path.mkdir(exist_ok=True)
+        path.chmod(mode)
+    return real
+
+
 def fault_cases(models: dict[str, Path], corpus: list[Path], work: Path, mounts: list[Path]) -> tuple[list[Case], dict[str, str]]:
     folder = work / "faults"
     folder.mkdir()
@@ -739,11 +751,7 @@ def fault_cases(models: dict[str, Path], corpus: list[Path], work: Path, mounts:
 
     # disk full: a real one (tmpfs) as root, else writes under the folder fail with ENOSPC
     full = folder / "full"
-    real = _mount(full, "size=16k")
-    if real:
-        mounts.append(full)
-    else:
-        full.mkdir()
+    real = _fault_folder(full, "size=16k", mounts)
     notes["disk full"] = "16 kB tmpfs" if real else "simulated (open(..., 'w') under the folder raises ENOSPC)"
     fault = None if real else {"enospc": str(full)}
     for name, argv in (("run", ["run", str(seed), "--model", str(models["onnx"]), "--notes", "20000", "--out", str(full / "x.mid")]),
@@ -757,12 +765,7 @@ def fault_cases(models: dict[str, Path], corpus: list[Path], work: Path, mounts:
 
     # read-only folder
     ro = folder / "ro"
-    real_ro = _mount(ro, "ro,size=16k")
-    if real_ro:
-        mounts.append(ro)
-    else:
-        ro.mkdir()
-        ro.chmod(0o555)
+    real_ro = _fault_folder(ro, "ro,size=16k", mounts, mode=0o555)
     notes["read-only"] = "read-only tmpfs" if real_ro else "0o555 folder"
     for name, argv in (("run", ["run", str(seed), "--model", str(models["onnx"]), "--out", str(ro / "x.mid")]),
                        ("notes", ["notes", str(seed), "--out", str(ro / "x.csv")]),
