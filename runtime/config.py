@@ -8,9 +8,9 @@ without torch; the model code (mpx.train.model) is built from it.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
+from .checks import integer, number
 from .contract import VOCAB
 from .errors import OptionsError
 
@@ -35,15 +35,10 @@ class ModelConfig:
         for name, low, high in (("hidden", 1, 4096), ("layers", 1, 16), ("embedding", 1, 1024),
                                 ("step_bins", 2, VOCAB), ("duration_bins", 2, VOCAB),
                                 ("velocity_bins", 2, VOCAB)):
-            value = getattr(self, name)
-            if not _is_int(value) or not low <= value <= high:
-                raise OptionsError(f"{name} must be an integer {low}..{high}, got {value!r}")
+            integer(name, getattr(self, name), low, high)
         for name in ("step_max", "duration_max"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0.05 <= value <= 600:
-                raise OptionsError(f"{name} must be a number of seconds in [0.05, 600], got {value!r}")
-        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
-            raise OptionsError(f"dropout must be in [0, 1), got {self.dropout!r}")
+            number(name, getattr(self, name), 0.05, 600, unit="seconds")
+        number("dropout", self.dropout, 0, 1, high_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -62,10 +57,3 @@ class ModelConfig:
             raise OptionsError(f"config lacks {missing}")
         return cls(**raw)
 
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -71,9 +71,13 @@ class Outputs(NamedTuple):
 
 assert Outputs._fields == tuple(OUTPUTS)
 
-# Where artifacts keep the spec (a JSON record, runtime/spec.py).
-SPEC_KEY = "mpx_spec"                    # ONNX metadata_props key, safetensors metadata key
+# Where artifacts keep the spec (a JSON record, runtime/spec.py); runtime/formats.py says which
+# format keeps it where.
+SPEC_KEY = "mpx_spec"                    # ONNX metadata_props, safetensors metadata, AOTInductor metadata
 TORCHSCRIPT_SPEC_FILE = "mpx_spec.json"  # TorchScript archive extra file
+PT2_SPEC_FILE = "mpx_spec.json"          # torch.export archive extra file
+TIME_AXIS_KEY = "mpx_time_axis"          # pt2 extra file / AOTInductor metadata: "dynamic", or "1"
+                                         # when the export fixed T to one note
 TORCHSCRIPT_METHODS = ("forward", "zero_state")
 
 
@@ -87,6 +91,35 @@ def dynamic_axes() -> dict[str, dict[int, str]]:
     """{name: {axis index: axis name}} of the dynamic axes, as exporters take them."""
     return {name: {i: axis for i, axis in enumerate(axes) if axis in DYNAMIC_AXES}
             for name, axes in {**INPUTS, **OUTPUTS}.items()}
+
+
+def dynamic_shapes(dims: dict[str, object]) -> tuple[dict[int, object] | None, ...]:
+    """torch.export's `dynamic_shapes` for the inputs, in order: {axis index: dims[axis name]}
+    for each dynamic axis named in `dims` (torch.export.Dim objects; an axis left out of `dims`
+    is exported at the example's size), None for an input with none."""
+    shapes = []
+    for axes in INPUTS.values():
+        named = {i: dims[axis] for i, axis in enumerate(axes) if axis in DYNAMIC_AXES and axis in dims}
+        shapes.append(named or None)
+    return tuple(shapes)
+
+
+# One note any exporter may trace with: middle C, a quarter of a second after the previous one,
+# held half a second, mezzo-forte. Exports follow shapes, not values (the graph has no control
+# flow), so one valid note repeated serves every example.
+EXAMPLE_NOTE = (60.0, 0.25, 0.5, 80.0)
+
+
+def example_inputs(layers: int, hidden: int, batch: int = 2, time: int = 5,
+                   temperature: tuple[float, ...] = (1.0,) * len(ATTRIBUTES),
+                   top_p: tuple[float, ...] = (1.0,) * len(ATTRIBUTES)) -> tuple[np.ndarray, ...]:
+    """The graph's inputs at a given batch and time size, in INPUTS order: contiguous float32
+    arrays (AOTInductor bakes the example's strides into its kernels), zero state, uniforms of
+    one half. What every exporter traces with and every shape check feeds."""
+    notes = np.ascontiguousarray(np.broadcast_to(np.float32(EXAMPLE_NOTE), (batch, time, len(FEATURES))))
+    state = np.zeros((layers, batch, hidden), np.float32)
+    return (notes, state, state.copy(), np.full((batch, UNIFORMS), 0.5, np.float32),
+            np.array(temperature, np.float32), np.array(top_p, np.float32))
 
 
 SYMBOLS: dict[str, int | str] = {"batch": "B", "time": "T", "layers": "L", "hidden": "H"}

@@ -27,4 +27,30 @@ class ArtifactError(MpxError):
 
 
 class OptionsError(MpxError, ValueError):
-    """An option value outside what is allowed; the message says what is allowed."""
+    """An option value outside what is allowed; the message says what is allowed.
+
+    `field` is the Python parameter at fault (e.g. "num_outputs") when there is one, and the
+    message then begins with it, so that a front end can name it as its user typed it
+    (`naming("--num-outputs")`, as the CLI does)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def naming(self, name: str) -> str:
+        """The message with its parameter called `name` (e.g. a command-line flag)."""
+        text = str(self)
+        if self.field and text.startswith(self.field):
+            return name + text[len(self.field):]
+        return text
+
+
+# The extras of pyproject.toml, by what they add (the install hint names the extra).
+EXTRAS = {"train": "torch, onnx, safetensors", "plot": "matplotlib"}
+
+
+def missing_extra(purpose: str, needs: str, extra: str = "train", instead: str = "") -> MpxError:
+    """The one message for an optional part of mpx that is not installed, e.g.
+    `missing_extra("the torchscript backend", "torch", instead="or use --backend onnx")`."""
+    hint = f"{purpose} needs {needs}: pip install '.[{extra}]'"
+    return MpxError(f"{hint} ({instead})" if instead else hint)

@@ -17,6 +17,7 @@ import numpy as np
 import pretty_midi
 
 from .atomic import atomic_path
+from .checks import integer, number
 from .errors import MidiError, OptionsError
 
 log = logging.getLogger(__name__)
@@ -153,9 +154,7 @@ def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int 
 
 
 def check_write_options(program: int, velocity: int | None, tempo: float) -> None:
-    if not 0 <= program <= 127:
-        raise OptionsError(f"--program must be a General MIDI program 0..127, got {program}")
-    if velocity is not None and not 1 <= velocity <= 127:
-        raise OptionsError(f"--velocity must be 1..127, got {velocity}")
-    if not (np.isfinite(tempo) and 1.0 <= tempo <= 1000.0):
-        raise OptionsError(f"--tempo must be 1..1000 bpm, got {tempo}")
+    integer("program", program, 0, 127, allowed="0..127 (a General MIDI program)")
+    if velocity is not None:
+        integer("velocity", velocity, 1, 127)
+    number("tempo", tempo, 1, 1000, unit="bpm")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import notes as note_rules
 from .atomic import atomic_path
+from .checks import integer
 from .contract import FEATURES
 from .errors import MidiError, OptionsError
 from .midi import DEFAULT_VELOCITY, read_notes, write_midi
@@ -62,26 +64,12 @@ def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
                                   f"{HEADER}, got {line[:60]!r}") from None
     if not rows:
         raise MidiError(path, "holds no notes")
-    with np.errstate(over="ignore"):  # 1e39 becomes inf here, which check_values refuses
+    with np.errstate(over="ignore"):  # 1e39 becomes inf here, which check_rows refuses
         notes = np.asarray(rows, dtype=np.float32)
     if width == 3:
         log.warning("%s: no velocity column; using velocity %d for every note", path, DEFAULT_VELOCITY)
         notes = np.concatenate([notes, np.full((len(notes), 1), DEFAULT_VELOCITY, np.float32)], axis=1)
-    return check_values(notes, path)
-
-
-def check_values(notes: np.ndarray, path: Path) -> np.ndarray:
-    """Refuse (naming the line) what no note can be: NaN, pitch or velocity outside 0..127,
-    negative times. Nothing is clamped silently."""
-    bad = ~np.isfinite(notes).all(axis=1)
-    bad |= (notes[:, 0] < 0) | (notes[:, 0] > 127) | (notes[:, 0] != np.round(notes[:, 0]))
-    bad |= (notes[:, 1] < 0) | (notes[:, 2] < 0)
-    bad |= (notes[:, 3] < 1) | (notes[:, 3] > 127)  # velocity 0 is a note-off in MIDI, not a note
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise MidiError(path, f"note {row + 1} is not a note: {notes[row].tolist()} (pitch must be "
-                              "an integer 0..127, velocity 1..127, step and duration >= 0)")
-    return notes
+    return note_rules.check_rows(notes, path)
 
 
 def read_any(path: str | os.PathLike[str]) -> np.ndarray:
@@ -102,8 +90,7 @@ def last_notes(notes: np.ndarray, last: int | None, source: str) -> np.ndarray:
     """The last `last` notes (all of them for None); OptionsError when there are fewer."""
     if last is None:
         return notes
-    if not isinstance(last, int) or last < 1:
-        raise OptionsError(f"--last must be >= 1, got {last!r}")
+    integer("last", last, 1)
     if last > len(notes):
         raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --last {last}")
     return notes[-last:]

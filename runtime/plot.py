@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .checks import integer
 from .contract import FEATURES
-from .errors import MpxError, OptionsError
+from .errors import OptionsError, missing_extra
 from .midi import note_times
 from .notes_csv import read_any
 from .outputs import PNG_SUFFIXES, check_outputs
@@ -24,14 +25,13 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise MpxError("plotting needs matplotlib: pip install 'mpx[plot]'") from None
+        raise missing_extra("plotting", "matplotlib", extra="plot") from None
 
 
 def plot_file(source: str | os.PathLike[str], out: str | os.PathLike[str], primer_notes: int = 0,
               force: bool = False) -> Path:
     """`mpx plot`: draw a MIDI or CSV file, its first `primer_notes` notes as the primer."""
-    if not isinstance(primer_notes, int) or isinstance(primer_notes, bool) or primer_notes < 0:
-        raise OptionsError(f"--primer-notes must be an integer >= 0, got {primer_notes!r}")
+    integer("primer_notes", primer_notes, 0)
     source = Path(source)
     out = check_outputs([out], [source], force=force, suffixes=PNG_SUFFIXES)[0]
     require_matplotlib()

@@ -1,7 +1,7 @@
 """The generation report: does free-running music keep the pace, the tempo, the texture and the
 dynamics of the piece it continues? Measured against the piece's real continuation.
 
-Definitions (contract v2 issue; README, "Generation report"):
+Definitions (contract v2 issue; docs/benchmarks.md, "Generation report"):
 - For each piece, the notes up to position SEED_NOTES (125; the middle of a piece shorter than
   twice that) are the seed; its last seq_len notes prime the model. GENERATED (512) notes are
   generated with the model's default sampling and compared with the piece's real next 512.
@@ -32,16 +32,23 @@ from typing import Any
 
 import numpy as np
 
+from . import notes as note_rules
+from .bins import TIME_OFFSET
+from .config import ModelConfig
+
 SEED_NOTES = 125
 GENERATED = 512
 CHORD = 0.030
 SHORT = 0.010
 BAND = (2 / 3, 1.5)
 QUARTERS = 4
-HISTOGRAMS: dict[str, tuple[int, float, float]] = {   # bins, low, high of each attribute's histogram
+# bins, low, high of each attribute's histogram: times in log(t + 0.01) up to the default model's
+# longest step and duration (4 s, 8 s), as its bins (runtime/bins.py)
+_LONGEST = ModelConfig()
+HISTOGRAMS: dict[str, tuple[int, float, float]] = {
     "pitch": (128, -0.5, 127.5),
-    "step": (40, math.log(0.01), math.log(4.01)),
-    "duration": (40, math.log(0.01), math.log(8.01)),
+    "step": (40, math.log(TIME_OFFSET), math.log(_LONGEST.step_max + TIME_OFFSET)),
+    "duration": (40, math.log(TIME_OFFSET), math.log(_LONGEST.duration_max + TIME_OFFSET)),
     "velocity": (32, 0.0, 128.0),
 }
 TARGETS = {"pace_kept": 0.9, "tempo_fidelity": 0.75, "chord_gap": 0.08, "short_notes": 0.003,
@@ -78,7 +85,7 @@ def chord_starts(step: np.ndarray) -> np.ndarray:
 
 
 def median_ioi(notes: np.ndarray) -> float:
-    iois = np.diff(chord_starts(notes[:, 1]))
+    iois = np.diff(chord_starts(notes[:, note_rules.STEP]))
     return float(np.median(iois)) if len(iois) else math.nan
 
 
@@ -86,7 +93,7 @@ def chord_share(notes: np.ndarray) -> float:
     """Share of notes that sound in a chord of two or more onsets less than 30 ms apart."""
     if len(notes) < 2:
         return 0.0
-    joins = np.diff(np.cumsum(notes[:, 1], dtype=np.float64)) < CHORD  # note i+1 joins note i
+    joins = np.diff(np.cumsum(notes[:, note_rules.STEP], dtype=np.float64)) < CHORD  # note i+1 joins note i
     in_chord = np.zeros(len(notes), bool)
     in_chord[1:] |= joins
     in_chord[:-1] |= joins
@@ -95,12 +102,11 @@ def chord_share(notes: np.ndarray) -> float:
 
 def histogram(name: str, notes: np.ndarray) -> np.ndarray:
     bins, low, high = HISTOGRAMS[name]
-    column = {"pitch": 0, "step": 1, "duration": 2, "velocity": 3}[name]
-    values = notes[:, column].astype(np.float64)
+    values = notes[:, note_rules.INDEX[name]].astype(np.float64)
     if name == "step":
-        values = np.log(np.where(values < CHORD, 0.0, values) + 0.01)
+        values = np.log(np.where(values < CHORD, 0.0, values) + TIME_OFFSET)
     elif name == "duration":
-        values = np.log(np.maximum(values, 0.0) + 0.01)
+        values = np.log(np.maximum(values, 0.0) + TIME_OFFSET)
     width = (high - low) / bins
     index = np.clip(np.floor((values - low) / width), 0, bins - 1).astype(np.int64)
     counts = np.bincount(index, minlength=bins).astype(np.float64)
@@ -127,7 +133,7 @@ def measure(generated: np.ndarray, piece: Piece) -> dict[str, Any]:
         "chord_share_first": chord_share(first), "chord_share_last": chord_share(last),
         "chord_share_real": chord_share(piece.real),
         "chord_gap": abs(chord_share(last) - chord_share(piece.real)),
-        "short_notes": float(np.mean(generated[:, 2] < SHORT)),
+        "short_notes": float(np.mean(generated[:, note_rules.DURATION] < SHORT)),
     }
     for name in HISTOGRAMS:
         row[f"overlap_{name}"] = overlap(name, generated, piece.real)

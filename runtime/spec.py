@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from . import bins, contract
+from .checks import is_integer, number
 from .config import ModelConfig
 from .errors import OptionsError, SpecError
 
@@ -32,11 +33,9 @@ class Sampling:
         object.__setattr__(self, "temperature", per_attribute("temperature", self.temperature))
         object.__setattr__(self, "top_p", per_attribute("top_p", self.top_p))
         for value in self.temperature:
-            if not 0 <= value <= 100:
-                raise OptionsError(f"--temperature must be in [0, 100] (0 = greedy), got {value:g}")
+            number("temperature", value, 0, 100, hint="0 = greedy")
         for value in self.top_p:
-            if not 0 < value <= 1:
-                raise OptionsError(f"--top-p must be in (0, 1] (1 = off), got {value:g}")
+            number("top_p", value, 0, 1, low_open=True, hint="1 = off")
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"temperature": list(self.temperature), "top_p": list(self.top_p)}
@@ -52,9 +51,8 @@ def per_attribute(name: str, value: object) -> tuple[float, ...]:
         out = tuple(float(v) for v in values)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         out = ()
-    flag = "--" + name.replace("_", "-")
     if len(out) not in (1, N) or not all(math.isfinite(v) for v in out):
-        raise OptionsError(f"{flag} takes one number or {N} (pitch,step,duration,velocity), got {value!r}")
+        raise OptionsError(f"{name} takes one number or {N} (pitch,step,duration,velocity), got {value!r}", name)
     return out * N if len(out) == 1 else out
 
 
@@ -147,7 +145,7 @@ class ModelSpec:
         if self.inputs != tuple(contract.INPUTS) or self.outputs != tuple(contract.OUTPUTS):
             raise SpecError(f"{source}: graph names {list(self.inputs)} -> {list(self.outputs)} "
                             f"differ from the contract {list(contract.INPUTS)} -> {list(contract.OUTPUTS)}")
-        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or not 1 <= self.seq_len <= 100_000:
+        if not is_integer(self.seq_len) or not 1 <= self.seq_len <= 100_000:
             raise SpecError(f"{source}: seq_len must be an integer 1..100000, got {self.seq_len!r}")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mpx.runtime.checks import integer
 from mpx.runtime.errors import MidiError, MpxError, OptionsError
 from mpx.runtime.midi import read_notes
 
@@ -188,10 +189,10 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
 
 
 def _check(max_files: int | None, workers: int | None, splits: Sequence[str] | None) -> None:
-    if max_files is not None and (not isinstance(max_files, int) or max_files < 1):
-        raise OptionsError(f"--max-files must be >= 1, got {max_files!r}")
-    if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= 256):
-        raise OptionsError(f"--workers must be 1..256, got {workers!r}")
+    if max_files is not None:
+        integer("max_files", max_files, 1)
+    if workers is not None:
+        integer("workers", workers, 1, 256)
     unknown = sorted(set(splits or ()) - set(SPLITS))
     if unknown:
         raise OptionsError(f"splits must be among {', '.join(SPLITS)}, got {', '.join(unknown)}")

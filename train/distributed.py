@@ -9,7 +9,7 @@ Validation is split across ranks by file and its sums are all-reduced. Rank 0 al
 checkpoints, after gathering the lanes' states and the ranks' random generators into them.
 
 Backend: gloo on CPU, nccl on GPUs (one GPU per rank: cuda:LOCAL_RANK). Several machines:
-torchrun's rendezvous flags (README, "Training at scale"). `mpx train --nproc N` runs
+torchrun's rendezvous flags (docs/training-at-scale.md). `mpx train --nproc N` runs
 `torchrun --standalone --nproc-per-node N -m mpx train ...` for one machine.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from mpx.runtime.checks import integer
 from mpx.runtime.errors import MpxError, OptionsError
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,8 @@ class LaunchOptions:
         self.check()
 
     def check(self) -> None:
-        n = self.nproc
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NPROC:
-            raise OptionsError(f"--nproc must be an integer 1..{MAX_NPROC} (processes on this machine; "
-                               f"several machines: torchrun), got {n!r}")
+        n = integer("nproc", self.nproc, 1, MAX_NPROC,
+                    allowed=f"1..{MAX_NPROC} (processes on this machine; several machines: torchrun)")
         if n > 1 and launched():
             raise OptionsError("--nproc starts torchrun itself; under torchrun, leave it out "
                                "(torchrun's --nproc-per-node sets the processes)")

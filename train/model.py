@@ -11,7 +11,7 @@ Input encoding happens here, in one place: a learned vector per MIDI pitch (the 
 and clipped to 0..127), and log(t + 0.01) of step and duration and log(v + 1) of velocity,
 which make a chord's few milliseconds and a run's sixty far apart.
 
-Sampling, per row and attribute a, with no control flow (README, "Sampling inside the graph"):
+Sampling, per row and attribute a, with no control flow (docs/contract.md, "Sampling inside the graph"):
     s = logits[:, -1, a] / max(t_a, 1e-6); sort descending (order o); C = cumsum(softmax(s))
     greedy (t_a = 0): u := 0, v := 1/2
     k = min(#{j : C_j <= u * top_p_a}, bins_a - 1); bin = o_k; value = decode(bin, v)

@@ -6,9 +6,9 @@ next to the options of the loop. The CLI takes its defaults from here and checks
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
+from mpx.runtime.checks import choice, integer, number
 from mpx.runtime.config import ModelConfig
 from mpx.runtime.errors import OptionsError
 
@@ -54,22 +54,21 @@ class TrainOptions:
             raise OptionsError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         for name, low, high in (("epochs", 1, 100_000), ("batch_size", 1, 65_536), ("seq_len", 2, 65_536),
                                 ("primer_len", 1, 100_000), ("transpose", 0, 24), ("seed", 0, 2**63 - 1)):
-            _integer(name, getattr(self, name), low, high)
+            integer(name, getattr(self, name), low, high)
         for name, low, high, low_open in (("lr", 0.0, 10.0, True), ("min_lr_ratio", 0.0, 1.0, False),
                                           ("reset_prob", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, True),
                                           ("pitch_weight", 0.0, 1e6, False), ("step_weight", 0.0, 1e6, False),
                                           ("duration_weight", 0.0, 1e6, False),
                                           ("velocity_weight", 0.0, 1e6, False)):
-            _number(name, getattr(self, name), low, high, low_open)
+            number(name, getattr(self, name), low, high, low_open=low_open)
         if self.pitch_weight + self.step_weight + self.duration_weight + self.velocity_weight <= 0:
             raise OptionsError("the loss weights are all 0: nothing would be learned")
         if not isinstance(self.licence, str) or len(self.licence) > 500:
-            raise OptionsError("--licence must be a text of at most 500 characters")
+            raise OptionsError("licence must be a text of at most 500 characters", "licence")
         device = self.device
         if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
-            raise OptionsError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
-        if self.precision not in PRECISIONS:
-            raise OptionsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise OptionsError(f"device must be one of {', '.join(DEVICES)}, got {device!r}", "device")
+        choice("precision", self.precision, PRECISIONS)
 
     @property
     def weights(self) -> LossWeights:
@@ -88,18 +87,3 @@ class TrainOptions:
         kwargs["model"] = ModelConfig.from_dict(kwargs.get("model", {}))
         return cls(**{**kwargs, **changes})
 
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _integer(name: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise OptionsError(f"{flag(name)} must be an integer {low}..{high}, got {value!r}")
-
-
-def _number(name: str, value: object, low: float, high: float, low_open: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (value > low if low_open else value >= low) or value > high:  # type: ignore[operator]
-        bound = f"({low:g}, {high:g}]" if low_open else f"[{low:g}, {high:g}]"
-        raise OptionsError(f"{flag(name)} must be a number in {bound}, got {value!r}")
