@@ -84,7 +84,7 @@ from torch import nn
 
 import common
 from mpx.runtime import bins
-from mpx.runtime.backends import open_backend
+from mpx.runtime.formats import open_backend
 from mpx.runtime.config import ModelConfig
 from mpx.runtime.contract import ATTRIBUTES, LOGIT_PAD, VOCAB, Outputs
 from mpx.runtime.spec import ModelSpec

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mpx.runtime.artifacts import AOTI, ONNX, ONNX_INT8, PT2, SEED, TORCHSCRIPT, bundled_dir
+from mpx.runtime import formats
+from mpx.runtime.artifacts import ONNX_INT8, SEED, bundled_dir
 from mpx.runtime.atomic import atomic_set, ensure_writable
-from mpx.runtime.backends import Backend, CompiledBackend, OnnxBackend, TorchScriptBackend
+from mpx.runtime.backends import Backend
 from mpx.runtime.info import sha256
 from mpx.runtime.midi import read_notes
 from mpx.runtime.spec import ModelSpec
@@ -22,14 +23,12 @@ from mpx.train import checkpoint
 from mpx.train.eager import EagerBackend
 from mpx.train.model import NoteLSTM
 
-from . import onnx_graph, parity, pt2, quantize as quantization, torchscript
+from . import onnx_graph, parity, quantize as quantization, writers
 from .errors import ExportError
 from .options import ExportOptions
 from .parity import ParityReport
 
 log = logging.getLogger(__name__)
-
-TARGETS = {"torchscript": TORCHSCRIPT, "onnx": ONNX, "pt2": PT2, "aoti": AOTI}
 
 
 @dataclasses.dataclass
@@ -53,7 +52,7 @@ def _prepare_out_dir(out_dir: Path, options: ExportOptions) -> list[Path]:
         raise ExportError(f"{out_dir}: cannot create output directory ({exc.strerror or exc})") from None
     if not out_dir.is_dir():
         raise ExportError(f"{out_dir}: not a directory")
-    names = [TARGETS[f] for f in options.formats] + ([ONNX_INT8] if options.quantize else [])
+    names = [formats.get(f).filename for f in options.formats] + ([ONNX_INT8] if options.quantize else [])
     targets = [out_dir / n for n in names]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not options.force:
@@ -92,12 +91,10 @@ def _export(checkpoint_path: str | Path, out_dir: Path, targets: list[Path], opt
     report = ExportReport()
     with atomic_set(targets) as staged:  # the staged files keep their names: torch's pt2 writers want .pt2
         for fmt in options.formats:
-            target = out_dir / TARGETS[fmt]
+            target = out_dir / formats.get(fmt).filename
             artifact_spec = stamped.replace(artifact={"format": fmt, **source,
                                                       **({"opset": options.opset} if fmt == "onnx" else {})})
-            if fmt == "aoti":
-                echo(f"compiling {target.name} with AOTInductor (about a minute on a 2-core CPU)")
-            candidate = _write(fmt, model, artifact_spec, staged[target], options)
+            candidate = _write(formats.get(fmt), model, artifact_spec, staged[target], options, echo)
             step = functools.partial(progress, f"parity {fmt}") if progress else None
             report.parity[fmt] = parity.check(eager, candidate, real, options.atol, options.rtol, str(target),
                                               progress=step)
@@ -108,16 +105,11 @@ def _export(checkpoint_path: str | Path, out_dir: Path, targets: list[Path], opt
     return report
 
 
-def _write(fmt: str, model: NoteLSTM, spec: ModelSpec, path: Path, options: ExportOptions) -> Backend:
-    """Write one artifact to `path` and open it as a backend for the parity check."""
-    if fmt == "torchscript":
-        torchscript.save(model, spec, path)
-        return TorchScriptBackend(path)
-    if fmt == "onnx":
-        onnx_graph.save(onnx_graph.build(model, spec, options.opset), path)
-        return OnnxBackend(path)
-    (pt2.save_program if fmt == "pt2" else pt2.save_aoti)(model, spec, path)
-    return CompiledBackend(path, fmt)
+def _write(fmt: formats.Format, model: NoteLSTM, spec: ModelSpec, path: Path, options: ExportOptions,
+           echo: Callable[[str], None]) -> Backend:
+    """Write one artifact to `path` with its format's writer; open it for the parity check."""
+    getattr(writers, fmt.writer or "")(model, spec, path, options, echo)
+    return fmt.open(path)
 
 
 def _quantized(fp32: Path, spec: ModelSpec, real: np.ndarray, target: Path, report: ExportReport,

@@ -12,7 +12,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from mpx.runtime.contract import ATTRIBUTES, FEATURES, INPUTS, OUTPUTS, SPEC_KEY, UNIFORMS, VOCAB, dynamic_axes
+from mpx.runtime.contract import ATTRIBUTES, INPUTS, OUTPUTS, SPEC_KEY, VOCAB, dynamic_axes, example_inputs
 from mpx.runtime.spec import ModelSpec
 from mpx.train.model import NoteLSTM
 
@@ -22,9 +22,8 @@ def build(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     node (the torch.export-based one lowers it into many ops). Names and dynamic axes come from
     the one declaration of the contract (mpx.runtime.contract)."""
     model = model.eval()
-    batch, time = 2, 5  # example sizes only: both axes are declared dynamic
-    example = (torch.zeros(batch, time, len(FEATURES)), *model.zero_state(batch),
-               torch.zeros(batch, UNIFORMS), torch.ones(len(ATTRIBUTES)), torch.ones(len(ATTRIBUTES)))
+    # example sizes only: both axes are declared dynamic
+    example = tuple(torch.from_numpy(a) for a in example_inputs(spec.layers, spec.hidden, batch=2, time=5))
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The exporter warns that it is the legacy one, and that LSTM batch sizes may be

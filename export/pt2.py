@@ -26,8 +26,7 @@ from torch import Tensor, nn
 from torch._higher_order_ops.scan import scan
 
 from mpx.runtime.atomic import write_bytes
-from mpx.runtime.backends import AOTI_SPEC_KEY, PT2_SPEC_FILE, TIME_AXIS_KEY
-from mpx.runtime.contract import FEATURES, UNIFORMS
+from mpx.runtime.contract import PT2_SPEC_FILE, SPEC_KEY, TIME_AXIS_KEY, dynamic_shapes, example_inputs
 from mpx.runtime.spec import ModelSpec
 
 from .errors import ExportError
@@ -115,15 +114,10 @@ def scannable(module: nn.Module) -> nn.Module:
 
 
 # -- export ------------------------------------------------------------------------------------
-def example_inputs(spec: ModelSpec, batch: int, time: int) -> tuple[Tensor, ...]:
-    """Contiguous contract inputs (AOTInductor bakes the example strides into its kernels)."""
-    gen = torch.Generator().manual_seed(0)
-    notes = torch.rand(batch, time, len(FEATURES), generator=gen) * torch.tensor([127.0, 0.5, 1.0, 126.0])
-    notes[..., 0] = notes[..., 0].round()
-    notes[..., 3] = notes[..., 3].round() + 1.0
-    state = [torch.zeros(spec.layers, batch, spec.hidden) for _ in range(2)]
-    return (notes, *state, torch.rand(batch, UNIFORMS, generator=gen),
-            torch.tensor(spec.sampling.temperature), torch.tensor(spec.sampling.top_p))
+def examples(spec: ModelSpec, batch: int, time: int) -> tuple[Tensor, ...]:
+    """The contract's example inputs as tensors (contiguous: AOTInductor bakes their strides in)."""
+    arrays = example_inputs(spec.layers, spec.hidden, batch, time, spec.sampling.temperature, spec.sampling.top_p)
+    return tuple(torch.from_numpy(a) for a in arrays)
 
 
 def export_program(module: nn.Module, spec: ModelSpec) -> tuple[torch.export.ExportedProgram, bool]:
@@ -131,21 +125,18 @@ def export_program(module: nn.Module, spec: ModelSpec) -> tuple[torch.export.Exp
     graph = scannable(module)
     batch, time = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=1)
     try:
-        return _export(graph, example_inputs(spec, 2, 5), batch, time), True
+        return _export(graph, examples(spec, 2, 5), {"batch": batch, "time": time}), True
     except torch._dynamo.exc.UserError as exc:
         if exc.error_type is not torch._dynamo.exc.UserErrorType.CONSTRAINT_VIOLATION:
             raise ExportError(f"torch.export failed: {_first_line(exc)}") from exc
         log.warning("torch.export specialised the time axis (%s): exporting with T = 1; "
                     "consumers prime one note per call", _first_line(exc))
-    return _export(graph, example_inputs(spec, 2, 1), batch, None), False
+    return _export(graph, examples(spec, 2, 1), {"batch": batch}), False
 
 
-def _export(graph: nn.Module, example: tuple[Tensor, ...], batch: torch.export.Dim,
-            time: torch.export.Dim | None) -> torch.export.ExportedProgram:
-    notes_axes = {0: batch, 1: time} if time is not None else {0: batch}
-    dynamic = (notes_axes, {1: batch}, {1: batch}, {0: batch}, None, None)
+def _export(graph: nn.Module, example: tuple[Tensor, ...], dims: dict[str, object]) -> torch.export.ExportedProgram:
     with torch.no_grad():
-        return torch.export.export(graph, example, dynamic_shapes=dynamic)
+        return torch.export.export(graph, example, dynamic_shapes=dynamic_shapes(dims))
 
 
 def save_program(module: nn.Module, spec: ModelSpec, path: Path) -> None:
@@ -161,7 +152,7 @@ def save_aoti(module: nn.Module, spec: ModelSpec, path: Path) -> None:
     """Write an AOTInductor package, compiled for this machine's CPU (tens of seconds), that
     C++ loads with torch::inductor::AOTIModelPackageLoader; its metadata holds the spec."""
     program, dynamic_time = export_program(module, spec)
-    metadata = {AOTI_SPEC_KEY: spec.to_json(), TIME_AXIS_KEY: "dynamic" if dynamic_time else "1"}
+    metadata = {SPEC_KEY: spec.to_json(), TIME_AXIS_KEY: "dynamic" if dynamic_time else "1"}
     torch._inductor.aoti_compile_and_package(program, package_path=str(path),
                                              inductor_configs={"aot_inductor.metadata": metadata})
 

@@ -5,18 +5,12 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .backends import open_backend
-from .errors import ArtifactError
+from . import formats
+from .errors import ArtifactError, OptionsError
 from .generate import Generator
 
-CHECKPOINT = "model.safetensors"
-TORCHSCRIPT = "music_producter.pt"
-ONNX = "music_producter.onnx"
-ONNX_INT8 = "music_producter.int8.onnx"
-PT2 = "music_producter.pt2"             # torch.export archive (not bundled: `mpx export --format pt2`)
-AOTI = "music_producter.aoti.pt2"       # AOTInductor package, compiled per CPU (not bundled)
+ONNX_INT8 = "music_producter.int8.onnx"  # `mpx export --quantize int8` beside the fp32 graph
 SEED = "seed.mid"
-BUNDLED = {"onnx": ONNX, "torchscript": TORCHSCRIPT, "eager": CHECKPOINT}  # per backend
 
 
 def bundled_dir() -> Path:
@@ -26,7 +20,11 @@ def bundled_dir() -> Path:
 
 def bundled(backend: str = "onnx") -> Path:
     """The bundled model file a backend runs by default."""
-    path = bundled_dir() / BUNDLED[backend]
+    fmt = formats.get(backend)
+    if not fmt.bundled:
+        raise OptionsError(f"mpx bundles no {fmt.kind} model: pass --model FILE (make one with "
+                           f"`mpx export --format {fmt.name}`)")
+    path = bundled_dir() / fmt.filename
     if not path.is_file():
         raise ArtifactError(f"{path}: the bundled model file is missing; "
                             "create it with `mpx export` or pass --model")
@@ -35,9 +33,9 @@ def bundled(backend: str = "onnx") -> Path:
 
 def load(path: str | os.PathLike[str] | None = None, backend: str | None = None,
          threads: int | None = None) -> Generator:
-    """A Generator for any model file: .onnx, .pt, or a .safetensors checkpoint (eager, needs
-    the training extra). The backend follows the file's suffix unless `backend` names one;
+    """A Generator for any model file (runtime/formats.py: .onnx, .pt, .pt2, .aoti.pt2, or a
+    .safetensors checkpoint). The backend follows the file's suffix unless `backend` names one;
     with no path, the bundled model of that backend (ONNX by default)."""
     if path is None:
         path = bundled(backend or "onnx")
-    return Generator(open_backend(path, backend, threads))
+    return Generator(formats.open_backend(path, backend, threads))

@@ -6,11 +6,10 @@
 `run` checks its inputs (one line naming what is wrong); the Generator, which builds valid
 inputs itself, calls `call`, the same without the checks (the per-note hot path).
 
-`open_backend` is the one place that decides which backend opens a model file. The ONNX
-backend needs onnxruntime only. The TorchScript backend imports torch when it is created, never
-at module import. The eager backend runs a checkpoint with the training code; the runtime never
-imports that code, so it is found as a plugin (the `mpx.backends` entry point group, declared in
-pyproject.toml) and only when a checkpoint is opened.
+Which backend opens which file is the format registry's (runtime/formats.py, `open_backend`).
+The ONNX backend needs onnxruntime only. The TorchScript and compiled backends import torch when
+they are created, never at module import. The eager backend (a checkpoint run by the training
+code) lives in mpx.train and is found by the registry as a plugin.
 """
 from __future__ import annotations
 
@@ -18,28 +17,17 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from .contract import FEATURES, INPUTS, OUTPUTS, SPEC_KEY, TORCHSCRIPT_SPEC_FILE, Outputs, shape
-from .errors import ArtifactError, MpxError, OptionsError
+from .contract import (FEATURES, INPUTS, OUTPUTS, PT2_SPEC_FILE, SPEC_KEY, TIME_AXIS_KEY,
+                       TORCHSCRIPT_SPEC_FILE, Outputs, shape)
+from .errors import ArtifactError, MpxError, OptionsError, missing_extra
 from .spec import ModelSpec, Sampling
 
 log = logging.getLogger(__name__)
-
-# backend name -> the suffix of the files it opens by default (the longest suffix that ends a
-# file's name decides: an AOTInductor package is a .pt2 archive too)
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "eager": ".safetensors", "pt2": ".pt2",
-            "aoti": ".aoti.pt2"}
-BACKENDS = tuple(SUFFIXES)
-PT2_SPEC_FILE = "mpx_spec.json"     # extra file of a torch.export archive, as in TorchScript
-AOTI_SPEC_KEY = "mpx_spec"          # AOTInductor package metadata (strings only)
-TIME_AXIS_KEY = "mpx_time_axis"     # "dynamic", or "1" when the export fixed T to one note
-ENTRY_POINTS = "mpx.backends"
-MAX_THREADS = 256
 
 
 class Backend(Protocol):
@@ -95,53 +83,7 @@ def check_inputs(spec: ModelSpec, notes: np.ndarray, h0: np.ndarray, c0: np.ndar
     return tuple(arrays.values())
 
 
-def backend_for(path: str | os.PathLike[str]) -> str:
-    """The backend a file's suffix selects; ArtifactError for an unknown suffix."""
-    name = Path(path).name.lower()
-    for backend, suffix in sorted(SUFFIXES.items(), key=lambda item: -len(item[1])):
-        if name.endswith(suffix):
-            return backend
-    raise ArtifactError(f"{path}: unknown model file type {Path(path).suffix.lower()!r}; expected one "
-                        f"of {', '.join(SUFFIXES.values())}")
-
-
-def check_threads(threads: int | None) -> None:
-    if threads is not None and (not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
-        raise OptionsError(f"--threads must be 1..{MAX_THREADS}, got {threads!r}")
-
-
-def open_backend(path: str | os.PathLike[str], backend: str | None = None,
-                 threads: int | None = None) -> Backend:
-    """Open any model file: an ONNX or TorchScript artifact, or a checkpoint (eager).
-
-    The backend follows the file's suffix unless `backend` names one.
-    """
-    check_threads(threads)
-    chosen = backend or backend_for(path)
-    if chosen == "onnx":
-        return OnnxBackend(path, threads=threads or DEFAULT_THREADS)
-    if chosen == "torchscript":
-        return TorchScriptBackend(path, threads=threads)
-    if chosen == "eager":
-        return _plugin("eager")(path, threads=threads)
-    if chosen in ("pt2", "aoti"):
-        return CompiledBackend(path, chosen, threads=threads)
-    raise OptionsError(f"unknown backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
-
-
-def _plugin(name: str) -> Any:
-    """A backend class registered by another part of mpx (the training code's eager backend)."""
-    found = [ep for ep in metadata.entry_points(group=ENTRY_POINTS) if ep.name == name]
-    if not found:
-        raise MpxError(f"the {name} backend is not installed: pip install 'mpx[train]'")
-    try:
-        return found[0].load()
-    except ImportError:
-        raise MpxError(f"the {name} backend needs torch and safetensors: pip install 'mpx[train]' "
-                       "(or use an .onnx model)") from None
-
-
-def _require_file(path: Path) -> None:
+def require_file(path: Path) -> None:
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
 
@@ -200,7 +142,7 @@ class OnnxBackend(Checked):
     def __init__(self, path: str | os.PathLike[str], threads: int = DEFAULT_THREADS) -> None:
         import onnxruntime as ort
         self.path = Path(path)
-        _require_file(self.path)
+        require_file(self.path)
         try:
             self.session = ort.InferenceSession(str(self.path), onnx_session_options(threads),
                                                 providers=["CPUExecutionProvider"])
@@ -243,7 +185,7 @@ class TorchScriptBackend(Checked):
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         torch = import_torch("the torchscript backend")
         self.path = Path(path)
-        _require_file(self.path)
+        require_file(self.path)
         use_torch_kernels(torch, threads)
         extra = {TORCHSCRIPT_SPEC_FILE: ""}
         try:
@@ -268,20 +210,28 @@ def import_torch(purpose: str) -> Any:
     try:
         import torch
     except ImportError:
-        raise MpxError(f"{purpose} needs torch: pip install 'mpx[train]' (or use --backend onnx)") from None
+        raise missing_extra(purpose, "torch", instead="or use --backend onnx") from None
     return torch
 
 
-def use_torch_kernels(torch: Any, threads: int | None) -> None:
-    """Set torch up for generation, once for the process.
+_ONEDNN: list[bool] = []  # the process's oneDNN choice, once made (use_torch_kernels)
 
-    oneDNN is switched off: its LSTM costs ~2.5x more than torch's own kernels for the one-note
-    steps of generation (benchmarks/bench_generate.py), and the C++ example does the same, so
-    both sides run the same kernels and agree bit for bit. The switch is process-global
-    (torch.backends.mkldnn.enabled): flipping it per call raced between threads sharing a
-    Generator, so it is set once and left so.
+
+def use_torch_kernels(torch: Any, threads: int | None, onednn: bool = False) -> None:
+    """Set torch up for mpx's backends; oneDNN is chosen once per process, by the first call.
+
+    Generation (the default) switches oneDNN off: its LSTM costs ~2.5x more than torch's own
+    kernels for the one-note steps of generation (benchmarks/bench_generate.py), and the C++
+    example does the same, so both sides run the same kernels and agree bit for bit. Scoring
+    long chunks (`mpx eval`) is ~1.7x faster with it on, and asks for it before it opens a
+    model. The switch (torch.backends.mkldnn.enabled) is process-global: flipping it per call
+    raced between threads sharing a Generator, so the first choice stays for the process.
     """
-    torch.backends.mkldnn.enabled = False
+    if not _ONEDNN:
+        _ONEDNN.append(onednn)
+        torch.backends.mkldnn.enabled = onednn
+    elif _ONEDNN[0] != onednn:
+        log.debug("oneDNN stays %s for this process (asked: %s)", _ONEDNN[0], onednn)
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -302,7 +252,7 @@ class CompiledBackend(Checked):
     def __init__(self, path: str | os.PathLike[str], kind: str, threads: int | None = None) -> None:
         torch = import_torch(f"the {kind} backend")
         self.name, self.path = kind, Path(path)
-        _require_file(self.path)
+        require_file(self.path)
         use_torch_kernels(torch, threads)
         try:
             run, spec, axis = _load_pt2(torch, self.path) if kind == "pt2" else _load_aoti(torch, self.path)
@@ -340,7 +290,7 @@ def _load_aoti(torch: Any, path: Path) -> tuple[Any, str, str]:
     from torch._inductor.package import load_package
     compiled = load_package(str(path))
     meta = compiled.get_metadata()
-    return compiled, meta.get(AOTI_SPEC_KEY, ""), meta.get(TIME_AXIS_KEY, "")
+    return compiled, meta.get(SPEC_KEY, ""), meta.get(TIME_AXIS_KEY, "")
 
 
 def _text(value: str | bytes) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .contract import SPEC_KEY
-from .errors import ArtifactError, MpxError, SpecError
+from .errors import ArtifactError, SpecError
 from .spec import ModelSpec
 
 MODEL_PREFIX = "model."
@@ -63,19 +63,39 @@ def metadata(progress: dict[str, Any] | None, spec: ModelSpec) -> dict[str, str]
     return out
 
 
+MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
+
+
 def read_header(path: str | os.PathLike[str]) -> Header:
-    """Spec, tensor shapes and progress of a checkpoint, read without torch."""
-    try:
-        from safetensors import SafetensorError, safe_open
-    except ImportError:
-        raise MpxError("reading a checkpoint needs safetensors: pip install 'mpx[train]'") from None
+    """Spec, tensor shapes and progress of a checkpoint, read from its JSON header alone (an
+    8-byte little-endian length, then the JSON: the safetensors format), so `mpx info` needs
+    neither torch nor the safetensors package."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such checkpoint")
     try:
-        with safe_open(str(path), framework="numpy") as fh:
-            meta = fh.metadata() or {}
-            shapes = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
+        header = _json_header(path)
+    except (OSError, ValueError) as exc:  # json's errors are ValueErrors too
         raise ArtifactError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    meta = header.pop("__metadata__", None) or {}
+    try:
+        shapes = {k: [int(n) for n in v["shape"]] for k, v in header.items()}
+    except (TypeError, KeyError, ValueError):
+        raise ArtifactError(f"{path}: not a readable safetensors checkpoint (damaged tensor entries)") from None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ArtifactError(f"{path}: not a readable safetensors checkpoint (damaged metadata)")
     return Header(spec_of(meta, str(path)), shapes, progress_of(meta, str(path)))
+
+
+def _json_header(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        start = fh.read(8)
+        if len(start) < 8:
+            raise ValueError("shorter than a safetensors header")
+        length = int.from_bytes(start, "little")
+        if length > MAX_HEADER or length > path.stat().st_size - 8:
+            raise ValueError(f"header length {length:,} does not fit the file")
+        header = json.loads(fh.read(length).decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    return header

@@ -1,4 +1,6 @@
-"""`mpx info`: what a model file is, what it carries and what it takes (no torch for ONNX)."""
+"""`mpx info`: what a model file is, what it carries and what it takes, for every format of the
+registry (runtime/formats.py), read as data: no code in the file runs, and only ONNX needs a
+runtime library (onnxruntime, which reads the graph without running it)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,15 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import contract
-from .backends import backend_for, check_sizes, lstm_sizes
-from .checkpoints import read_header
-from .errors import ArtifactError
+from . import contract, formats
 from .spec import ModelSpec
-from .torchscript_archive import read_archive
-
-
-KINDS = {"onnx": "onnx", "torchscript": "torchscript", "eager": "checkpoint"}  # backend -> file kind
 
 
 def sha256(path: Path) -> str:
@@ -35,40 +30,6 @@ def _contract_io(spec: ModelSpec) -> dict[str, list[dict[str, Any]]]:
     return {"inputs": described(contract.INPUTS), "outputs": described(contract.OUTPUTS)}
 
 
-def _describe_onnx(path: Path) -> dict[str, Any]:
-    from .backends import OnnxBackend
-    backend = OnnxBackend(path)
-    io = {"inputs": [{"name": i.name, "shape": i.shape, "dtype": i.type} for i in backend.session.get_inputs()],
-          "outputs": [{"name": o.name, "shape": o.shape, "dtype": o.type} for o in backend.session.get_outputs()]}
-    return {"spec": backend.spec.to_dict(), **io}
-
-
-def _describe_torchscript(path: Path) -> dict[str, Any]:
-    """Read as data (the zip archive), never loaded: torch.jit.load would run its code."""
-    archive = read_archive(path)
-    if archive.spec_json is None:
-        raise ArtifactError(f"{path}: TorchScript archive has no {contract.TORCHSCRIPT_SPEC_FILE}; "
-                            "export it with `mpx export`")
-    spec = ModelSpec.from_json(archive.spec_json, source=str(path))
-    check_sizes(spec, lstm_sizes(archive.shapes), path, "module")
-    missing = [m for m in contract.TORCHSCRIPT_METHODS if m not in archive.methods]
-    if missing:
-        raise ArtifactError(f"{path}: TorchScript module lacks {', '.join(missing)}; not an mpx artifact")
-    return {"spec": spec.to_dict(), "methods": list(archive.methods),
-            "runs_code_at_load": archive.runs_code_at_load,
-            "spec_file": contract.TORCHSCRIPT_SPEC_FILE, **_contract_io(spec)}
-
-
-def _describe_checkpoint(path: Path) -> dict[str, Any]:
-    header = read_header(path)
-    check_sizes(header.spec, lstm_sizes(header.weights), path, "weights")
-    info = {"spec": header.spec.to_dict(), "weights": header.weights,
-            "parameters": sum(_count(v) for v in header.weights.values()), **_contract_io(header.spec)}
-    if header.progress:
-        info["training_state"] = {k: header.progress.get(k) for k in ("epoch", "step", "best_val", "seconds")}
-    return info
-
-
 def _count(shape: list[int]) -> int:
     total = 1
     for n in shape:
@@ -77,14 +38,17 @@ def _count(shape: list[int]) -> int:
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Everything `mpx info` shows, as one JSON-serialisable record."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such model file")
-    kind = KINDS[backend_for(path)]
-    describe_kind = {"onnx": _describe_onnx, "torchscript": _describe_torchscript,
-                     "checkpoint": _describe_checkpoint}[kind]
-    return {"path": str(path), "kind": kind, "bytes": path.stat().st_size,
-            "sha256": sha256(path), **describe_kind(path)}
+    fmt = formats.of(path)
+    facts = fmt.read(path)
+    spec: ModelSpec = facts.pop("spec")
+    info: dict[str, Any] = {"path": str(path), "kind": fmt.kind, "format": fmt.name,
+                            "bytes": path.stat().st_size, "sha256": sha256(path), "spec": spec.to_dict(),
+                            "program": fmt.program, "spec_in": fmt.spec_in, **_contract_io(spec), **facts}
+    if "weights" in facts:
+        info["parameters"] = sum(_count(v) for v in facts["weights"].values())
+    return info
 
 
 def format_description(info: dict[str, Any]) -> str:
@@ -99,16 +63,23 @@ def format_description(info: dict[str, Any]) -> str:
              f"contract v{spec['spec_version']}; primer/window {spec['seq_len']} notes; default sampling "
              f"temperature {spec['sampling']['temperature']}, top-p {spec['sampling']['top_p']} "
              "(pitch, step, duration, velocity)",
-             f"licence  {spec.get('licence') or 'not stated'}"]
+             f"licence  {spec.get('licence') or 'not stated'}",
+             f"spec in  {info['spec_in']}"]
     for side in ("inputs", "outputs"):
         for item in info[side]:
             lines.append(f"{side[:-1]:<8} {item['name']:<13} {item['shape']}  {item['dtype']}")
     if "methods" in info:
         lines.append(f"methods  {', '.join(info['methods'])}")
-        lines.append("warning  a .pt file is a program: loading it runs its code"
+    if info.get("time_axis"):
+        lines.append(f"time     {'dynamic' if info['time_axis'] == 'dynamic' else 'one note per call (primed note by note)'}")
+    if info.get("compiled_for"):
+        lines.append("compiled " + ", ".join(f"{k.removeprefix('AOTI_').lower()} {v}"
+                                            for k, v in info["compiled_for"].items() if v))
+    if info["program"]:
+        lines.append(f"warning  a {_suffix(info)} file is a program: loading it runs its code"
                      + (" (this one defines __setstate__, which torch.jit.load runs)"
                         if info.get("runs_code_at_load") else "")
-                     + "; run .pt files only from sources you trust, prefer .onnx from others")
+                     + f"; run {_suffix(info)} files only from sources you trust, prefer .onnx from others")
     if "parameters" in info:
         lines.append(f"weights  {len(info['weights'])} tensors, {info['parameters']:,} parameters")
     if info.get("training_state"):
@@ -117,3 +88,7 @@ def format_description(info: dict[str, Any]) -> str:
         if spec.get(key):
             lines.append(f"{key:<8} {json.dumps(spec[key], sort_keys=True)}")
     return "\n".join(lines)
+
+
+def _suffix(info: dict[str, Any]) -> str:
+    return formats.get(info["format"]).suffixes[0]
