@@ -13,8 +13,8 @@ steps, grows with the magnitude; onnxruntime's kernels differ between CPUs by ~1
 The sampled note is held to more: the same pitch and velocity, and times within the same bound.
 The only disagreement forgiven is a near-tie: a uniform that lies within NEAR_TIE of a boundary
 of the cumulative distribution, where float rounding alone decides the bin. Whether a draw is a
-near-tie is decided by `sampling_margin`, the documented sampling rule computed in float64 from
-the reference's logits; near-ties are counted in the report.
+near-tie is decided by the sampling rule stated in numpy (runtime/sampling.py), computed in
+float64 from the reference's logits; near-ties are counted in the report.
 """
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from mpx.runtime import bins, rng
+from mpx.runtime import bins, notes as note_rules, sampling
 from mpx.runtime.backends import Backend, zero_state
 from mpx.runtime.contract import ATTRIBUTES, OUTPUTS, UNIFORMS, Outputs
+from mpx.runtime.session import Session
 from mpx.runtime.spec import ModelSpec
 
 from .errors import ParityError
@@ -80,32 +81,6 @@ class ParityReport:
                 f"{self.rollout_steps}-note rollout)")
 
 
-def sampling_margin(logits: np.ndarray, uniforms: np.ndarray, temperature: np.ndarray,
-                    top_p: np.ndarray, counts: tuple[int, ...]) -> np.ndarray:
-    """The documented sampling rule in float64: for each row and attribute of logits [B, 4, 128],
-    how far the draw u * top_p lies from the nearest boundary of the cumulative distribution
-    (inf for greedy draws, which take the first bin whatever the rounding)."""
-    margin = np.full(logits.shape[:2], np.inf)
-    for a, n in enumerate(counts):
-        if temperature[a] == 0:
-            continue
-        z = np.sort(logits[:, a, :n].astype(np.float64) / temperature[a], axis=-1)[:, ::-1]
-        p = np.exp(z - z[:, :1])
-        cdf = np.cumsum(p, axis=-1) / p.sum(axis=-1, keepdims=True)
-        target = uniforms[:, a].astype(np.float64) * top_p[a]
-        margin[:, a] = np.abs(cdf - target[:, None]).min(axis=-1)
-    return margin
-
-
-def random_notes(rng_: np.random.Generator, batch: int, time: int) -> np.ndarray:
-    notes = np.empty((batch, time, 4), np.float32)
-    notes[..., 0] = rng_.integers(0, 128, (batch, time))
-    notes[..., 1] = rng_.exponential(0.15, (batch, time))
-    notes[..., 2] = rng_.exponential(0.4, (batch, time))
-    notes[..., 3] = rng_.integers(1, 128, (batch, time))
-    return notes
-
-
 def real_windows(real: np.ndarray, rng_: np.random.Generator, batch: int, time: int) -> np.ndarray:
     starts = rng_.integers(0, max(1, len(real) - time), batch)
     return np.stack([real[s:s + time] for s in starts]).astype(np.float32)
@@ -123,7 +98,7 @@ def parity_cases(spec: ModelSpec, real: np.ndarray, seed: int = 0) -> Iterator[I
                              *zero_state(spec, batch), u, t, p)
                 state = [generator.normal(0, 0.5, (spec.layers, batch, spec.hidden)).astype(np.float32)
                          for _ in range(2)]
-                yield Inputs(f"random B={batch} T={time} {label}", random_notes(generator, batch, time),
+                yield Inputs(f"random B={batch} T={time} {label}", note_rules.random(generator, batch, time),
                              *state, u, t, p)
 
 
@@ -131,18 +106,16 @@ def lockstep_rollout(reference: Backend, candidate: Backend, primer: np.ndarray,
                      seed: int = 0) -> Iterator[tuple[Inputs, Outputs, Outputs]]:
     """Both backends run the primer, then `steps` one-note calls, each carrying its own state,
     both fed the reference's sampled notes and the same uniforms (the model's default sampling)."""
-    spec = reference.spec
-    t, p = np.array(spec.sampling.temperature, np.float32), np.array(spec.sampling.top_p, np.float32)
-    ref_state = cand_state = zero_state(spec, 1)
-    x = np.ascontiguousarray(primer[None], np.float32)
-    draws = rng.uniforms(seed, 1, 0, steps + 1)
+    ref = Session(reference, seed=seed)
+    cand = Session(candidate, seed=seed, sampling=reference.spec.sampling)
+    ref.prime(primer)
+    cand.prime(primer)
     for i in range(steps + 1):
-        ref_in = Inputs(f"rollout note {i}", x, *ref_state, draws[i], t, p)
-        ref = reference.call(*ref_in.args())
-        cand = candidate.call(*dataclasses.replace(ref_in, h0=cand_state[0], c0=cand_state[1]).args())
-        yield ref_in, ref, cand
-        ref_state, cand_state = ref.state, cand.state
-        x = ref.next_note[:, None, :]
+        note = ref.step()
+        cand.step(feed_back=False)
+        cand.append(note)  # the reference's note, so one near-tie cannot make the paths diverge
+        (inputs, ref_out), (_, cand_out) = ref.last, cand.last  # type: ignore[misc]
+        yield Inputs(f"rollout note {i}", *inputs), ref_out, cand_out
 
 
 class _Worst:
@@ -175,7 +148,7 @@ class _Worst:
         differs[:, list(DISCRETE)] = ref[:, list(DISCRETE)] != cand[:, list(DISCRETE)]
         self.draws += differs.size
         if differs.any():
-            margin = sampling_margin(a.logits[:, -1], inputs.uniforms, inputs.temperature, inputs.top_p, self.counts)
+            margin = sampling.margin(a.logits[:, -1], inputs.uniforms, inputs.temperature, inputs.top_p, self.counts)
             hard = differs & (margin >= NEAR_TIE)
             if hard.any():
                 row, col = (int(i) for i in np.argwhere(hard)[0])

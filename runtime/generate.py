@@ -1,9 +1,9 @@
-"""Generation: a Generator wraps any backend, owns the LSTM state, and turns a primer into notes.
+"""Generation: a Generator wraps any backend and turns a primer into notes, through a session.
 
-The graph samples every note itself (contract v2); the Generator only feeds it: the primer
-once, then one call per note with the note it just made, the carried state, and the uniforms
-of the portable random stream (runtime/rng.py), so one seed gives the same notes from every
-backend and every consumer that follows the protocol (README, "Generation protocol").
+The graph samples every note itself (contract v2); a session (runtime/session.py) only feeds
+it: the primer once, then one call per note with the note it just made, the carried state, and
+the uniforms of the portable random stream (runtime/rng.py), so one seed gives the same notes
+from every backend and every consumer that follows the protocol (docs/contract.md, "Generation protocol").
 
 Stateful mode (default): O(1) work per note. Window mode is the tutorial's way, re-running the
 last `seq_len` notes from a zero state for every note; it is kept as the reference.
@@ -12,25 +12,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 
-from .backends import Backend, zero_state
-from .contract import FEATURES, UNIFORMS
+from . import notes as note_rules
+from .backends import Backend
+from .checks import choice, integer
 from .errors import OptionsError
-from .rng import SEED_MAX, UniformStream, check_seed
+from .rng import check_seed
+from .session import Progress, Session
 from .spec import ModelSpec, Sampling, per_attribute
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["stateful", "window"]
 MODES = ("stateful", "window")
-F = len(FEATURES)
 MAX_NOTES = 10_000_000
 MAX_OUTPUTS = 4096
+MAX_PRIMER = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +50,11 @@ class GenerationOptions:
         self.check()
 
     def check(self) -> None:
-        _integer("--notes", self.notes, 1, MAX_NOTES)
-        _integer("--num-outputs", self.num_outputs, 1, MAX_OUTPUTS)
+        integer("notes", self.notes, 1, MAX_NOTES)
+        integer("num_outputs", self.num_outputs, 1, MAX_OUTPUTS)
         if self.primer_notes is not None:
-            _integer("--primer-notes", self.primer_notes, 1, 100_000)
-        if self.mode not in MODES:
-            raise OptionsError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            integer("primer_notes", self.primer_notes, 1, MAX_PRIMER)
+        choice("mode", self.mode, MODES)
         if self.seed is not None:
             check_seed(self.seed)
         for name in ("temperature", "top_p"):
@@ -69,32 +69,16 @@ class GenerationOptions:
                         self.top_p if self.top_p is not None else spec.sampling.top_p)
 
 
-def _integer(flag: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-        raise OptionsError(f"{flag} must be an integer {low:,}..{high:,}, got {value!r}")
-
-
-def check_notes(notes: np.ndarray, source: str = "primer") -> np.ndarray:
-    """Validate notes [N, 4] (pitch 0..127, step and duration >= 0, velocity 1..127, finite)
-    -> float32 copy."""
-    arr = np.array(notes, dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[1] != F:
-        raise OptionsError(f"{source}: notes must have shape [N, {F}] ({', '.join(FEATURES)}), "
-                           f"got {list(arr.shape)}")
-    if not np.isfinite(arr).all():
-        raise OptionsError(f"{source}: notes hold NaN or infinite values")
-    if arr.size:
-        if arr[:, 0].min() < 0 or arr[:, 0].max() > 127:
-            raise OptionsError(f"{source}: pitch must be 0..127")
-        if arr[:, 1:3].min() < 0:
-            raise OptionsError(f"{source}: step and duration must be >= 0")
-        if arr[:, 3].min() < 1 or arr[:, 3].max() > 127:
-            raise OptionsError(f"{source}: velocity must be 1..127")
-    return arr
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    primer: np.ndarray      # [P, 4]: the notes that primed the model
+    notes: np.ndarray       # [K, n, 4]
+    seed: int               # the random seed used: the same seed repeats this rollout
 
 
 class Generator:
-    """Generates notes from any backend. Not thread-safe: one generation at a time."""
+    """Generates notes from any backend. Each call runs its own session, so one Generator may
+    serve several threads (as far as its backend does: onnxruntime and torch both do)."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -105,7 +89,7 @@ class Generator:
 
     def primer_from(self, notes: np.ndarray, options: GenerationOptions, source: str = "primer") -> np.ndarray:
         """The last primer_notes (default: the spec's seq_len, or all of a shorter seed)."""
-        notes = check_notes(notes, source)
+        notes = note_rules.check(notes, source)
         if len(notes) == 0:
             raise OptionsError(f"{source}: holds no notes to prime the model with")
         wanted = options.primer_notes or self.spec.seq_len
@@ -113,11 +97,30 @@ class Generator:
             raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --primer-notes {wanted}")
         return notes[-wanted:]
 
+    def session(self, options: GenerationOptions | None = None, **overrides: object) -> Session:
+        """A session of `num_outputs` rows set up by these options (seed, sampling, mode), not
+        yet primed."""
+        opts = self.options(options, **overrides)
+        return Session(self.backend, opts.num_outputs, seed=opts.seed, sampling=opts.sampling(self.spec),
+                       window=self.spec.seq_len if opts.mode == "window" else None)
+
+    def rollout(self, seed_notes: np.ndarray, options: GenerationOptions | None = None,
+                progress: Progress | None = None, source: str = "primer", **overrides: object) -> Rollout:
+        """The primer cut from `seed_notes`, the K continuations [K, n, 4] and the seed used;
+        progress(done, n) after every note when given."""
+        opts = self.options(options, **overrides)
+        primer = self.primer_from(seed_notes, opts, source)
+        session = self.session(opts)
+        session.prime(primer, source)
+        return Rollout(primer, session.generate(opts.notes, progress), session.seed)
+
     def stream(self, primer: np.ndarray, n: int | None = None,
                options: GenerationOptions | None = None, **overrides: object) -> Iterator[np.ndarray]:
         """Yield notes one at a time: [4] per note, or [K, 4] when num_outputs K > 1."""
-        opts, seed, steps = self._rollout(primer, n, options, overrides)
-        for note in steps:
+        opts = self.options(options, **_notes(overrides, n))
+        session = self.session(opts)
+        session.prime(self.primer_from(primer, opts))
+        for note in session.notes(opts.notes):
             yield note[0] if opts.num_outputs == 1 else note
 
     def generate(self, primer: np.ndarray, n: int | None = None,
@@ -128,57 +131,9 @@ class Generator:
     def generate_seeded(self, primer: np.ndarray, n: int | None = None,
                         options: GenerationOptions | None = None, **overrides: object) -> tuple[np.ndarray, int]:
         """(notes, the seed used): with no seed given, the fresh one that repeats this run."""
-        opts, seed, steps = self._rollout(primer, n, options, overrides)
-        out = np.empty((opts.num_outputs, opts.notes, F), np.float32)
-        for i, note in enumerate(steps):
-            out[:, i] = note
-        return (out[0] if opts.num_outputs == 1 else out), seed
+        done = self.rollout(primer, options, **_notes(overrides, n))
+        return (done.notes[0] if len(done.notes) == 1 else done.notes), done.seed
 
-    def _rollout(self, primer: np.ndarray, n: int | None, options: GenerationOptions | None,
-                 overrides: dict[str, object]) -> tuple[GenerationOptions, int, Iterator[np.ndarray]]:
-        if n is not None:
-            overrides = {**overrides, "notes": n}
-        opts = self.options(options, **overrides)
-        primer = self.primer_from(primer, opts)
-        seed = opts.seed if opts.seed is not None else secrets.randbelow(SEED_MAX + 1)
-        steps = self._stateful if opts.mode == "stateful" else self._window
-        return opts, seed, steps(primer, opts, seed)
 
-    def _inputs(self, opts: GenerationOptions, seed: int) -> tuple[UniformStream, np.ndarray, np.ndarray]:
-        sampling = opts.sampling(self.spec)
-        return (UniformStream(seed, opts.num_outputs), np.array(sampling.temperature, np.float32),
-                np.array(sampling.top_p, np.float32))
-
-    def _stateful(self, primer: np.ndarray, opts: GenerationOptions, seed: int) -> Iterator[np.ndarray]:
-        uniforms, temperature, top_p = self._inputs(opts, seed)
-        x, h, c = self._primed(primer, opts.num_outputs, temperature, top_p)
-        for _ in range(opts.notes):
-            note, h, c, _ = self.backend.call(x, h, c, uniforms.next(), temperature, top_p)
-            yield note
-            x = note[:, None, :]
-
-    def _primed(self, primer: np.ndarray, k: int, temperature: np.ndarray,
-                top_p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(first input, h, c) of K streams. The primer's state is the same for every stream, so
-        all but its last note run once (B = 1) and the state is repeated K times; the last note
-        runs with B = K, so each stream samples its own first note. (K = 1: one call.)"""
-        h, c = zero_state(self.spec, 1)
-        if k > 1 and len(primer) > 1:
-            unused = np.zeros((1, UNIFORMS), np.float32)  # the note this call samples is not kept
-            out = self.backend.call(np.ascontiguousarray(primer[None, :-1]), h, c, unused, temperature, top_p)
-            h, c = np.repeat(out.hn, k, axis=1), np.repeat(out.cn, k, axis=1)
-            primer = primer[-1:]
-        else:
-            h, c = np.repeat(h, k, axis=1), np.repeat(c, k, axis=1)
-        return np.repeat(primer[None], k, axis=0), h, c
-
-    def _window(self, primer: np.ndarray, opts: GenerationOptions, seed: int) -> Iterator[np.ndarray]:
-        uniforms, temperature, top_p = self._inputs(opts, seed)
-        k, width = opts.num_outputs, self.spec.seq_len
-        h0, c0 = zero_state(self.spec, k)
-        window = np.repeat(primer[None, -width:], k, axis=0)
-        for _ in range(opts.notes):
-            note = self.backend.call(window, h0, c0, uniforms.next(), temperature, top_p).next_note
-            yield note
-            keep = window[:, 1:] if window.shape[1] >= width else window
-            window = np.concatenate([keep, note[:, None, :]], axis=1)
+def _notes(overrides: dict[str, object], n: int | None) -> dict[str, object]:
+    return overrides if n is None else {**overrides, "notes": n}

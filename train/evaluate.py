@@ -13,16 +13,18 @@ checkpoint (eager), TorchScript or ONNX. The training's validation loss is this 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mpx.runtime import bins, report
-from mpx.runtime.backends import Backend, zero_state
-from mpx.runtime.generate import GenerationOptions, Generator
+from mpx.runtime.backends import Backend, import_torch, use_torch_kernels, zero_state
+from mpx.runtime.checks import integer
 from mpx.runtime.contract import ATTRIBUTES, UNIFORMS
 from mpx.runtime.errors import MpxError, OptionsError
+from mpx.runtime.generate import GenerationOptions, Generator
+from mpx.runtime.session import Session
+from mpx.runtime.spec import Sampling
 
 from .batches import LanePlanner, gather
 
@@ -72,9 +74,13 @@ class Totals:
         return out
 
 
+GREEDY = Sampling(0.0, 1.0)  # scoring calls' sampled notes are not used: the cheapest draw
+
+
 def scoring_inputs(batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Uniforms and sampling parameters for calls whose sampled note is not used (greedy)."""
-    return np.zeros((batch, UNIFORMS), np.float32), np.zeros(A, np.float32), np.ones(A, np.float32)
+    return (np.zeros((batch, UNIFORMS), np.float32), np.float32(GREEDY.temperature),
+            np.float32(GREEDY.top_p))
 
 
 def windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
@@ -128,23 +134,23 @@ def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int | 
 
 def stateful_totals(backend: Backend, planner: LanePlanner, on_progress: Progress | None = None) -> Totals:
     """Every next note of every piece of the planner, each piece from a zero state, pieces side
-    by side in the planner's lanes; the sums (not yet means), which distributed validation adds
-    up across ranks."""
+    by side in the planner's lanes (the rows of one session, fed the real notes chunk by chunk,
+    the state carried); the sums (not yet means), which distributed validation adds up across
+    ranks."""
     spec = backend.spec
     totals = Totals(bins.counts(spec.config))
     plan = planner.plan(None)
     chunk, data = planner.seq_len, planner.data
-    h, c = zero_state(spec, plan.starts.shape[1])
-    total = plan.predictions
+    session = Session(backend, plan.starts.shape[1], seed=0, sampling=GREEDY)
     for s in range(plan.steps):
         x, y, mask = gather(data, plan.starts[s], plan.lengths[s], chunk, spec.config)
-        h[:, plan.resets[s]] = 0.0
-        c[:, plan.resets[s]] = 0.0
-        out = backend.call(x, h, c, *scoring_inputs(len(x)))
-        h, c = out.hn.copy(), out.cn.copy()
-        totals.add(out.logits.reshape(-1, A, out.logits.shape[-1]), y.reshape(-1, A), mask.reshape(-1))
+        session.reset(np.flatnonzero(plan.resets[s]))
+        session.append(x)
+        session.step(feed_back=False)
+        logits = session.last[1].logits  # type: ignore[index]
+        totals.add(logits.reshape(-1, A, logits.shape[-1]), y.reshape(-1, A), mask.reshape(-1))
         if on_progress:
-            on_progress(totals.n, total)
+            on_progress(totals.n, plan.predictions)
     return totals
 
 
@@ -165,22 +171,13 @@ def auto_stride(seq_len: int) -> int:
     return max(1, seq_len // 4)
 
 
-@contextmanager
-def _scoring_kernels(backend: Backend) -> Iterator[None]:
-    """oneDNN's LSTM for the long chunks of scoring: ~1.7x faster than torch's own kernels there
-    (measured, 1 thread), which the runtime picks for generation's one-note steps
-    (runtime/backends.py). The switch is process-wide; scoring runs in one thread, and the
-    runtime's choice is back when it ends."""
-    if backend.name not in ("eager", "torchscript"):
-        yield
-        return
-    import torch
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = True
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
+def use_scoring_kernels(needs_torch: bool) -> None:
+    """Before a scoring process opens its model: oneDNN's LSTM for the long chunks of scoring,
+    ~1.7x faster there than torch's own kernels (measured, 1 thread), which generation's
+    one-note steps use. The switch is process-wide and set once (runtime/backends.py), so a
+    process that also generates (eval --generation) keeps generation's kernels instead."""
+    if needs_torch:
+        use_torch_kernels(import_torch("scoring a torch model"), None, onednn=True)
 
 
 def evaluate_model(backend: Backend, notes: Sequence[np.ndarray], modes: Sequence[str] = MODES,
@@ -191,20 +188,19 @@ def evaluate_model(backend: Backend, notes: Sequence[np.ndarray], modes: Sequenc
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise OptionsError(f"--mode must be one of {', '.join(MODES)} (or both), got {', '.join(unknown) or 'none'}")
-    if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 1):
-        raise OptionsError(f"--stride must be an integer >= 1, got {stride!r}")
+    if stride is not None:
+        integer("stride", stride, 1)
     stride = stride or auto_stride(backend.spec.seq_len)
     report: dict[str, Any] = {"backend": backend.name, "seq_len": backend.spec.seq_len}
 
     def progress(mode: str) -> Progress | None:
         return (lambda done, total: on_progress(mode, done, total)) if on_progress else None
 
-    with _scoring_kernels(backend):
-        if "window" in modes:
-            report["window"] = evaluate_window(backend, notes, stride=stride, on_progress=progress("window"))
-            report["window"]["stride"] = stride
-        if "stateful" in modes:
-            report["stateful"] = evaluate_stateful(backend, notes, on_progress=progress("stateful"))
+    if "window" in modes:
+        report["window"] = evaluate_window(backend, notes, stride=stride, on_progress=progress("window"))
+        report["window"]["stride"] = stride
+    if "stateful" in modes:
+        report["stateful"] = evaluate_stateful(backend, notes, on_progress=progress("stateful"))
     return report
 
 
