@@ -14,20 +14,19 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from mpx.runtime.backends import BACKENDS
+from mpx.runtime import formats
+from mpx.runtime.checks import flag
 from mpx.runtime.config import ModelConfig
-from mpx.runtime.errors import MpxError
+from mpx.runtime.errors import MpxError, OptionsError, missing_extra
 from mpx.runtime.generate import MODES, GenerationOptions
 from mpx.export.options import FORMATS, QUANTIZATIONS, ExportOptions
 from mpx.runtime.run import WriteOptions
 from mpx.train.options import PRECISIONS, TrainOptions  # torch-free, like every option record here
-
-if TYPE_CHECKING:
-    from mpx.train.distributed import LaunchOptions
+from mpx.train.rundir import BEST, LAST
 
 log = logging.getLogger("mpx")
 
@@ -43,7 +42,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
 
 
-Backend = _choices("Backend", BACKENDS)
+Backend = _choices("Backend", formats.NAMES)
 Mode = _choices("Mode", MODES)
 Format = _choices("Format", FORMATS)
 Quantize = _choices("Quantize", QUANTIZATIONS)
@@ -56,9 +55,8 @@ TRAIN = TrainOptions()
 EXPORT = ExportOptions()
 GENERATION = GenerationOptions()
 WRITE = WriteOptions()
-TORCHSCRIPT_WARNING = ("A .pt (TorchScript) file is a program: loading or running it runs its code. "
-                       "Use .pt files only from sources you trust; prefer .onnx (data, not code) for "
-                       "files from others. (`mpx info` reads a .pt without running it.)")
+PROGRAM_WARNING = formats.program_warning()
+MODEL_FILES = ", ".join(f"{f.suffixes[0]}: {f.title}" for f in formats.FORMATS.values())
 
 
 def _value(option: object) -> object:
@@ -74,7 +72,7 @@ def _require(*modules: str, purpose: str) -> None:
     import importlib.util
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise MpxError(f"{purpose} needs {', '.join(missing)}: pip install 'mpx[train]'")
+        raise missing_extra(purpose, ", ".join(missing))
 
 
 def _version(value: bool) -> None:
@@ -95,7 +93,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 def train(
     ctx: typer.Context,
     data: Annotated[list[str], typer.Argument(help="MIDI files, directories (searched recursively) or glob patterns.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for best.safetensors and last.safetensors.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help=f"Directory for {BEST} and {LAST}.")],
     epochs: Annotated[int, typer.Option(help="Epochs to train (the total, also with --resume).")] = TRAIN.epochs,
     batch_size: Annotated[int, typer.Option(help="Sequences (lanes) per batch.")] = TRAIN.batch_size,
     seq_len: Annotated[int, typer.Option(help="Notes per training chunk; the LSTM state is carried between chunks of a piece.")] = TRAIN.seq_len,
@@ -122,20 +120,15 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = TRAIN.seed,
     device: Annotated[str, typer.Option(help="auto (cuda when available), cpu, cuda or cuda:N.")] = TRAIN.device,
     precision: Annotated[PrecisionChoice, typer.Option(help="auto: bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on a CPU.")] = PrecisionChoice(TRAIN.precision),
-    nproc: Annotated[int, typer.Option(help="Train with N processes on this machine (torchrun, DistributedDataParallel; one per GPU with --device cuda). Several machines: run torchrun yourself (README, 'Training at scale').")] = 1,
-    resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last.safetensors (its options, up to --epochs).")] = False,
+    nproc: Annotated[int, typer.Option(help="Train with N processes on this machine (torchrun, DistributedDataParallel; one per GPU with --device cuda). Several machines: run torchrun yourself (docs/training-at-scale.md).")] = 1,
+    resume: Annotated[bool, typer.Option(help=f"Continue the run saved in OUT/{LAST} (its options, up to --epochs).")] = False,
     force: Annotated[bool, typer.Option(help="Start a new run in an OUT that holds one, replacing its checkpoints.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI (default: all cores).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
 ) -> None:
     """Train the model on MIDI files; keep the best checkpoint by validation loss."""
     _require("torch", "safetensors", purpose="training")
-    from mpx.progress import bars
-    from mpx.train import rundir
-    from mpx.train.cache import NoteCache
-    from mpx.train.corpus import load_corpus
-    from mpx.train.distributed import LaunchOptions, env_rank
-    from mpx.train.loop import Interrupted, check_device, train as run_training
+    from mpx.train.api import TrainHooks, TrainJob, train_command
 
     model = ModelConfig(hidden=hidden, layers=layers, embedding=embedding, dropout=dropout,
                         step_bins=step_bins, step_max=step_max, duration_bins=duration_bins,
@@ -145,47 +138,24 @@ def train(
                            pitch_weight=pitch_weight, step_weight=step_weight,
                            duration_weight=duration_weight, velocity_weight=velocity_weight,
                            seed=seed, device=device, precision=_value(precision), licence=licence)
-    launch = LaunchOptions(nproc)
-    if launch.nproc > 1:
-        with rundir.held_for_ranks(out, resume=resume, force=force):  # checked and locked before any rank starts
-            _launch_ranks(launch, device, out)
-        return
-    check_device(options)
-    main = env_rank() == 0  # under torchrun, rank 0 speaks for all
-    if not main:
-        logging.getLogger("mpx").setLevel(logging.ERROR)
-    with rundir.claim(out, resume=resume, force=force):  # OUT checked and locked before the corpus is parsed
-        if resume and main:
-            _warn_ignored(rundir.ignored_on_resume(out, options, _given(ctx)))
-        with bars(enabled=main) as progress:
-            corpus = load_corpus(data, max_files=max_files, cache=NoteCache(cache_dir), workers=workers,
-                                 metadata=metadata, splits=("train", "val"),
-                                 on_parsed=progress.callback("parse MIDI"))
-        summary = corpus.summary()
-        if main:
-            _echo(f"corpus: {summary['files']} files, {summary['notes']} notes, {summary['skipped']} skipped; "
-                  + ", ".join(f"{k} {v['files']} files" for k, v in summary["splits"].items()))
-        with _training_progress(main) as (on_step, on_validate, on_epoch):
-            try:
-                result = run_training(corpus, out, options, resume=resume, on_step=on_step, on_epoch=on_epoch,
-                                      on_validate=on_validate, force=force)
-            except Interrupted:
-                if main:
-                    raise
-                raise typer.Exit(130) from None  # rank 0 says it for all
-    if main:
-        _echo(f"best checkpoint: {result.best}")
+    job = TrainJob(data=data, out=out, options=options, resume=resume, force=force, nproc=nproc,
+                   max_files=max_files, metadata=metadata, workers=workers, cache_dir=cache_dir,
+                   given=tuple(_given(ctx)))
+    train_command(job, TrainHooks(parsing=_parsing_progress, training=_training_progress, echo=_echo),
+                  argv=sys.argv[1:])
+
+
+@contextlib.contextmanager
+def _parsing_progress(main: bool) -> Iterator[Optional[Callable[[int, int], None]]]:
+    from mpx.progress import bars
+    with bars(enabled=main) as progress:
+        yield progress.callback("parse MIDI")
 
 
 def _given(ctx: typer.Context) -> list[str]:
     """The options the user typed (not defaults), by parameter name."""
     return [name for name in ctx.params
             if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
-
-
-def _warn_ignored(ignored: list[str]) -> None:
-    if ignored:
-        log.warning("--resume continues the saved run with its own options; ignoring %s", ", ".join(ignored))
 
 
 @contextlib.contextmanager
@@ -212,22 +182,6 @@ def _training_progress(main: bool) -> Iterator[tuple[Callable[..., None], ...]]:
                     highlight=False, soft_wrap=True)
 
         yield on_step, on_validate, on_epoch
-
-
-def _launch_ranks(launch: "LaunchOptions", device: str, out: Path) -> None:
-    """`mpx train --nproc N`: the same command as N torchrun ranks on this machine."""
-    from mpx.train.distributed import LaunchInterrupted, RankFailed, check_launch, launch as run_torchrun, without_flag
-
-    check_launch(launch, device)
-    saved = out / "last.safetensors"
-    try:
-        run_torchrun(launch, without_flag(sys.argv[1:], "--nproc"))
-    except LaunchInterrupted as exc:
-        kept = f": {saved} holds the state at the last batch; continue with --resume" if saved.is_file() else ""
-        raise MpxError(f"{exc}{kept}") from None
-    except RankFailed as exc:
-        kept = f"; {saved} keeps the last saved state (continue with --resume)" if saved.is_file() else ""
-        raise MpxError(f"{exc}{kept}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,11 +213,11 @@ def export(
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command(epilog=TORCHSCRIPT_WARNING)
+@app.command(epilog=PROGRAM_WARNING)
 def run(
     seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="Seed MIDI (or CSV notes); its last notes prime the model.")],
     backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by --model's suffix, else onnx.")] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model file (.onnx, .pt, .pt2, .aoti.pt2, or a .safetensors checkpoint); default: the bundled one.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help=f"Model file ({MODEL_FILES}); default: the bundled one.")] = None,
     notes: Annotated[int, typer.Option(help="Notes to generate per output.")] = GENERATION.notes,
     temperature: Annotated[Optional[str], typer.Option(help="Sampling temperature: one value, or four for pitch,step,duration,velocity; 0 = greedy. Default: the model's own (mpx info).")] = None,
     top_p: Annotated[Optional[str], typer.Option(help="Nucleus mass in (0, 1]: one value or four (pitch,step,duration,velocity); 1 = off. Default: the model's own.")] = None,
@@ -325,11 +279,11 @@ def _note_progress(total: int) -> Iterator[Optional[Callable[[int, int], None]]]
 # ---------------------------------------------------------------------------------------------
 @app.command()
 def info(
-    artifact: Annotated[Path, typer.Argument(help="A .onnx, .pt or .safetensors model file.")],
+    artifact: Annotated[Path, typer.Argument(help=f"A model file ({MODEL_FILES}).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show an artifact's spec, inputs/outputs, size and sha256 (no torch needed: a .pt is read
-    as an archive, never loaded or run)."""
+    """Show an artifact's spec, inputs/outputs, size and sha256, for every format (no torch
+    needed: a .pt, .pt2 or .aoti.pt2 is read as an archive, never loaded or run)."""
     from mpx.runtime.info import describe, format_description
 
     description = describe(artifact)
@@ -337,9 +291,9 @@ def info(
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command(name="eval", epilog=TORCHSCRIPT_WARNING)
+@app.command(name="eval", epilog=PROGRAM_WARNING)
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors), .pt or .onnx.")],
+    model: Annotated[Path, typer.Argument(help=f"Model file ({MODEL_FILES}).")],
     data: Annotated[list[str], typer.Argument(help="MIDI files, directories or glob patterns.")],
     split: Annotated[Split, typer.Option(help="Which split of DATA to score.")] = Split("test"),
     mode: Annotated[EvalMode, typer.Option(help="Window, stateful or both.")] = EvalMode("both"),
@@ -349,7 +303,7 @@ def evaluate(
     stride: Annotated[Optional[int], typer.Option(help="Window mode: score every Nth window; default seq_len/4 (a window costs seq_len LSTM steps, a stateful prediction one); 1 = every window.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads of the backend (onnxruntime's or torch's); 1 is faster on a busy machine.")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
-    generation: Annotated[bool, typer.Option(help="Also generate from every scored piece and report pace, tempo, texture and overlaps with the real continuation (README, 'Generation report').")] = False,
+    generation: Annotated[bool, typer.Option(help="Also generate from every scored piece and report pace, tempo, texture and overlaps with the real continuation (docs/benchmarks.md, 'Generation report').")] = False,
     files: Annotated[Optional[int], typer.Option(help="With --generation: this many pieces, spread over the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -360,8 +314,10 @@ def evaluate(
     from mpx.runtime.report import format_report as format_generation
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
-    from mpx.train.evaluate import MODES, evaluate_split, format_report, generation_split
+    from mpx.train.evaluate import MODES, evaluate_split, format_report, generation_split, use_scoring_kernels
 
+    fmt = formats.get(_value(backend)) if backend is not None else formats.of(model)
+    use_scoring_kernels(fmt.needs_torch and not generation)  # before the model opens: set once
     generator = load(model, _value(backend), threads)
     modes = MODES if _value(mode) == "both" else (_value(mode),)
     chosen = _value(split)
@@ -437,8 +393,12 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("mpx: interrupted", err=True)
         code = INTERRUPTED
+    except OptionsError as exc:  # named as its flag: the library names its Python parameter
+        typer.echo(f"mpx: error: {exc.naming(flag(exc.field)) if exc.field else exc}", err=True)
+        code = exc.exit_code
     except MpxError as exc:
-        typer.echo(f"mpx: error: {exc}", err=True)
+        if str(exc):  # a rank of a distributed run that stops quietly: rank 0 says why
+            typer.echo(f"mpx: error: {exc}", err=True)
         code = exc.exit_code
     except OSError as exc:  # a file system failure no library turned into an MpxError
         where = f"{exc.filename}: " if exc.filename else ""

@@ -36,11 +36,13 @@ from .loss import note_loss
 from .model import NoteLSTM
 from .options import TrainOptions
 from .precision import Precision, resolve as resolve_precision
+from .rundir import BEST, LAST, RunDir
 
 log = logging.getLogger(__name__)
 
-BEST = "best.safetensors"
-LAST = "last.safetensors"
+StepHook = Callable[[int, int, float], None]       # (batches done, batches in the epoch, mean loss)
+EpochHook = Callable[[dict[str, float]], None]     # the epoch's row of the history
+ValidateHook = Callable[[int, int], None]          # (predictions scored, predictions to score)
 
 
 @dataclasses.dataclass
@@ -352,48 +354,47 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def resumed_options(out_dir: str | Path, epochs: int, **where: Any) -> TrainOptions:
-    """The options of the run saved in out_dir/last.safetensors, with a new epoch target.
-
-    Everything else comes from the checkpoint: the architecture is never rebuilt from flags.
-    `where` may set device and precision: where a run continues is the user's choice.
-    """
-    rundir.check(out_dir, resume=True)
-    saved = checkpoint.load(Path(out_dir) / LAST).progress.get("options", {})
-    return TrainOptions.from_dict(saved, epochs=epochs, **where)
-
-
 def train(corpus: Corpus, out_dir: str | Path, options: TrainOptions, resume: bool = False,
-          on_step: Callable[[int, int, float], None] | None = None,
-          on_epoch: Callable[[dict[str, float]], None] | None = None,
-          on_validate: Callable[[int, int], None] | None = None, force: bool = False) -> TrainResult:
+          on_step: StepHook | None = None, on_epoch: EpochHook | None = None,
+          on_validate: ValidateHook | None = None, force: bool = False) -> TrainResult:
     """Train on the corpus's train split, validate on its val split, checkpoint into out_dir.
 
     With resume, the options saved in out_dir/last.safetensors replace `options` except epochs,
     device and precision. An out_dir holding another run needs resume or force, and is locked
-    while the run trains (train/rundir.py). Started by torchrun (several processes), this
-    process trains as one rank of them (train/distributed.py).
+    while the run trains (train/rundir.py). (`mpx train` goes through train/api.py, which
+    claims the folder before it parses the corpus.)
     """
-    started = time.perf_counter()
     with rundir.claim(out_dir, resume=resume, force=force) as run_dir:
         if resume:
-            options = resumed_options(out_dir, options.epochs, device=options.device, precision=options.precision)
-        world = distributed.start(check_device(options))
-        signals = (signal.SIGINT, signal.SIGTERM) if world.distributed else (signal.SIGINT,)
-        try:
-            with _sigint_flag(signals) as stop:
-                trainer = Trainer(corpus, out_dir, options, stop=stop, on_step=on_step, on_epoch=on_epoch,
-                                  world=world, on_validate=on_validate)
-                if resume:
-                    trainer.resume()
-                run_dir.begin()
-                result = trainer.run()
-        except RuntimeError as exc:
-            failure = distributed.lost_contact(exc) if world.distributed else None
-            if failure is None:
-                raise
-            raise failure from None
-        finally:
-            distributed.stop(world)
+            options = rundir.resumed_options(out_dir, options.epochs, device=options.device,
+                                             precision=options.precision)
+        return train_in(run_dir, corpus, options, check_device(options), on_step=on_step,
+                        on_epoch=on_epoch, on_validate=on_validate)
+
+
+def train_in(run_dir: RunDir, corpus: Corpus, options: TrainOptions, device: torch.device, *,
+             on_step: StepHook | None = None, on_epoch: EpochHook | None = None,
+             on_validate: ValidateHook | None = None) -> TrainResult:
+    """The training itself, in a folder already claimed, on a device already checked (the
+    options are the run's own when it resumes). Started by torchrun (several processes), this
+    process trains as one rank of them (train/distributed.py)."""
+    started = time.perf_counter()
+    world = distributed.start(device)
+    signals = (signal.SIGINT, signal.SIGTERM) if world.distributed else (signal.SIGINT,)
+    try:
+        with _sigint_flag(signals) as stop:
+            trainer = Trainer(corpus, run_dir.path, options, stop=stop, on_step=on_step, on_epoch=on_epoch,
+                              world=world, on_validate=on_validate)
+            if run_dir.resume:
+                trainer.resume()
+            run_dir.begin()
+            result = trainer.run()
+    except RuntimeError as exc:
+        failure = distributed.lost_contact(exc) if world.distributed else None
+        if failure is None:
+            raise
+        raise failure from None
+    finally:
+        distributed.stop(world)
     log.info("trained in %.1f s", time.perf_counter() - started)
     return result

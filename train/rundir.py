@@ -5,6 +5,7 @@ never overwritten unless the user asks.
 - A folder that already holds a run's checkpoints is refused: `--resume` continues that run,
   `--force` starts a new one over it (its checkpoints are removed when the new run starts to
   train, not before: a run that fails to start loses nothing).
+- The folder names its checkpoints: best.safetensors and last.safetensors.
 - One training at a time per folder: a lock file (`.mpx-train.lock`, flock'd, so a killed
   process releases it, and removed at the end) keeps a second training from interleaving its
   best and last checkpoints with the first one's.
@@ -20,16 +21,20 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+from mpx.runtime.checkpoints import read_header
+from mpx.runtime.checks import flag
 from mpx.runtime.errors import MpxError, OptionsError
 
-from .options import TrainOptions, flag
+from .options import TrainOptions
 
 log = logging.getLogger(__name__)
 
+BEST = "best.safetensors"   # the weights of the lowest validation loss, and the spec: what export takes
+LAST = "last.safetensors"   # + optimizer, lane states, position: what --resume continues
 LOCK = ".mpx-train.lock"
 CLAIMED_BY_LAUNCHER = "MPX_TRAIN_OUT_CLAIMED"  # the folder `mpx train --nproc` holds for its ranks
-_held: dict[Path, int] = {}  # folders this process has claimed, with a nesting count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +45,16 @@ class RunDir:
     owner: bool = True  # the process that holds the lock and may remove a replaced run
 
     @property
+    def best(self) -> Path:
+        return self.path / BEST
+
+    @property
+    def last(self) -> Path:
+        return self.path / LAST
+
+    @property
     def checkpoints(self) -> list[Path]:
-        from .loop import BEST, LAST  # the loop names its files; imported late: loop imports us
-        return [self.path / name for name in (BEST, LAST) if (self.path / name).exists()]
+        return [path for path in (self.best, self.last) if path.exists()]
 
     def begin(self) -> None:
         """Called when training starts: with --force, the previous run's checkpoints go now,
@@ -55,7 +67,6 @@ class RunDir:
 
 def check(out_dir: str | os.PathLike[str], resume: bool = False, force: bool = False) -> RunDir:
     """Everything about OUT that can be refused without writing to it."""
-    from .loop import LAST
     out = Path(out_dir)
     if resume and force:
         raise OptionsError("--resume continues the run in --out, --force replaces it: choose one")
@@ -73,26 +84,14 @@ def check(out_dir: str | os.PathLike[str], resume: bool = False, force: bool = F
 
 @contextlib.contextmanager
 def claim(out_dir: str | os.PathLike[str], *, resume: bool = False, force: bool = False) -> Iterator[RunDir]:
-    """Check OUT, create it, and hold its lock for the block (re-entrant within a process: the
-    CLI claims before parsing the corpus, the training loop claims again inside)."""
+    """Check OUT, create it, and hold its lock for the block: once per training, before its
+    corpus is parsed (train/api.py), or by the training loop for a library caller."""
     run = check(out_dir, resume, force)
-    key = run.path.resolve()
-    if not _owns(key):
+    if not _owns(run.path.resolve()):
         yield dataclasses.replace(run, owner=False)
         return
-    if key in _held:
-        _held[key] += 1
-        try:
-            yield run
-        finally:
-            _held[key] -= 1
-        return
     with _locked(run.path):
-        _held[key] = 1
-        try:
-            yield run
-        finally:
-            del _held[key]
+        yield run
 
 
 def _owns(folder: Path) -> bool:
@@ -147,12 +146,22 @@ def _lock(fd: int, out: Path) -> None:
                        "it to finish or choose another --out") from None
 
 
+def resumed_options(out_dir: str | os.PathLike[str], epochs: int, **where: Any) -> TrainOptions:
+    """The options of the run saved in OUT/last.safetensors, with a new epoch target.
+
+    Everything else comes from the checkpoint: the architecture is never rebuilt from flags.
+    `where` may set device and precision: where a run continues is the user's choice.
+    """
+    run = check(out_dir, resume=True)
+    saved = read_header(run.last).progress.get("options", {})
+    return TrainOptions.from_dict(saved, epochs=epochs, **where)
+
+
 def ignored_on_resume(out_dir: str | os.PathLike[str], requested: TrainOptions,
                       given: Iterable[str]) -> list[str]:
     """The flags given with --resume that differ from the saved run's own options (which the
     run keeps: the architecture is never rebuilt from flags); `given` names the options set on
     the command line (TrainOptions or ModelConfig field names)."""
-    from .loop import resumed_options
     saved = resumed_options(out_dir, requested.epochs)
     ignored = []
     for name in given:
