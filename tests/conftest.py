@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
 DATA = ROOT / "tests" / "data"
+
+
 MIDI_DIR = DATA / "midi"
+
+
 BAD_DIR = DATA / "bad-midi"
+
+
 SEEDS_DIR = DATA / "seeds"
+
+
 ARTIFACTS = ROOT / "artifacts"
 
 
@@ -23,6 +35,18 @@ def _tiny_model():  # type: ignore[no-untyped-def]
 
 
 TINY_MODEL = _tiny_model()  # the tiny checkpoint's size, bins of other counts than the defaults
+
+
+# The torch tier's fixtures: they train or export with torch. The torch-free tier (tests/runtime)
+# runs on the bundled files only, in a venv without torch, and must never ask for them.
+TORCH_TIER_FIXTURES = {"tiny_run", "tiny_checkpoint", "tiny_artifacts", "compiled_artifacts", "cpp_programs"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wrong = [item.nodeid for item in items
+             if item.path.parent.name == "runtime" and TORCH_TIER_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if wrong:
+        raise pytest.UsageError(f"tests/runtime is the torch-free tier; these ask for a model made with torch: {wrong}")
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +86,47 @@ def seed_midi() -> Path:
 def seed_notes(seed_midi: Path) -> np.ndarray:
     from mpx.runtime.midi import read_notes
     return read_notes(seed_midi)
+
+
+@pytest.fixture()
+def seed(tmp_path: Path, seed_midi: Path) -> Path:
+    """A copy of the bundled seed in the test's folder (commands may try to overwrite it)."""
+    path = tmp_path / "seed.mid"
+    shutil.copy(seed_midi, path)
+    return path
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture()
+def full_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A folder on a 16 kB file system (a real ENOSPC); needs root to mount, skipped otherwise
+    (the monkeypatched tests below cover the same paths everywhere)."""
+    path = tmp_path / "full"
+    if not _mount_tmpfs(path, "size=16k"):
+        pytest.skip("mounting a small tmpfs needs root")
+    yield path
+    subprocess.run(["umount", str(path)], check=False)
+
+
+@pytest.fixture()
+def read_only(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A folder nobody can write: a read-only tmpfs as root (root ignores permissions), else 0o555."""
+    path = tmp_path / "ro"
+    if _mount_tmpfs(path, "ro,size=16k"):
+        yield path
+        subprocess.run(["umount", str(path)], check=False)
+        return
+    path.mkdir()
+    path.chmod(0o555)
+    yield path
+    path.chmod(0o755)
 
 
 @pytest.fixture(scope="session")

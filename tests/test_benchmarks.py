@@ -16,6 +16,7 @@ from conftest import MIDI_DIR, ROOT, SEEDS_DIR, TINY_MODEL
 
 pytestmark = pytest.mark.slow
 
+
 BENCHMARKS = ROOT / "benchmarks"
 
 
@@ -161,3 +162,14 @@ def test_bench_consumers_runs(model_dir: Path, cpp_programs: dict[str, Path], tm
     skipped = [r for r in rows if "skipped" in r]
     assert not skipped, skipped
     assert all(r["notes_per_s"] > 0 for r in rows), done.stdout
+
+
+@pytest.mark.slow
+def test_reliability_audit_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "reliability.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reliability.py"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=1200)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert "| **all** |" in done.stdout and len(report["cases"]) > 100
+    assert {case[2] for case in report["cases"]} <= {"ok", "clean error"} and report["findings"] == []

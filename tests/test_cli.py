@@ -68,7 +68,7 @@ def test_eval_bad_input(tiny_checkpoint: Path, tmp_path: Path) -> None:
         result = run_cli("eval", str(tiny_checkpoint), str(MIDI_DIR), *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     missing = run_cli("eval", str(tmp_path / "none.safetensors"), str(MIDI_DIR))
-    assert missing.returncode == 1 and "no such checkpoint" in missing.stderr
+    assert missing.returncode == 1 and "no such model file" in missing.stderr
 
 
 def test_notes_converts_between_midi_and_csv(seed_midi: Path, tmp_path: Path) -> None:

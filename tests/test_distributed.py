@@ -21,7 +21,8 @@ from mpx.train import checkpoint
 from mpx.train.cache import NoteCache
 from mpx.train.corpus import load_corpus
 from mpx.train.distributed import LaunchOptions, World, share, without_flag
-from mpx.train.loop import LAST, Interrupted, Trainer, train
+from mpx.train.loop import Interrupted, Trainer, train
+from mpx.train.rundir import LAST
 from mpx.train.options import TrainOptions
 
 from conftest import MIDI_DIR, run_cli
@@ -44,7 +45,7 @@ def test_ranks_share_the_lanes_and_the_validation_files() -> None:
 
 def test_nproc_flag_is_checked_and_removed_from_the_ranks_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in (0, -1, 2000, 1.5, True):
-        with pytest.raises(OptionsError, match="--nproc must be an integer 1..1024"):
+        with pytest.raises(OptionsError, match="nproc must be an integer 1..1024"):
             LaunchOptions(bad)  # type: ignore[arg-type]
     assert without_flag(["train", "d", "--nproc", "2", "--out", "o", "--nproc=3"], "--nproc") == ["train", "d", "--out", "o"]
     monkeypatch.setenv("RANK", "0")

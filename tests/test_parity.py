@@ -19,7 +19,8 @@ from mpx.export.api import export_artifacts
 from mpx.export.options import ExportOptions
 from mpx.export.parity import measure
 from mpx.runtime import load
-from mpx.runtime.backends import Checked, OnnxBackend, TorchScriptBackend, open_backend
+from mpx.runtime.backends import Checked, OnnxBackend, TorchScriptBackend
+from mpx.runtime.formats import open_backend
 from mpx.runtime.config import ModelConfig
 from mpx.runtime.contract import INPUTS, Outputs
 from mpx.runtime.generate import Generator

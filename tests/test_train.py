@@ -17,7 +17,8 @@ from mpx.train import checkpoint
 from mpx.train.batches import LanePlanner
 from mpx.train.cache import NoteCache
 from mpx.train.corpus import Corpus, load_corpus
-from mpx.train.loop import LAST, Interrupted, Trainer, train
+from mpx.train.loop import Interrupted, Trainer, train
+from mpx.train.rundir import LAST
 from mpx.train.options import TrainOptions
 from mpx.train.loss import note_loss, own_bins
 from mpx.train.model import NoteLSTM
@@ -234,7 +235,7 @@ def test_one_file_of_ones_own_trains(tmp_path: Path, midi_files: list[Path]) -> 
     ([str(MIDI_DIR), "--hidden", "0"], "hidden must be an integer 1..4096"),
     ([str(MIDI_DIR), "--resume"], "nothing to resume"),
     ([str(MIDI_DIR), "--pitch-weight", "nan"], "--pitch-weight must be a number"),
-    ([str(MIDI_DIR), "--max-files", "0"], "--max-files must be >= 1"),
+    ([str(MIDI_DIR), "--max-files", "0"], "--max-files must be an integer >= 1"),
 ])
 def test_cli_train_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
     result = run_cli("train", *args, "--out", str(tmp_path / "run"))
