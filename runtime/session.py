@@ -35,6 +35,7 @@ import numpy as np
 
 from . import notes as note_rules
 from .backends import Backend, zero_state
+from .checks import integer
 from .contract import ATTRIBUTES, FEATURES, UNIFORMS, Outputs
 from .errors import OptionsError
 from .rng import UniformStream, check_seed, fresh_seed
@@ -54,16 +55,16 @@ class Session:
                  window: int | None = None) -> None:
         self.backend = backend
         self.spec: ModelSpec = backend.spec
-        self.window = window
+        self.window = integer("window", window, 1) if window is not None else None
         # the seed of the rows made here, chosen once (rows joined later keep their own: seeds)
         self.seed = check_seed(seed) if seed is not None else fresh_seed()
         streams = np.arange(rows) if streams is None else np.asarray(streams, np.int64)
         if len(streams) != rows:
             raise OptionsError(f"streams must give one stream per row ({rows}), got {len(streams)}", "streams")
         sampling = sampling or self.spec.sampling
+        h, c = zero_state(self.spec, integer("rows", rows, 0))
         self._rows(ids=np.array([next(_ids) for _ in range(rows)], np.int64),
-                   seeds=np.full(rows, self.seed, np.uint64), streams=streams,
-                   h=zero_state(self.spec, rows)[0], c=zero_state(self.spec, rows)[1],
+                   seeds=np.full(rows, self.seed, np.uint64), streams=streams, h=h, c=c,
                    pending=np.zeros((rows, 0, F), np.float32), lengths=np.zeros(rows, np.int64),
                    temperature=np.tile(np.float32(sampling.temperature), (rows, 1)),
                    top_p=np.tile(np.float32(sampling.top_p), (rows, 1)),
@@ -121,11 +122,13 @@ class Session:
         return self._pending[row, self._pending.shape[1] - self._lengths[row]:].copy()
 
     def sampling(self, row: int) -> Sampling:
-        return Sampling(tuple(map(float, self._temperature[row])), tuple(map(float, self._top_p[row])))
+        """Row `row`'s sampling parameters (as the graph gets them: float32, shortest form)."""
+        return Sampling(*(tuple(float(str(v)) for v in values[row]) for values in (self._temperature, self._top_p)))
 
     def set_sampling(self, sampling: Sampling, rows: Sequence[int] | None = None) -> None:
         """Sampling parameters of some rows (indices; all rows for None) from the next step on."""
         index = slice(None) if rows is None else np.asarray(rows, np.int64)
+        self._temperature, self._top_p = self._temperature.copy(), self._top_p.copy()  # `last` keeps its own
         self._temperature[index] = np.float32(sampling.temperature)
         self._top_p[index] = np.float32(sampling.top_p)
         self._changed()
