@@ -1,6 +1,6 @@
 """The format registry (runtime/formats.py), torch-free: every format is named, found by its
 suffix, described by `mpx info` without running its file, and a format without a bundled model
-says so in one line. (tests/test_formats.py takes every format through every command.)"""
+says so in one line. (tests/test_every_format.py takes every format through every command.)"""
 from __future__ import annotations
 
 import json
