@@ -69,7 +69,8 @@ class Session:
                    temperature=np.tile(np.float32(sampling.temperature), (rows, 1)),
                    top_p=np.tile(np.float32(sampling.top_p), (rows, 1)),
                    uniforms=UniformStream(self.seed, streams))
-        self.last: tuple[tuple[np.ndarray, ...], Outputs] | None = None  # inputs and outputs of the last call
+        # the inputs and outputs of the last graph call (None after a step of several calls)
+        self.last: tuple[tuple[np.ndarray, ...], Outputs] | None = None
 
     def _rows(self, *, ids: np.ndarray, seeds: np.ndarray, streams: np.ndarray, h: np.ndarray,
               c: np.ndarray, pending: np.ndarray, lengths: np.ndarray, temperature: np.ndarray,
@@ -85,7 +86,9 @@ class Session:
 
     def _changed(self) -> None:
         """After anything but a plain step: whether one call serves every row, and whether that
-        call is the hot path (stateful, every row feeding notes)."""
+        call is the hot path (stateful, every row feeding notes). (Contract v3 takes sampling
+        parameters, controls and given attributes per row: then only pending lengths split
+        rows, and the per-row arrays go into the call whole.)"""
         self._one_call = bool(len(self.ids)) and bool(
             (self._lengths == self._lengths[0]).all() and (self._temperature == self._temperature[0]).all()
             and (self._top_p == self._top_p[0]).all())
