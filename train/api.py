@@ -13,8 +13,8 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import ContextManager
 
 from mpx.runtime.errors import MpxError
 
@@ -62,8 +62,9 @@ class TrainHooks:
     """How a front end follows a training. Each phase is a context opened for its duration
     that yields the phase's callbacks; `main` is False on the ranks that stay quiet."""
 
-    parsing: Callable[[bool], ContextManager[ParsedHook | None]] = _quiet
-    training: Callable[[bool], ContextManager[tuple[StepHook | None, ValidateHook | None, EpochHook | None]]] = _quiet_training
+    parsing: Callable[[bool], AbstractContextManager[ParsedHook | None]] = _quiet
+    training: Callable[[bool], AbstractContextManager[tuple[StepHook | None, ValidateHook | None, EpochHook | None]]] = (
+        _quiet_training)
     echo: Callable[[str], None] = log.info
 
 
