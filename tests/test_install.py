@@ -52,8 +52,12 @@ def test_runtime_install_generates_from_the_bundled_onnx_model(runtime_env: Path
 def test_runtime_install_explains_what_torch_commands_need(runtime_env: Path, seed_midi: Path, tmp_path: Path) -> None:
     done = subprocess.run([str(runtime_env / "bin" / "mpx"), "run", str(seed_midi), "--backend", "torchscript",
                            "--out", str(tmp_path / "x.mid")], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and "pip install 'mpx[train]'" in done.stderr
+    assert done.returncode == 1 and "pip install '.[train]'" in done.stderr
     train = subprocess.run([str(runtime_env / "bin" / "mpx"), "train", str(seed_midi), "--out", str(tmp_path / "r")],
                            capture_output=True, text=True, timeout=300)
-    assert train.returncode == 1 and "pip install 'mpx[train]'" in train.stderr
+    assert train.returncode == 1 and "pip install '.[train]'" in train.stderr
     assert "Traceback" not in train.stderr
+    for model in ("music_producter.pt", "model.safetensors"):  # read as data: no torch needed
+        info = subprocess.run([str(runtime_env / "bin" / "mpx"), "info", str(ROOT / "artifacts" / model)],
+                              capture_output=True, text=True, timeout=300)
+        assert info.returncode == 0 and "LSTM hidden 256" in info.stdout, info.stderr
