@@ -1,6 +1,6 @@
 """The libtorch examples (examples/libtorch), built once per session, against mpx.
 
-mpx_generate runs music_producter.pt through the generation protocol (README, "Generation
+mpx_generate runs music_producter.pt through the generation protocol (docs/contract.md, "Generation
 protocol"); its notes must equal `mpx run`'s for the same primer, seed, temperature and top-p
 (pitches and velocities identical, times within 1e-5), sampled and greedy, on the bundled model.
 Both sides use one intra-op thread and torch's own kernels (no oneDNN), as mpx's torch

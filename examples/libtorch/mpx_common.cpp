@@ -307,7 +307,7 @@ Sampling choose_sampling(const Options& o, const Model& model, std::vector<std::
   return {temperature.value_or(kFallbackTemperature), top_p.value_or(kFallbackTopP)};
 }
 
-// -- the generation protocol (README, "Generation protocol") ----------------------------------------------
+// -- the generation protocol (docs/contract.md, "Generation protocol") ------------------------------------
 at::Tensor four_tensor(const Four& v) { return at::tensor(at::ArrayRef<float>(v.data(), 4), at::kFloat); }
 
 // One stream: the primer in one call (or note by note for a T = 1 graph), then one call per

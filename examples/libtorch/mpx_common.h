@@ -29,7 +29,7 @@ struct Failure : std::runtime_error {
 
 using Four = std::array<float, 4>;  // per attribute: pitch, step, duration, velocity
 
-// The portable random stream (README, "Random stream"): SplitMix64 over a counter.
+// The portable random stream (docs/contract.md, "Random stream"): SplitMix64 over a counter.
 uint64_t splitmix64(uint64_t x);
 // The 8 uniforms of note `note` of stream `stream`: out[j] = uniform(seed, stream, 8 * note + j).
 void note_uniforms(uint64_t seed, uint64_t stream, uint64_t note, float out[8]);
