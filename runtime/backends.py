@@ -144,24 +144,38 @@ class OnnxBackend(Checked):
         self.path = Path(path)
         require_file(self.path)
         try:
-            self.session = ort.InferenceSession(str(self.path), onnx_session_options(threads),
-                                                providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(self.path), onnx_session_options(threads),
+                                           providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own error types vary by version and build
             raise ArtifactError(f"{self.path}: not a loadable ONNX model ({_first_line(exc)})") from None
         try:
-            meta = self.session.get_modelmeta().custom_metadata_map
+            self._check(session)
+        except MpxError as exc:
+            refused = exc.with_traceback(None)
+        else:
+            self.session = session
+            return
+        # the session (and its threads) goes now, not with whatever keeps the traceback: destroyed
+        # later in a forked child (a corpus parser), it would wait for those threads forever
+        del session
+        raise refused
+
+    def _check(self, session: Any) -> None:
+        """The spec from the graph's metadata, checked against the graph's names and sizes."""
+        try:
+            meta = session.get_modelmeta().custom_metadata_map
         except Exception as exc:  # damaged metadata bytes: UnicodeDecodeError, RuntimeError, ...
             raise ArtifactError(f"{self.path}: ONNX metadata is damaged ({_first_line(exc)})") from None
         if SPEC_KEY not in meta:
             raise ArtifactError(f"{self.path}: ONNX model has no mpx spec in its metadata; "
                                 "export it with `mpx export`")
         self.spec = ModelSpec.from_json(meta[SPEC_KEY], source=str(self.path))
-        names_in = [i.name for i in self.session.get_inputs()]
-        names_out = [o.name for o in self.session.get_outputs()]
+        names_in = [i.name for i in session.get_inputs()]
+        names_out = [o.name for o in session.get_outputs()]
         if names_in != list(INPUTS) or names_out != list(OUTPUTS):
             raise ArtifactError(f"{self.path}: graph names {names_in} -> {names_out} differ "
                                 f"from the contract {list(INPUTS)} -> {list(OUTPUTS)}")
-        state = self.session.get_inputs()[1].shape  # h0: [layers, batch, hidden]
+        state = session.get_inputs()[1].shape  # h0: [layers, batch, hidden]
         fixed = all(isinstance(n, int) for n in (state[0], state[2])) if len(state) == 3 else False
         check_sizes(self.spec, (state[0], state[2]) if fixed else None, self.path, "graph")
         self._outputs = names_out  # passed on every call: with None onnxruntime rebuilds the list

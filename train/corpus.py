@@ -11,6 +11,7 @@ naming each and counted; one bad file never stops a run.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import glob
 import logging
 import os
@@ -299,6 +300,10 @@ def _parse_all(files: list[Path], index: list[int], workers: int | None):  # typ
     if workers == 1 or len(paths) < 4:
         yield from zip(index, map(_parse, paths))
         return
+    # Garbage goes before the fork: a cycle that holds an onnxruntime session (a model that
+    # failed to open, kept by its traceback), collected in a worker, would wait forever there
+    # for the parent's threads.
+    gc.collect()
     executor = ProcessPoolExecutor(max_workers=workers)
     try:
         yield from zip(index, executor.map(_parse, paths, chunksize=max(1, len(paths) // (workers * 8))))
