@@ -7,7 +7,7 @@ temperatures, greedy and with four values per option, downloads the MIDI, gives 
 text file and a MIDI with no notes through the file input, a real MIDI dropped on the drop
 zone) and plays. The tests then check what the page showed: the same pitches and velocities as
 mpx, times within 1e-5, clear messages.
-It also saves examples/web/screenshot.png (the README shows it).
+It also saves examples/web/screenshot.png (docs/deployment.md shows it).
 Needs node, `make web-deps` and /usr/bin/chromium; skips with the reason otherwise.
 """
 from __future__ import annotations
