@@ -2,7 +2,9 @@
 
 pitch is the MIDI number 0..127, step the time from the previous note's start to this one's
 (0 for the first note), duration = end - start, velocity the note-on velocity 1..127; times in
-seconds, so tempo changes and tick resolution are pretty_midi's job, not ours.
+seconds, so tempo changes and tick resolution are the reader's job: pretty_midi's rules, read by
+symusic's C++ parser where it can (runtime/midi_fast.py), the sustain pedal optional
+(runtime/pedal.py).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
+from . import midi_fast, pedal as sustain
 from .atomic import atomic_path
 from .checks import integer, number
 from .errors import MidiError, OptionsError
@@ -27,28 +30,40 @@ RESOLUTION = 960
 DEFAULT_VELOCITY = 100  # for notes that come without one (a 3-column CSV)
 
 
-
 def read_notes(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
-               instruments: Iterable[int] | None = None) -> np.ndarray:
+               instruments: Iterable[int] | None = None, pedal: bool = False,
+               fast: bool = True) -> np.ndarray:
     """Read a MIDI file (path or its bytes) into notes float32 [N, 4].
 
     Notes of every non-drum instrument are merged, unless `instruments` lists the indices
-    (in file order) of the instruments to keep. Order: start time, then pitch, then end.
+    (in file order) of the instruments to keep. Order: start time, then pitch, end, velocity.
+    pedal=True: durations are how long notes sound with the sustain pedal (controller 64), as
+    runtime/pedal.py defines; False: how long their keys are held (the MIDI note-offs).
+    The notes are pretty_midi's; symusic's C++ parser reads them ~50x faster where it can
+    (runtime/midi_fast.py; fast=False reads with pretty_midi alone).
     Raises MidiError naming the file when it cannot be parsed or holds no notes.
     """
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
-    midi = _parse(source, label)
-    chosen = _select_instruments(midi, instruments, label)
-    events = [(note.pitch, note.start, note.end, note.velocity) for inst in chosen for note in inst.notes]
-    if not events:
+    data = _read(source, label)
+    events = _fast_events(data, label) if fast and instruments is None else None
+    if events is None:
+        events = _pretty_events(_parse(data, label), instruments, label)
+    if not len(events.pitches):
         raise MidiError(label, "holds no notes")
-    pitches, starts, ends, velocities = (np.asarray(column, np.float64) for column in zip(*events))
+    starts, ends = events.starts, events.ends
     if not (np.isfinite(starts).all() and np.isfinite(ends).all()) or starts.min() < 0:
         raise MidiError(label, "has notes at impossible times (damaged tempo or timing events)")
+    pitches, velocities = events.pitches, events.velocities
+    if pedal:
+        order = np.lexsort((velocities, ends, pitches, starts))
+        starts, ends, pitches, velocities = starts[order], ends[order], pitches[order], velocities[order]
+        ends, kept = sustain.sounding(starts, ends, pitches, events.groups[order], events.pedal_groups,
+                                      events.pedal_times, events.pedal_values)
+        starts, ends, pitches, velocities = starts[kept], ends[kept], pitches[kept], velocities[kept]
     return notes_from_events(pitches, starts, ends, velocities)
 
 
-def _parse(source: str | os.PathLike[str] | bytes, label: str) -> pretty_midi.PrettyMIDI:
+def _read(source: str | os.PathLike[str] | bytes, label: str) -> bytes:
     if not isinstance(source, bytes):
         try:
             source = Path(source).read_bytes()
@@ -62,6 +77,33 @@ def _parse(source: str | os.PathLike[str] | bytes, label: str) -> pretty_midi.Pr
         raise MidiError(label, "is empty (0 bytes)")
     if not source.startswith(b"MThd") and b"MThd" not in source[:1024]:
         raise MidiError(label, "is not a MIDI file (no MThd header)")
+    return source
+
+
+def _fast_events(data: bytes, label: str) -> midi_fast.Events | None:
+    try:
+        return midi_fast.read(data)
+    except Exception as exc:  # noqa: BLE001 - a gap in the fast reader is never the user's error
+        log.debug("%s: the fast reader failed (%s); reading with pretty_midi", label, exc)
+        return None
+
+
+def _pretty_events(midi: pretty_midi.PrettyMIDI, instruments: Iterable[int] | None,
+                   label: str) -> midi_fast.Events:
+    chosen = _select_instruments(midi, instruments, label)
+    notes = [(n.pitch, n.start, n.end, n.velocity, g) for g, inst in enumerate(chosen) for n in inst.notes]
+    ccs = [(g, c.time, c.value) for g, inst in enumerate(chosen) for c in inst.control_changes
+           if c.number == midi_fast.SUSTAIN]
+    pitches, starts, ends, velocities, groups = (np.asarray(column, np.float64) for column in zip(*notes)) \
+        if notes else (np.zeros(0),) * 5
+    cc_groups, cc_times, cc_values = (np.asarray(column, np.float64) for column in zip(*ccs)) \
+        if ccs else (np.zeros(0),) * 3
+    return midi_fast.Events(pitches=pitches, starts=starts, ends=ends, velocities=velocities,
+                            groups=groups.astype(np.int64), pedal_groups=cc_groups.astype(np.int64),
+                            pedal_times=cc_times, pedal_values=cc_values.astype(np.int64))
+
+
+def _parse(source: bytes, label: str) -> pretty_midi.PrettyMIDI:
     try:
         with warnings.catch_warnings():
             # pretty_midi warns about tempo events on non-first tracks; harmless here.
@@ -99,8 +141,9 @@ def _select_instruments(midi: pretty_midi.PrettyMIDI, instruments: Iterable[int]
 
 def notes_from_events(pitches: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                       velocities: np.ndarray) -> np.ndarray:
-    """Absolute note events -> notes [N, 4], ordered by start, pitch, end."""
-    order = np.lexsort((ends, pitches, starts))
+    """Absolute note events -> notes [N, 4], ordered by start, pitch, end, velocity (one order
+    whatever order the events come in)."""
+    order = np.lexsort((velocities, ends, pitches, starts))
     starts, ends, pitches, velocities = starts[order], ends[order], pitches[order], velocities[order]
     steps = np.diff(starts, prepend=starts[0])
     return np.stack([pitches, steps, ends - starts, velocities], axis=1).astype(np.float32)

@@ -25,7 +25,7 @@ import numpy as np
 from mpx.runtime.versions import version
 
 MAGIC = b"MPXNOTE1"
-CODEC_VERSION = "notes-v2"  # v2: velocity is the fourth column
+CODEC_VERSION = "notes-v3"  # v2: velocity is the fourth column; v3: ties ordered by velocity, symusic
 ALIGN = 64
 DTYPE = "<f4"
 COLUMNS = 4
@@ -34,7 +34,8 @@ MAX_HEADER = 64 << 20  # a pack of ~1M files; anything larger is damage, not a h
 
 def parser_version() -> str:
     """The MIDI parser stack the notes come from: another version may read a file differently."""
-    return f"pretty_midi {version('pretty_midi')}, mido {version('mido')}"
+    return (f"pretty_midi {version('pretty_midi')}, mido {version('mido')}, "
+            f"symusic {version('symusic')}")
 
 
 class Damaged(Exception):
