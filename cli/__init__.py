@@ -1,4 +1,11 @@
 """mpx: train, export and run a next-note LSTM MIDI generator."""
-from mpx.runtime.versions import version as _version
+from __future__ import annotations
 
-__version__ = _version("mpx") or "unknown"
+
+def __getattr__(name: str) -> str:
+    # Importing `mpx` imports nothing else: the command's Ctrl-C handler (mpx.start) must be in
+    # place before the heavy imports, and the package is imported before it.
+    if name == "__version__":
+        from mpx.runtime.versions import version
+        return version("mpx") or "unknown"
+    raise AttributeError(f"module 'mpx' has no attribute {name!r}")

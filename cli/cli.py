@@ -314,8 +314,10 @@ def evaluate(
     from mpx.runtime.report import format_report as format_generation
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
-    from mpx.train.evaluate import MODES, evaluate_split, format_report, generation_split, use_scoring_kernels
+    from mpx.train.evaluate import (MODES, check_generation_files, evaluate_split, format_report, generation_split,
+                                    use_scoring_kernels)
 
+    check_generation_files(files, generation)  # before minutes of scoring
     fmt = formats.get(_value(backend)) if backend is not None else formats.of(model)
     use_scoring_kernels(fmt.needs_torch and not generation)  # before the model opens: set once
     generator = load(model, _value(backend), threads)
@@ -367,11 +369,14 @@ def plot(
     _echo(f"wrote {plot_file(midi, out, primer_notes, force=force)}")
 
 
-INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+from .start import INTERRUPTED  # noqa: E402 - the shell's code for a process ended by Ctrl-C
 
 
 def main() -> None:
-    """Entry point: every failure a user can cause ends as one line on stderr, never a traceback."""
+    """Entry point: every failure a user can cause ends as one line on stderr, never a traceback.
+    (The console script starts in mpx.start, which catches Ctrl-C during the imports; called
+    from Python, this changes no signal handler.)"""
+    from .start import raise_on_interrupt
     try:
         from typer._click import exceptions as click  # typer >= 0.2x vendors its own click
     except ImportError:
@@ -379,6 +384,7 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING, format="mpx: %(message)s")
     try:
+        raise_on_interrupt()  # the work: Ctrl-C unwinds it, so a write in progress is undone
         code = app(standalone_mode=False)
         if code == INTERRUPTED:  # typer turns Ctrl-C into this return value, silently
             typer.echo("mpx: interrupted", err=True)

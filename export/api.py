@@ -89,7 +89,7 @@ def _export(checkpoint_path: str | Path, out_dir: Path, targets: list[Path], opt
     stamped = spec.replace(versions={**spec.versions, **versions("torch", "onnx")})
     source = {"source": Path(checkpoint_path).name, "source_sha256": sha256(Path(checkpoint_path))}
     report = ExportReport()
-    with atomic_set(targets) as staged:  # the staged files keep their names: torch's pt2 writers want .pt2
+    with atomic_set(targets, replace=options.force) as staged:  # the staged files keep their names: torch's pt2 writers want .pt2
         for fmt in options.formats:
             target = out_dir / formats.get(fmt).filename
             artifact_spec = stamped.replace(artifact={"format": fmt, **source,

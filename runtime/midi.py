@@ -184,16 +184,24 @@ def to_pretty_midi(notes: np.ndarray, *, program: int = 0, velocity: int | None 
 
 
 def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int = 0,
-               velocity: int | None = None, tempo: float = 120.0) -> Path:
-    """Write notes [N, 4] as a MIDI file, atomically. Returns the path written."""
-    midi = to_pretty_midi(notes, program=program, velocity=velocity, tempo=tempo)
+               velocity: int | None = None, tempo: float = 120.0, replace: bool = True) -> Path:
+    """Write notes [N, 4] as a MIDI file, atomically (replace=False: only if `path` does not
+    exist by then, runtime/atomic.py). Returns the path written."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        midi.write(str(tmp))
-    if midi.time_to_tick(midi.get_end_time()) > pretty_midi.pretty_midi.MAX_TICK:
-        log.warning("%s: lasts %.0f minutes, longer than pretty_midi (and so `mpx notes`, `mpx plot`) "
-                    "reads back; write a .csv for runs this long", path, midi.get_end_time() / 60)
+    with atomic_path(path, replace=replace) as tmp:
+        save_midi(notes, tmp, program=program, velocity=velocity, tempo=tempo, name=path)
     return path
+
+
+def save_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int = 0,
+              velocity: int | None = None, tempo: float = 120.0, name: Path | None = None) -> None:
+    """Write notes [N, 4] as a MIDI file to a path no one else sees yet (a temporary or staged
+    file: the caller makes it atomic); `name` is the output's own name, for the warning."""
+    midi = to_pretty_midi(notes, program=program, velocity=velocity, tempo=tempo)
+    midi.write(str(path))
+    if midi.time_to_tick(midi.get_end_time()) > pretty_midi.pretty_midi.MAX_TICK:
+        log.warning("%s: lasts %.0f minutes, longer than pretty_midi reads back; mpx reads it "
+                    "(symusic), other MIDI tools may not", name or path, midi.get_end_time() / 60)
 
 
 def check_write_options(program: int, velocity: int | None, tempo: float) -> None:

@@ -29,6 +29,7 @@ neither uses); benchmarks/midi_reader.py counts them on fuzzed files.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 
 import numpy as np
@@ -96,6 +97,59 @@ _MARK = b"mpx: end of track"
 _RELEASES = 2  # rounds of note-offs after a track's end: each ends one open note-on per key
 
 
+_SYSTEM = re.compile(rb"[\xf1-\xf6\xf8-\xfe]")  # system common / real-time status bytes
+_META = re.compile(rb"\xff([\x00\x20\x21\x51\x54\x58\x59])")  # meta types mido decodes strictly
+_SYSEX = re.compile(rb"[\xf0\xf7]")
+
+
+def _vlq(data: bytes, at: int) -> tuple[int, int] | None:
+    value = 0
+    for _ in range(4):
+        if at >= len(data):
+            return None
+        byte = data[at]
+        at += 1
+        value = value << 7 | (byte & 0x7F)
+        if byte < 0x80:
+            return value, at
+    return None
+
+
+def _mido_refuses(body: bytes) -> bool:
+    """Whether mido may refuse this track, or read it otherwise than symusic: a system status
+    byte (mido takes it as the running status), a meta event mido cannot decode (a key
+    signature of 127 sharps, a tempo of two bytes), a system exclusive payload with bytes over
+    127, or running status right after a system exclusive event (mido continues the sysex).
+    Judged on every place the bytes could hold such an event: a byte of a delta time or a
+    payload can look like one, and a false alarm costs only the slower reader."""
+    if _SYSTEM.search(body):
+        return True
+    candidates = sorted([(m.start(), "meta") for m in _META.finditer(body)]
+                        + [(m.start(), "sysex") for m in _SYSEX.finditer(body)])
+    covered = 0  # candidates inside an event already read (its payload) are not events
+    for at, kind in candidates:
+        if at < covered:
+            continue
+        length = _vlq(body, at + 2 if kind == "meta" else at + 1)
+        if length is None or length[1] + length[0] > len(body):
+            return True
+        payload = body[length[1]:length[1] + length[0]]
+        covered = length[1] + length[0]
+        if kind == "meta":
+            try:
+                from mido.midifiles.meta import build_meta_message
+                build_meta_message(body[at + 1], list(payload))
+            except Exception:  # noqa: BLE001 - whatever mido raises, it raises for pretty_midi too
+                return True
+            continue
+        if any(byte >= 0x80 for byte in payload.removeprefix(b"\xf0").removesuffix(b"\xf7")):
+            return True
+        following = _vlq(body, covered)
+        if following is not None and following[1] < len(body) and body[following[1]] < 0x80:
+            return True
+    return False
+
+
 def _released(division: int, track: bytes) -> bytes:
     """One file track as a format-0 file, with a marker at its End of Track and then, a tick
     apart, rounds of note-offs for every key of every channel: the note-ons left open become
@@ -152,7 +206,7 @@ def read(data: bytes) -> Events | None:
     parts = []
     tempos: list[tuple[int, int]] = []
     for index, (start, end) in enumerate(tracks):
-        if data.find(_EOT, start, end - 3) != -1:
+        if data.find(_EOT, start, end - 3) != -1 or _mido_refuses(data[start:end - 3]):
             return None  # an End of Track before the last event (or those bytes in a payload)
         score = _parse(_released(division, data[start - 8:end]))
         if score is None:

@@ -17,7 +17,7 @@ from .atomic import atomic_path
 from .checks import integer
 from .contract import FEATURES
 from .errors import MidiError, OptionsError
-from .midi import DEFAULT_VELOCITY, read_notes, write_midi
+from .midi import DEFAULT_VELOCITY, read_notes, save_midi, write_midi
 from .outputs import NOTE_SUFFIXES, check_outputs
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,20 @@ HEADER = ",".join(FEATURES)
 HEADER_V1 = ",".join(FEATURES[:3])
 
 
-def write_csv(notes: np.ndarray, path: str | os.PathLike[str]) -> Path:
+def write_csv(notes: np.ndarray, path: str | os.PathLike[str], *, replace: bool = True) -> Path:
+    """Write notes as CSV, atomically (replace=False: only if `path` does not exist by then)."""
+    path = Path(path)
+    with atomic_path(path, replace=replace) as tmp:
+        save_csv(notes, tmp)
+    return path
+
+
+def save_csv(notes: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write notes as CSV to a path no one else sees yet (the caller makes it atomic)."""
     notes = np.asarray(notes, dtype=np.float32).reshape(-1, len(FEATURES))
     if not np.isfinite(notes).all():
         raise OptionsError("notes hold NaN or infinite values; nothing written")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        np.savetxt(tmp, notes, fmt="%.9g", delimiter=",", header=HEADER, comments="")
-    return path
+    np.savetxt(path, notes, fmt="%.9g", delimiter=",", header=HEADER, comments="")
 
 
 def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
@@ -79,11 +85,23 @@ def read_any(path: str | os.PathLike[str]) -> np.ndarray:
     return read_notes(path)
 
 
-def write_any(notes: np.ndarray, path: str | os.PathLike[str], **midi_options: object) -> Path:
-    """Write notes as .csv or as MIDI (any other suffix), atomically."""
+def write_any(notes: np.ndarray, path: str | os.PathLike[str], *, replace: bool = True,
+              **midi_options: object) -> Path:
+    """Write notes as .csv or as MIDI (any other suffix), atomically (replace=False: only if
+    `path` does not exist by then)."""
     if Path(path).suffix.lower() == ".csv":
-        return write_csv(notes, path)
-    return write_midi(notes, path, **midi_options)  # type: ignore[arg-type]
+        return write_csv(notes, path, replace=replace)
+    return write_midi(notes, path, replace=replace, **midi_options)  # type: ignore[arg-type]
+
+
+def save_any(notes: np.ndarray, path: str | os.PathLike[str], *, suffix: str | None = None,
+             **midi_options: object) -> None:
+    """Write notes as .csv or MIDI (by `suffix`, else the path's) to a path no one else sees yet
+    (a staged file of a set: runtime/atomic.py's atomic_set makes the set atomic)."""
+    if (suffix or Path(path).suffix).lower() == ".csv":
+        save_csv(notes, path)
+    else:
+        save_midi(notes, path, **midi_options)  # type: ignore[arg-type]
 
 
 def last_notes(notes: np.ndarray, last: int | None, source: str) -> np.ndarray:
@@ -102,4 +120,4 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], last: i
     The output is checked first: a known kind, not the source, new unless `force`."""
     out = check_outputs([out], [source], force=force, suffixes=NOTE_SUFFIXES)[0]
     values = last_notes(read_any(source), last, str(source))
-    return write_any(values, out), len(values)
+    return write_any(values, out, replace=force), len(values)

@@ -38,12 +38,13 @@ def plot_file(source: str | os.PathLike[str], out: str | os.PathLike[str], prime
     notes = read_any(source)
     if primer_notes > len(notes):
         raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --primer-notes {primer_notes}")
-    return piano_roll(notes[:primer_notes], notes[primer_notes:], out, title=source.name)
+    return piano_roll(notes[:primer_notes], notes[primer_notes:], out, title=source.name, replace=force)
 
 
 def piano_roll(primer: np.ndarray, continuation: np.ndarray, path: str | os.PathLike[str],
-               title: str = "") -> Path:
-    """Draw notes as bars (time x pitch) into a PNG; the continuation starts where the primer ends."""
+               title: str = "", replace: bool = True) -> Path:
+    """Draw notes as bars (time x pitch) into a PNG, atomically (replace=False: only if `path`
+    does not exist by then); the continuation starts where the primer ends."""
     require_matplotlib()
     import matplotlib
     matplotlib.use("Agg")
@@ -80,7 +81,7 @@ def piano_roll(primer: np.ndarray, continuation: np.ndarray, path: str | os.Path
     fig.tight_layout()
     path = Path(path)
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, replace=replace) as tmp:
             fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)

@@ -10,8 +10,9 @@ import numpy as np
 
 from . import notes as note_rules
 from .generate import GenerationOptions, Generator
+from .atomic import atomic_set
 from .midi import check_write_options
-from .notes_csv import read_any, write_any
+from .notes_csv import read_any, save_any
 from .outputs import NOTE_SUFFIXES, PNG_SUFFIXES, check_outputs
 from .session import Progress  # (notes done, notes asked for) after every note; the CLI draws a bar
 
@@ -74,12 +75,16 @@ def generate_files(generator: Generator, seed: str | os.PathLike[str],
     done = generator.rollout(read_any(seed), options, progress, source=str(seed))
     primer, notes = done.primer, done.notes
     note_rules.check_made(notes, generator.spec.config, generator.backend.path)
-    for path, sequence in zip(paths, notes):
-        if include_primer:  # one file: the primer, then the continuation where it ends
-            sequence = np.concatenate([primer, sequence])
-        write_any(sequence, path, **dataclasses.asdict(write))
-        log.info("wrote %s (%d notes)", path, len(sequence))
-    if plot is not None:
-        from .plot import piano_roll
-        piano_roll(primer, notes[0], plot, title=f"{seed.name} + mpx")
+    # one set: every output and the plot, or none of them (a full disk at take 37 of 64, a
+    # second process claiming an output first without --force)
+    with atomic_set(paths + ([plot] if plot is not None else []), replace=force) as staged:
+        for path, sequence in zip(paths, notes):
+            if include_primer:  # one file: the primer, then the continuation where it ends
+                sequence = np.concatenate([primer, sequence])
+            save_any(sequence, staged[path], name=path, **dataclasses.asdict(write))
+        if plot is not None:
+            from .plot import piano_roll
+            piano_roll(primer, notes[0], staged[plot], title=f"{seed.name} + mpx")
+    for path in paths:
+        log.info("wrote %s", path)
     return RunResult(seed_file=seed, primer=primer, notes=notes, outputs=paths, seed=done.seed, plot=plot)

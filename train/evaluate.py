@@ -201,7 +201,18 @@ def evaluate_model(backend: Backend, notes: Sequence[np.ndarray], modes: Sequenc
         report["window"]["stride"] = stride
     if "stateful" in modes:
         report["stateful"] = evaluate_stateful(backend, notes, on_progress=progress("stateful"))
+    for mode in modes:  # a mode that scored nothing says why, rather than "0.0000 over 0"
+        if not report[mode]["predictions"]:
+            report[mode] = {"predictions": 0, "not_scored": _too_short(mode, notes, backend.spec.seq_len)}
     return report
+
+
+def _too_short(mode: str, notes: Sequence[np.ndarray], seq_len: int) -> str:
+    need = seq_len + 1 if mode == "window" else 2
+    longest = max((len(n) for n in notes), default=0)
+    which = "the file has" if len(notes) == 1 else f"the longest of the {len(notes)} files has"
+    why = f"the model's seq_len {seq_len} + 1" if mode == "window" else "a note and the next"
+    return f"{which} {longest} notes; {mode} mode needs {need} ({why})"
 
 
 def evaluate_split(backend: Backend, corpus: "Corpus", split: str = "test",
@@ -228,17 +239,31 @@ def format_report(report: dict[str, Any]) -> str:
              f"{'mode':<9} " + " ".join(f"{name + ' CE':>12}" for name in ATTRIBUTES)
              + f" {'pitch top-1':>12} {'predictions':>12}   (CE in nats per note)"]
     for mode in MODES:
-        if mode in report:
+        if mode in report and "not_scored" in report[mode]:
+            lines.append(f"{mode:<9} not scored: {report[mode]['not_scored']}")
+        elif mode in report:
             r = report[mode]
             lines.append(f"{mode:<9} " + " ".join(f"{r[name + '_ce']:>12.4f}" for name in ATTRIBUTES)
                          + f" {r['pitch_top1']:>12.4f} {r['predictions']:>12}")
     return "\n".join(lines)
 
 
+def check_generation_files(files: int | None, generation: bool = True) -> None:
+    """--files: how many pieces the generation report continues (None: every piece)."""
+    if files is None:
+        return
+    if not generation:
+        raise OptionsError("--files sets how many pieces --generation continues: add --generation "
+                           "(--max-files limits the files scored)")
+    if isinstance(files, bool) or not isinstance(files, int) or files < 1:
+        raise OptionsError(f"--files must be an integer >= 1 (pieces to continue), got {files!r}")
+
+
 def generation_split(generator: Generator, corpus: "Corpus", split: str = "test", files: int | None = None,
                      options: GenerationOptions | None = None) -> dict[str, Any]:
     """The generation report (runtime/report.py) on `files` pieces spread over one split: each
     piece's seed continued with the model's default sampling (or `options`)."""
+    check_generation_files(files)
     chosen = corpus.select(split)
     pieces = report.spread([(path.name, notes) for path, notes in zip(chosen.files, chosen.notes)], files)
     options = options or GenerationOptions()

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mpx.runtime.atomic import clean_stale
 from mpx.runtime.checkpoints import read_header
 from mpx.runtime.checks import flag
 from mpx.runtime.errors import MpxError, OptionsError
@@ -116,20 +117,37 @@ def _locked(out: Path) -> Iterator[None]:
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        clean_stale(out)  # what a killed training or export left: temporaries, an unheld lock
+        fd = _open_locked(out)
     except OSError as exc:
         raise MpxError(f"{out}: cannot write a training run here ({exc.strerror or exc})") from None
     try:
-        _lock(fd, out)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        # removed while still locked, so no other training holds it; one that opened the file
-        # meanwhile locks a file no one else can find, and is alone in the folder either way
+        # removed while still locked; a training that opened the file meanwhile finds it gone
+        # once it has the lock, and opens a new one (_open_locked)
         (out / LOCK).unlink(missing_ok=True)
         if created and not any(out.iterdir()):
             out.rmdir()  # a run that failed before writing anything leaves no folder behind
+        os.close(fd)
+
+
+def _open_locked(out: Path) -> int:
+    """The lock file, opened and locked; again if the file locked was removed meanwhile (by a
+    training ending, or as stale by runtime/atomic.py), so two trainings never hold two files."""
+    while True:
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock(fd, out)
+            if os.fstat(fd).st_ino == os.stat(out / LOCK).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
 
 

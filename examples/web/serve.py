@@ -5,6 +5,10 @@
 URL layout: / is this folder (index.html, app.js, mpx.js ...), /node_modules/ is the npm
 packages that `make web-deps` installs beside it (examples/node_modules), /model.onnx and
 /seed.mid are the two files given, and /files.json names them for the page.
+
+A path no file answers is a 404, a path no file could have (a NUL byte, control characters,
+bytes that are not UTF-8) a 400: never a traceback or a dropped connection. A connection that
+sends nothing for IDLE_SECONDS is closed, so idle connections hold no thread.
 """
 from __future__ import annotations
 
@@ -25,10 +29,14 @@ TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "applicat
          ".onnx": "application/octet-stream", ".mid": "audio/midi", ".json": "application/json"}
 
 
+IDLE_SECONDS = 10  # a connection silent this long is closed (the socket's timeout)
+
+
 class Handler(http.server.SimpleHTTPRequestHandler):
     """Static files from the page's folder, plus the routes above; nothing outside them."""
 
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **TYPES}
+    timeout = IDLE_SECONDS  # StreamRequestHandler sets it on the socket: an idle reader times out
 
     def __init__(self, *args, files: dict[str, Path], node_modules: Path, **kwargs):
         self.files = files
@@ -36,7 +44,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         super().__init__(*args, **kwargs)
 
     def translate_path(self, path: str) -> str:
-        route = unquote(urlsplit(path).path)
+        route = unquote(urlsplit(path).path, errors="strict")
         if route in self.files:
             return str(self.files[route])
         if route.startswith("/node_modules/"):
@@ -44,6 +52,28 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         return super().translate_path(path)
 
     def do_GET(self) -> None:
+        if not _possible(self.path):
+            self.send_error(400, "Bad request path")
+            return
+        try:
+            self._get()
+        except ConnectionError:  # the client left: nothing to answer
+            self.close_connection = True
+        except (OSError, ValueError):  # a path the file system refuses: nothing is there
+            self.send_error(404, "File not found")
+
+    def do_HEAD(self) -> None:
+        if not _possible(self.path):
+            self.send_error(400, "Bad request path")
+            return
+        try:
+            super().do_HEAD()
+        except ConnectionError:
+            self.close_connection = True
+        except (OSError, ValueError):
+            self.send_error(404, "File not found")
+
+    def _get(self) -> None:
         if urlsplit(self.path).path == "/files.json":
             body = json.dumps({"model": self.files["/model.onnx"].name, "seed": self.files["/seed.mid"].name}).encode()
             self.send_response(200)
@@ -63,6 +93,27 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         pass  # quiet: a page load is ~15 requests
 
 
+class Server(http.server.ThreadingHTTPServer):
+    """One thread per connection while it is served (IDLE_SECONDS at most when silent); what a
+    connection's thread fails on is one line on stderr, not a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple) -> None:  # type: ignore[override]
+        error = sys.exc_info()[1]
+        print(f"serve.py: {client_address[0]}: {type(error).__name__}: {error}", file=sys.stderr)
+
+
+def _possible(path: str) -> bool:
+    """Whether a request path could name a file: UTF-8 once unquoted, no NUL or control
+    characters (os functions raise on a NUL byte; no file of the page has the others)."""
+    try:
+        route = unquote(urlsplit(path).path, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in route)
+
+
 def _inside(root: Path, route: str) -> Path:
     """root joined with the URL path, with '..' and empty parts dropped (as http.server does)."""
     parts = [p for p in route.split("/") if p not in ("", ".", "..")]
@@ -71,7 +122,7 @@ def _inside(root: Path, route: str) -> Path:
 
 def make_server(directory: str | Path = HERE, port: int = 8000, model: str | Path = DEFAULT_MODEL,
                 seed: str | Path = DEFAULT_SEED, node_modules: str | Path | None = None,
-                ) -> http.server.ThreadingHTTPServer:
+                ) -> Server:
     """A server bound to 127.0.0.1:port (0 = any free port), not yet serving.
 
     Raises FileNotFoundError naming what is missing (and how to get it).
@@ -85,7 +136,7 @@ def make_server(directory: str | Path = HERE, port: int = 8000, model: str | Pat
         raise FileNotFoundError(f"{node_modules}/onnxruntime-web not found: run `make web-deps`")
     handler = functools.partial(Handler, directory=str(directory), node_modules=node_modules.resolve(),
                                 files={"/model.onnx": Path(model).resolve(), "/seed.mid": Path(seed).resolve()})
-    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    return Server(("127.0.0.1", port), handler)
 
 
 def serve(directory: str | Path = HERE, port: int = 8000, model: str | Path = DEFAULT_MODEL,
