@@ -376,38 +376,38 @@ def main() -> None:
     """Entry point: every failure a user can cause ends as one line on stderr, never a traceback.
     (The console script starts in mpx.start, which catches Ctrl-C during the imports; called
     from Python, this changes no signal handler.)"""
-    from .start import raise_on_interrupt
+    from .start import interrupt_seen, raise_on_interrupt
     try:
         from typer._click import exceptions as click  # typer >= 0.2x vendors its own click
     except ImportError:
         from click import exceptions as click  # type: ignore[no-redef]
 
     logging.basicConfig(level=logging.WARNING, format="mpx: %(message)s")
+    error, code = "", 0
     try:
         raise_on_interrupt()  # the work: Ctrl-C unwinds it, so a write in progress is undone
         code = app(standalone_mode=False)
         if code == INTERRUPTED:  # typer turns Ctrl-C into this return value, silently
-            typer.echo("mpx: interrupted", err=True)
+            error = "mpx: interrupted"
     except click.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         code = 0
     except click.UsageError as exc:  # bad flag, bad value, missing argument
         command = exc.ctx.command_path if exc.ctx else "mpx"
         message = " ".join(exc.format_message().split())
-        typer.echo(f"mpx: error: {message} (see `{command} --help`)", err=True)
-        code = 2
+        error, code = f"mpx: error: {message} (see `{command} --help`)", 2
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("mpx: interrupted", err=True)
-        code = INTERRUPTED
+        error, code = "mpx: interrupted", INTERRUPTED
     except OptionsError as exc:  # named as its flag: the library names its Python parameter
-        typer.echo(f"mpx: error: {exc.naming(flag(exc.field)) if exc.field else exc}", err=True)
-        code = exc.exit_code
+        error, code = f"mpx: error: {exc.naming(flag(exc.field)) if exc.field else exc}", exc.exit_code
     except MpxError as exc:
-        if str(exc):  # a rank of a distributed run that stops quietly: rank 0 says why
-            typer.echo(f"mpx: error: {exc}", err=True)
-        code = exc.exit_code
+        # a rank of a distributed run that stops quietly (an empty message): rank 0 says why
+        error, code = f"mpx: error: {exc}" if str(exc) else "", exc.exit_code
     except OSError as exc:  # a file system failure no library turned into an MpxError
         where = f"{exc.filename}: " if exc.filename else ""
-        typer.echo(f"mpx: error: {where}{exc.strerror or exc}", err=True)
-        code = 1
+        error, code = f"mpx: error: {where}{exc.strerror or exc}", 1
+    if interrupt_seen():  # whatever a library made of the Ctrl-C
+        error, code = "mpx: interrupted", INTERRUPTED
+    if error:
+        typer.echo(error, err=True)
     sys.exit(code if isinstance(code, int) else 0)

@@ -15,6 +15,7 @@ import gc
 import glob
 import logging
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -293,6 +294,12 @@ def _parse(path: str) -> np.ndarray | str:
         return exc.reason
 
 
+def _ignore_ctrl_c() -> None:
+    """In a parsing worker: Ctrl-C reaches the whole process group, and the parent stops the
+    pool; a worker's own KeyboardInterrupt would print a traceback from every worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _parse_all(files: list[Path], index: list[int], workers: int | None):  # type: ignore[no-untyped-def]
     """(index, notes or reason) for every file, in order, parsed in `workers` processes."""
     workers = workers or os.cpu_count() or 1
@@ -304,7 +311,7 @@ def _parse_all(files: list[Path], index: list[int], workers: int | None):  # typ
     # failed to open, kept by its traceback), collected in a worker, would wait forever there
     # for the parent's threads.
     gc.collect()
-    executor = ProcessPoolExecutor(max_workers=workers)
+    executor = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_ctrl_c)
     try:
         yield from zip(index, executor.map(_parse, paths, chunksize=max(1, len(paths) // (workers * 8))))
     finally:
