@@ -237,6 +237,8 @@ def run_case(case: Case, worker: Worker) -> Result:
     litter = sorted(n for n in new if ".mpx-" in n or n.endswith(".tmp")) if case.watch else []
     if answer is not None and answer.get("code") not in (0, None) and case.watch:
         litter = sorted(set(litter) | {n for n in new if not n.startswith("cache")})
+    if answer is not None and answer.get("litter"):  # a runner's own count (its folder keeps a saved state)
+        litter = sorted(set(litter) | set(answer["litter"]))
     return Result(case.group, case.name, category, clobbered, litter, detail, round(seconds, 2))
 
 
@@ -865,6 +867,117 @@ def fault_cases(models: dict[str, Path], corpus: list[Path], work: Path, mounts:
     return cases, notes
 
 
+def race_cases(models: dict[str, Path], work: Path, mounts: list[Path]) -> list[Case]:
+    """Processes racing for one output, sets that must land whole, leftovers of kill -9."""
+    folder = work / "races"
+    folder.mkdir()
+    seed = DATA / "seeds" / "bach_prelude_bwv873.mid"
+    cases: list[Case] = []
+
+    def parallel_runs() -> dict | None:
+        out = folder / "o.mid"
+        runs = [mpx_process(["run", str(seed), "--model", str(models["onnx"]), "--out", str(out), "--notes", "3000",
+                             "--seed", str(i)], folder) for i in range(5)]
+        answers = [finish(p, 300) for p in runs]
+        if any(a is None for a in answers):
+            return None
+        won = [i for i, a in enumerate(answers) if a["code"] == 0]
+        if len(won) != 1:
+            return {**answers[0], "wrong": f"{len(won)} of 5 runs wrote o.mid without --force"}
+        again = finish(mpx_process(["run", str(seed), "--model", str(models["onnx"]), "--out", str(folder / "again.mid"),
+                                    "--notes", "3000", "--seed", str(won[0])], folder), 300)
+        if again is None or again["code"] != 0 or sha(folder / "again.mid") != sha(out):
+            return {**answers[0], "wrong": "o.mid is not the winner's whole output"}
+        lost = next(a for i, a in enumerate(answers) if i != won[0])
+        return lost if all(a.get("exception") is None for a in answers) else next(a for a in answers if a.get("exception"))
+
+    cases.append(Case("races", "5 parallel runs into one --out (no --force)", expect="fail", runner=parallel_runs,
+                      timeout=400, watch=folder))
+
+    def parallel_exports() -> dict | None:
+        out = folder / "export"
+        runs = [mpx_process(["export", "--checkpoint", str(models["checkpoint"]), "--out-dir", str(out)], folder)
+                for _ in range(2)]
+        answers = [finish(p, 600) for p in runs]
+        if any(a is None for a in answers):
+            return None
+        if sorted(a["code"] for a in answers) != [0, 1]:
+            return {**answers[0], "wrong": f"exits {[a['code'] for a in answers]}: both exports wrote the folder"}
+        return next(a for a in answers if a["code"] == 1)
+
+    cases.append(Case("races", "2 parallel exports into one folder", expect="fail", runner=parallel_exports,
+                      timeout=700))
+
+    full = folder / "full"
+    real = _fault_folder(full, "size=64k", mounts)
+    cases.append(Case("partial sets", "--num-outputs 64 into a full disk",
+                      ["run", str(seed), "--model", str(models["onnx"]), "--notes", "500", "--num-outputs", "64",
+                       "--out", str(full / "take.mid")], expect="fail", fault=None if real else {"enospc": str(full)},
+                      watch=full, timeout=180,
+                      check=lambda: "takes left" if any(full.glob("take-*")) else None))
+
+    def killed_train_then_write() -> dict | None:
+        out = folder / "killed-train"
+        process = mpx_process(["train", str(DATA / "midi"), "--out", str(out), "--epochs", "50", "--hidden", "8",
+                               "--embedding", "4", "--cache-dir", str(folder / "cache")], folder)
+        wait_for(lambda: (out / ".mpx-train.lock").exists(), 120)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        answer = finish(mpx_process(["notes", str(seed), "--out", str(out / "seed.csv")], folder), 60)
+        if answer and (out / ".mpx-train.lock").exists():
+            return {**answer, "wrong": "the killed training's lock is still there"}
+        return answer
+
+    cases.append(Case("stale leftovers", "kill -9 during train, then a write into its folder", expect="ok",
+                      runner=killed_train_then_write, timeout=200))
+    return cases
+
+
+def startup_ctrl_c_cases(models: dict[str, Path], work: Path) -> list[Case]:
+    """Ctrl-C at delays counted from mpx's first line (Python's own start-up before it, which
+    no program can handle, is measured and left out), for each command."""
+    folder = work / "startup-ctrl-c"
+    folder.mkdir()
+    seed = DATA / "seeds" / "haydn_sonata_48_1.mid"
+    commands = {
+        "run": ["run", str(seed), "--model", str(models["onnx"]), "--notes", "200000", "--out", "{dir}/o.mid"],
+        "export": ["export", "--checkpoint", str(models["checkpoint"]), "--out-dir", "{dir}/export"],
+        "eval": ["eval", str(models["onnx"]), str(DATA / "midi"), "--split", "all", "--cache-dir", "{dir}/cache"],
+        "train": ["train", str(DATA / "midi"), "--out", "{dir}/run", "--epochs", "1", "--hidden", "8",
+                  "--cache-dir", "{dir}/cache"],
+        "info": ["info", str(models["onnx"])],
+    }
+    started = []
+    for _ in range(3):
+        began = time.monotonic()
+        subprocess.run([sys.executable, "-c", "import mpx.start"], check=True)
+        started.append(time.monotonic() - began)
+    start = max(started) + 0.05
+    cases = []
+    for name, argv in commands.items():
+        for delay in (0.0, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.5, 2.5):
+            here = folder / f"{name}-{delay}"
+            here.mkdir()
+
+            def interrupt(argv: list[str] = argv, here: Path = here, delay: float = delay) -> dict | None:
+                process = mpx_process([a.replace("{dir}", str(here)) for a in argv], here)
+                time.sleep(start + delay)
+                os.killpg(process.pid, signal.SIGINT)
+                answer = finish(process, 120)
+                if answer and answer["code"] == 0:
+                    return {**answer, "err": "mpx: interrupted", "code": 130}  # finished first: nothing to interrupt
+                if answer and answer["code"] != 130:
+                    answer["exception"] = answer.get("exception") or f"exit {answer['code']}: {answer['err'].strip()[-200:]!r}"
+                if answer:  # an interrupted training keeps its saved state: only temporaries are litter
+                    answer["litter"] = [str(p.relative_to(here)) for p in here.rglob("*")
+                                        if ".mpx-" in p.name or p.name.endswith(".tmp")]
+                return answer
+
+            cases.append(Case("start-up Ctrl-C", f"{name} at {delay:g} s after mpx starts", expect="fail",
+                              runner=interrupt, timeout=150))
+    return cases
+
+
 def thread_cases(models: dict[str, Path]) -> list[Case]:
     def shared(path: Path) -> dict | None:
         import numpy as np
@@ -920,7 +1033,8 @@ def write_json(path: Path, results: list[Result], notes: dict[str, str], args: a
     findings = [{**dataclasses.asdict(r), "detail": r.detail.replace(str(work), "$WORK")}
                 for r in results if r.category not in ("ok", "clean error") or r.clobbered or r.litter]
     path.write_text(json.dumps({
-        "command": "python benchmarks/reliability.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/reliability.py" + (" --quick" if args.quick else "")
+                   + (f" --groups '{args.groups}'" if args.groups else ""),
         "seed": args.seed, "seconds": round(elapsed, 1), "python": sys.version.split()[0], "notes": notes,
         "table": table(results), "findings": findings,
         "cases": [[r.group, r.name, r.category, r.seconds] for r in results]}, indent=None)
@@ -936,6 +1050,7 @@ def main() -> int:
     parser.add_argument("--no-faults", action="store_true", help="skip the cases that start real processes")
     parser.add_argument("--verbose", action="store_true", help="print every case, not only the findings")
     parser.add_argument("--json", type=Path, help="also write every case's result here")
+    parser.add_argument("--groups", help="run only these groups (comma-separated, e.g. 'races,start-up Ctrl-C')")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -968,9 +1083,14 @@ def main() -> int:
         if not args.no_faults:
             faults, notes = fault_cases(models, corpus, work, mounts)
             cases += faults[:7] if args.quick else faults
+            races = race_cases(models, work, mounts) + startup_ctrl_c_cases(models, work)
+            cases += races[::4] if args.quick else races
         for case in cases:
             if case.group == "bad/fuzzed MIDI" and "big-performance" in case.name:
                 case.timeout = 300
+        if args.groups:
+            wanted = {g.strip() for g in args.groups.split(",")}
+            cases = [c for c in cases if c.group in wanted]
         print(f"running {len(cases)} cases ...", flush=True)
         worker = Worker()
         try:

@@ -200,8 +200,8 @@ def save_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int =
     midi = to_pretty_midi(notes, program=program, velocity=velocity, tempo=tempo)
     midi.write(str(path))
     if midi.time_to_tick(midi.get_end_time()) > pretty_midi.pretty_midi.MAX_TICK:
-        log.warning("%s: lasts %.0f minutes, longer than pretty_midi reads back; mpx reads it "
-                    "(symusic), other MIDI tools may not", name or path, midi.get_end_time() / 60)
+        log.warning("%s: lasts %.0f minutes, longer than pretty_midi (and tools built on it) reads back; "
+                    "mpx reads it, but write a .csv for runs this long", name or path, midi.get_end_time() / 60)
 
 
 def check_write_options(program: int, velocity: int | None, tempo: float) -> None:

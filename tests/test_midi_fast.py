@@ -227,3 +227,16 @@ def test_pretty_midis_warnings_stay_quiet() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_notes(REAL_FILES[0].read_bytes(), name="x.mid")
+
+
+def test_whatever_the_fast_reader_raises_it_falls_back_to_pretty_midi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gap in the fast reader (its parser raising something new) is never the user's error."""
+    class ParserBug(Exception):
+        pass
+
+    def broken(data: bytes) -> None:
+        raise ParserBug("something new")
+
+    data = REAL_FILES[0].read_bytes()
+    monkeypatch.setattr(midi_fast, "read", broken)
+    assert same(read_notes(data, name="x.mid"), pretty_notes(data))

@@ -300,7 +300,7 @@ def test_ctrl_c_at_any_moment_of_a_command_is_one_line_and_exit_130(command: str
         if process.returncode == 0 and command == "help":
             continue  # finished before the signal
         where = f"{command} at {start:.2f} + {delay} s"
-        assert process.returncode == 130, f"{where}: exit {process.returncode}; stderr {err[-800:]!r}"
+        assert process.returncode == 130, f"{where}: exit {process.returncode}; stderr {err[-3000:]!r}"
         lines = err.strip().splitlines()
         assert len(lines) == 1 and (lines[0] == "mpx: interrupted" or command == "train" and "--resume" in lines[0]), \
             f"{where}: {err[-800:]!r}"
