@@ -1,0 +1,111 @@
+"""Rows of generation and the two graph calls the batcher makes on them.
+
+A row is one listener's stream: its LSTM state, the notes it feeds at its next call, its place
+in the portable random stream (seed, stream index, notes drawn) and its sampling. `prime`
+runs one row alone (its pending input is longer than one note: a primer, or notes a session
+appended); `step` advances many rows of one-note input in one call. Counter-based uniforms:
+a row's n-th note takes uniform(seed, stream, 8 n + j) whatever else is in the call.
+
+This is the serving side's stand-in for runtime/session.py (the generation session of the
+refactor issue), which will own rows, their state and their random stream for every caller.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..backends import Backend, zero_state
+from ..contract import FEATURES, UNIFORMS
+from ..rng import check_seed, splitmix64
+from ..spec import Sampling
+
+F = len(FEATURES)
+_COLUMNS = np.arange(UNIFORMS, dtype=np.uint64)
+
+
+def stream_key(seed: int, stream: int = 0) -> np.uint64:
+    """key(seed, stream) of the README's random stream."""
+    return np.uint64(splitmix64(splitmix64(np.uint64(check_seed(seed))) + np.uint64(stream)))
+
+
+def row_uniforms(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """[n, 8] float32: row i's note counters[i] of the stream keyed keys[i]."""
+    index = counters.astype(np.uint64)[:, None] * np.uint64(UNIFORMS) + _COLUMNS
+    with np.errstate(over="ignore"):
+        bits = splitmix64(keys[:, None] + index) >> np.uint64(40)
+    return bits.astype(np.float32) * np.float32(2.0 ** -24)
+
+
+@dataclasses.dataclass(eq=False)
+class Row:
+    """One stream of notes. `pending` is what the next call feeds (float32 [T, 4])."""
+
+    seed: int
+    sampling: Sampling
+    pending: np.ndarray
+    stream: int = 0
+    counter: int = 0                  # notes drawn so far: the next is note `counter` of the stream
+    exact: bool = False               # always called alone (B = 1), as `mpx run` calls the graph
+    h: np.ndarray | None = None       # [L, 1, H]; None = zeros
+    c: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.key = stream_key(self.seed, self.stream)
+
+    @property
+    def group(self) -> object:
+        """Rows of one group can share a call (contract v2: one temperature and top-p per call)."""
+        return id(self) if self.exact else (self.sampling.temperature, self.sampling.top_p)
+
+    @property
+    def needs_own_call(self) -> bool:
+        return self.exact or len(self.pending) != 1
+
+    def append(self, notes: np.ndarray) -> None:
+        self.pending = np.concatenate([self.pending, np.asarray(notes, np.float32).reshape(-1, F)])
+
+    def state_bytes(self) -> int:
+        return sum(a.nbytes for a in (self.h, self.c, self.pending) if a is not None)
+
+
+def _sampling(row: Row) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(row.sampling.temperature, np.float32), np.array(row.sampling.top_p, np.float32)
+
+
+def prime(backend: Backend, row: Row) -> np.ndarray:
+    """One call of one row over all its pending notes: its next note [4] (B = 1, as `mpx run`)."""
+    h, c = (row.h, row.c) if row.h is not None else zero_state(backend.spec, 1)
+    u = row_uniforms(np.array([row.key]), np.array([row.counter]))
+    out = backend.call(np.ascontiguousarray(row.pending[None]), h, c, u, *_sampling(row))
+    return _advance(row, out.next_note[0], out.hn, out.cn)
+
+
+def step(backend: Backend, rows: list[Row], quantum: int) -> np.ndarray:
+    """One call over rows with one pending note each and one sampling: their next notes [n, 4].
+
+    The call is padded to a multiple of `quantum` rows (copies of the last row, whose outputs
+    are dropped): onnxruntime's LSTM kernel works on blocks of rows and rounds a row of a
+    partial block differently, so without padding a row's bits would depend on how many others
+    share its call. With padding a row's notes depend on its own inputs only (tested)."""
+    n = len(rows)
+    size = n if n == 1 and rows[0].exact else -(-n // quantum) * quantum
+    pad = [rows[-1]] * (size - n)
+    batch = rows + pad
+    spec = backend.spec
+    x = np.stack([r.pending for r in batch])                      # [B, 1, 4]
+    hs = [r.h if r.h is not None else zero_state(spec, 1)[0] for r in batch]
+    cs = [r.c if r.c is not None else zero_state(spec, 1)[1] for r in batch]
+    u = row_uniforms(np.array([r.key for r in batch]), np.array([r.counter for r in batch]))
+    out = backend.call(x, np.concatenate(hs, axis=1), np.concatenate(cs, axis=1), u, *_sampling(rows[0]))
+    notes = out.next_note[:n]
+    for i, row in enumerate(rows):
+        _advance(row, notes[i], out.hn[:, i:i + 1], out.cn[:, i:i + 1])
+    return notes
+
+
+def _advance(row: Row, note: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
+    row.h, row.c = h, c
+    row.pending = note[None].copy()
+    row.counter += 1
+    return note
