@@ -369,6 +369,35 @@ def plot(
     _echo(f"wrote {plot_file(midi, out, primer_notes, force=force)}")
 
 
+from mpx.runtime.serve.options import ServeOptions  # noqa: E402  (torch- and FastAPI-free)
+
+SERVE = ServeOptions()
+
+
+@app.command()
+def serve(
+    model: Annotated[Optional[Path], typer.Argument(help="ONNX model to serve; default: the bundled one.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 = this machine only (anything else warns without --token).")] = SERVE.host,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = SERVE.port,
+    token: Annotated[Optional[str], typer.Option(envvar="MPX_SERVE_TOKEN", help="Require 'Authorization: Bearer TOKEN' on every request but /healthz (or set MPX_SERVE_TOKEN).")] = None,
+    seed_file: Annotated[Optional[Path], typer.Option(help="Seed (MIDI or CSV) used when a request sends none; default: the bundled seed.")] = None,
+    threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads.")] = SERVE.threads,
+    max_streams: Annotated[int, typer.Option(help="Streams generating at once.")] = SERVE.max_streams,
+    max_queue: Annotated[int, typer.Option(help="Requests waiting for a stream; beyond it: 429 with Retry-After.")] = SERVE.max_queue,
+    max_batch: Annotated[int, typer.Option(help="Rows per graph call; 1 = no batching (every stream its own calls).")] = SERVE.max_batch,
+    max_notes: Annotated[int, typer.Option(help="Notes per request.")] = SERVE.max_notes,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Serve (needs the ray extra), one batcher per replica.")] = False,
+    replicas: Annotated[int, typer.Option(help="Batcher replicas with --ray.")] = 2,
+) -> None:
+    """Serve the model over HTTP and WebSocket to many listeners, batching their streams into
+    one graph call per step (needs the serve extra); SIGTERM finishes the streams in flight."""
+    from mpx.runtime.serve.server import serve as run_server
+
+    options = ServeOptions(host=host, port=port, token=token, threads=threads, max_streams=max_streams,
+                           max_queue=max_queue, max_batch=max_batch, max_notes=max_notes)
+    run_server(model, options, seed_file, replicas if ray else None)
+
+
 from .start import INTERRUPTED  # noqa: E402 - the shell's code for a process ended by Ctrl-C
 
 

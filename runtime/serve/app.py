@@ -145,7 +145,7 @@ def _routes(app: FastAPI, service: Service) -> None:
                         options, uploaded)
         row = Row(seed=job.seed, sampling=job.sampling, pending=job.primer, exact=job.exact)
         stream = service.batcher.submit(row, job.notes)
-        head = {"seed": str(job.seed), "notes": job.notes, "primer_notes": int(len(job.primer)),
+        head = {"seed": str(job.seed), "count": job.notes, "primer_notes": int(len(job.primer)),
                 "sampling": job.sampling.to_dict()}
         if job.stream:
             sse = "text/event-stream" in request.headers.get("accept", "")
@@ -161,8 +161,7 @@ def _routes(app: FastAPI, service: Service) -> None:
                             headers={"X-Mpx-Seed": str(job.seed)})
         if job.format == "csv":
             return Response(encode.csv_text(notes), media_type="text/csv", headers={"X-Mpx-Seed": str(job.seed)})
-        body = encode.event("done", head, sse=False, notes=notes)
-        return Response(body, media_type="application/json")
+        return Response(encode.document(head, notes), media_type="application/json")
 
     @app.websocket("/v1/session")
     async def session(websocket: WebSocket) -> None:
@@ -228,9 +227,9 @@ async def _stream_body(stream: Stream, head: dict[str, Any], sse: bool, options:
             index += len(notes)
             if options.flush_interval:
                 await asyncio.sleep(options.flush_interval)
-        yield encode.event("end", {"notes": index, "seed": head["seed"]}, sse)
+        yield encode.event("end", {"count": index, "seed": head["seed"]}, sse)
     except MpxError as exc:
-        yield encode.event("error", {"error": str(exc), "notes": index}, sse)
+        yield encode.event("error", {"error": str(exc), "count": index}, sse)
     finally:
         stream.cancel()
 
@@ -304,11 +303,11 @@ async def _session_message(ws: WebSocket, service: Service, key: str, row: Row |
         index = 0
         try:
             while (notes := await stream.read()) is not None:
-                await ws.send_text(encode.event("notes", {"type": "notes", "index": index}, False, notes=notes))
+                await ws.send_text(encode.document({"type": "notes", "index": index}, notes))
                 index += len(notes)
         finally:
             stream.cancel()
-        await ws.send_json({"type": "generated", "notes": index, "drawn": row.counter})
+        await ws.send_json({"type": "generated", "count": index, "drawn": row.counter})
     return row
 
 

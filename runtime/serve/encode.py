@@ -30,9 +30,15 @@ def csv_text(notes: np.ndarray) -> str:
     return HEADER + "\n" + "".join(f"{int(p)},{_value(s)},{_value(d)},{int(v)}\n" for p, s, d, v in notes.tolist())
 
 
-def event(kind: str, payload: dict, sse: bool, notes: np.ndarray | None = None) -> str:
-    """One stream event: an NDJSON line, or an SSE event. Notes are spliced in as text."""
-    body = json.dumps({"event": kind, **payload}, separators=(",", ":"))
+def document(payload: dict, notes: np.ndarray | None = None) -> str:
+    """A JSON object of `payload`, and `notes` (spliced in as text) when given."""
+    body = json.dumps(payload, separators=(",", ":"))
     if notes is not None:
-        body = body[:-1] + ',"notes":' + notes_json(notes) + "}"
+        body = body[:-1] + (',' if payload else '') + '"notes":' + notes_json(notes) + "}"
+    return body
+
+
+def event(kind: str, payload: dict, sse: bool, notes: np.ndarray | None = None) -> str:
+    """One stream event: an NDJSON line, or a server-sent event."""
+    body = document({"event": kind, **payload}, notes)
     return f"event: {kind}\ndata: {body}\n\n" if sse else body + "\n"
