@@ -171,6 +171,8 @@ def primer_of(notes: Any, generator: Generator, primer_notes: int | None, option
               source: str = "primer") -> np.ndarray:
     """Seed notes -> the primer (the last primer_notes, default the model's seq_len)."""
     arr = np.asarray(notes, dtype=np.float32) if not isinstance(notes, np.ndarray) else notes
+    if arr.size == 0:
+        arr = arr.reshape(0, len(FEATURES))
     if arr.ndim == 2 and arr.shape[1] == len(FEATURES) - 1:  # no velocity column, as a v1 CSV
         arr = np.concatenate([arr, np.full((len(arr), 1), 100, np.float32)], axis=1)
     if len(arr) > options.max_primer_notes:
