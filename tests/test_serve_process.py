@@ -81,3 +81,23 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+@pytest.mark.slow
+def test_load_benchmark_smoke(tmp_path) -> None:
+    """benchmarks/bench_serve.py end to end, small: both servers, the ceiling, a short soak."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    out = tmp_path / "serve.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_serve.py"), "--clients", "1", "8",
+                           "--notes", "48", "--soak", "4", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    servers = [r for r in result["rows"] if "errors" in r]
+    assert len(servers) == 4 and all(r["errors"] == 0 and r["active_after"] == 0 for r in servers), servers
+    assert result["server_exit_codes"] == [0, 0]
+    assert result["batched_vs_unbatched_streams_differing"] == 0
+    soak = result["soak"]
+    assert soak["server_up"] and soak["active_after"] == 0 and soak["buffered_after"] == 0
+    assert soak["tracebacks"] == 0 and soak["exit_code"] == 0 and soak["normal_ok"] == soak["normal"]
