@@ -55,6 +55,7 @@ class Service:
         self.batcher = Batcher(backend, options, self.metrics)
         self.default_primer = default_primer
         self.sessions: dict[str, Row] = {}
+        self.replica: str | None = None
         self.metrics.gauge("mpx_sessions", "open interactive sessions", lambda: len(self.sessions))
 
     def model_info(self) -> dict[str, Any]:
@@ -73,13 +74,15 @@ def default_seed_notes(path: str | os.PathLike[str] | None = None) -> np.ndarray
 
 
 def create_app(model: str | os.PathLike[str] | Backend | None = None, options: ServeOptions | None = None,
-               seed_file: str | os.PathLike[str] | None = None) -> FastAPI:
-    """The ASGI app serving `model` (a path or an opened backend; default: the bundled ONNX)."""
+               seed_file: str | os.PathLike[str] | None = None, replica: str | None = None) -> FastAPI:
+    """The ASGI app serving `model` (a path or an opened backend; default: the bundled ONNX).
+    `replica` names this copy of the app (Ray Serve): answers carry it as X-Mpx-Replica."""
     options = options or ServeOptions()
     if model is None or isinstance(model, (str, os.PathLike)):
         from ..artifacts import bundled
         model = open_backend(model if model is not None else bundled("onnx"), None, options.threads)
     service = Service(model, options, default_seed_notes(seed_file))
+    service.replica = replica
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -322,7 +325,7 @@ async def _open(ws: WebSocket, service: Service, key: str, message: rq.SessionOp
     row = Row(seed=seed, sampling=rq.sampling_of(message, service.generator), pending=primer, exact=message.exact)
     service.sessions[key] = row
     await ws.send_json({"type": "opened", "session": key, "seed": str(seed), "primer_notes": int(len(primer)),
-                        "sampling": row.sampling.to_dict()})
+                        "sampling": row.sampling.to_dict(), "replica": service.replica})
     return row
 
 
@@ -361,6 +364,8 @@ class _Guard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if self.service.replica:
+                    message["headers"] = [*message.get("headers", []), (b"x-mpx-replica", self.service.replica.encode())]
                 self.service.metrics.inc("mpx_requests_total", endpoint=_endpoint(path), status=str(message["status"]))
             await send(message)
 
