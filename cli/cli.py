@@ -386,6 +386,7 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="Requests waiting for a stream; beyond it: 429 with Retry-After.")] = SERVE.max_queue,
     max_batch: Annotated[int, typer.Option(help="Rows per graph call; 1 = no batching (every stream its own calls).")] = SERVE.max_batch,
     max_notes: Annotated[int, typer.Option(help="Notes per request.")] = SERVE.max_notes,
+    cors_origin: Annotated[Optional[list[str]], typer.Option(help="A web page origin (https://host:port) allowed to call, beyond pages served from this machine; repeatable.")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Serve (needs the ray extra), one batcher per replica.")] = False,
     replicas: Annotated[int, typer.Option(help="Batcher replicas with --ray.")] = 2,
 ) -> None:
@@ -394,7 +395,8 @@ def serve(
     from mpx.runtime.serve.server import serve as run_server
 
     options = ServeOptions(host=host, port=port, token=token, threads=threads, max_streams=max_streams,
-                           max_queue=max_queue, max_batch=max_batch, max_notes=max_notes)
+                           max_queue=max_queue, max_batch=max_batch, max_notes=max_notes,
+                           cors_origins=tuple(cors_origin or ()))
     run_server(model, options, seed_file, replicas if ray else None)
 
 

@@ -2,6 +2,7 @@
 // protocol module (mpx.js) on onnxruntime-web, then draw, play and offer the MIDI for download.
 import * as ort from 'onnxruntime-web';
 import * as mpx from './mpx.js';
+import { generateOnServer } from './remote.js';
 import { drawRoll, layoutRoll } from './roll.js';
 import { Player } from './synth.js';
 
@@ -120,11 +121,19 @@ async function onGenerate() {
   }
 }
 
+/** Where the notes are made: this browser, or an mpx serve server (the page's switch). */
+function runtimeLabel() {
+  return $('use-server').checked ? `mpx serve at ${$('server-url').value.trim()}` : RUNTIME;
+}
+
 /** Generate, timing only the model's work (not the pauses that let the page repaint). */
 async function timedGenerate(primer, options) {
   let busy = 0;
   let since = performance.now();
-  const notes = await state.generator.generate(primer, options.count, options, async (i) => {
+  const generate = $('use-server').checked
+    ? (p, n, o, onNote) => generateOnServer($('server-url').value, p, n, o, onNote)
+    : (p, n, o, onNote) => state.generator.generate(p, n, o, onNote);
+  const notes = await generate(primer, options.count, options, async (i) => {
     if ((i + 1) % YIELD_EVERY !== 0 || i + 1 === options.count) return;
     busy += performance.now() - since;
     setMessage(`Generating… ${i + 1} / ${options.count} notes`);
@@ -137,7 +146,7 @@ async function timedGenerate(primer, options) {
 
 function finish(seed, primer, notes, options, seconds) {
   const rate = options.count / seconds;
-  $('speed').textContent = `${options.count} notes in ${seconds.toFixed(2)} s: ${Math.round(rate)} notes/s · ${RUNTIME}`;
+  $('speed').textContent = `${options.count} notes in ${seconds.toFixed(2)} s: ${Math.round(rate)} notes/s · ${runtimeLabel()}`;
   $('speed').dataset.notesPerSecond = rate.toFixed(1);
   state.last = { notes, seed, options };
   state.layout = layoutRoll(primer, notes);
@@ -164,7 +173,7 @@ function publish(seed, primer, notes, options, rate) {
   state.runs += 1;
   const result = $('result');
   result.textContent = JSON.stringify({
-    run: state.runs, seed_file: seed.name, seed: String(options.seed), notes: options.count,
+    run: state.runs, seed_file: seed.name, seed: String(options.seed), notes: options.count, runtime: runtimeLabel(),
     temperature: Array.from(options.temperature), top_p: Array.from(options.topP),
     notes_per_second: rate, primer: rows(primer), generated: rows(notes),
   });
@@ -173,7 +182,7 @@ function publish(seed, primer, notes, options, rate) {
 
 function setBusy(busy) {
   document.body.dataset.state = busy ? 'generating' : 'ready';
-  for (const id of ['generate', 'notes', 'temperature', 'top-p', 'seed']) $(id).disabled = busy;
+  for (const id of ['generate', 'notes', 'temperature', 'top-p', 'seed', 'use-server', 'server-url']) $(id).disabled = busy;
 }
 
 async function onPlay() {

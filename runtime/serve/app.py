@@ -96,7 +96,16 @@ def create_app(model: str | os.PathLike[str] | Backend | None = None, options: S
     _routes(app, service)
     _error_handlers(app)
     app.add_middleware(_Guard, service=service)
+    # Outside the guard, so that a browser's preflight needs no token. Pages served from this
+    # machine (the example page on another port) may call; other origins only when listed.
+    from fastapi.middleware.cors import CORSMiddleware
+    app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins), allow_origin_regex=LOCAL_ORIGINS,
+                       allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"],
+                       expose_headers=["x-mpx-seed", "x-mpx-replica", "retry-after"])
     return app
+
+
+LOCAL_ORIGINS = r"https?://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -33,6 +33,7 @@ class ServeOptions:
     session_ttl: float = 300.0          # an interactive session idle this long is closed
     max_sessions: int = 256
     drain_timeout: float = 60.0         # SIGTERM: seconds the streams in flight get to finish
+    cors_origins: tuple[str, ...] = ()  # web pages (origins) allowed to call, beyond this machine's own
 
     def __post_init__(self) -> None:
         self.check()
@@ -59,6 +60,9 @@ class ServeOptions:
                 raise OptionsError(f"{flag} must be a number of seconds {low:g}..86400, got {value!r}")
         if not isinstance(self.host, str) or not self.host.strip():
             raise OptionsError(f"--host must be an address or a host name, got {self.host!r}")
+        if not isinstance(self.cors_origins, (tuple, list)) or not all(
+                isinstance(o, str) and o.startswith(("http://", "https://")) for o in self.cors_origins):
+            raise OptionsError(f"--cors-origin takes origins like https://example.org, got {self.cors_origins!r}")
         if self.token is not None and (not isinstance(self.token, str) or len(self.token) < 8
                                        or not self.token.isprintable() or " " in self.token):
             raise OptionsError("--token must be at least 8 printable characters without spaces")

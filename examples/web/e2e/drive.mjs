@@ -12,6 +12,8 @@
 //   {"do": "download", "path": "out.mid"}             click Download MIDI, save the file
 //   {"do": "play"}                                     click Play, then Stop
 //   {"do": "screenshot", "path": "page.png"}
+//   {"do": "fill", "id": "server-url", "value": "http://..."}  type into a field
+//   {"do": "check", "id": "use-server", "on": true}   tick or untick a checkbox
 // RESULT: {"steps": [one answer per step], "errors": [uncaught page errors and console errors]}
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -95,6 +97,8 @@ const ACTIONS = {
   download,
   play,
   bundled: async (page) => { await page.check('#use-bundled'); return {}; },
+  fill: async (page, step) => { await page.fill(`#${step.id}`, String(step.value)); return {}; },
+  check: async (page, step) => { await page.setChecked(`#${step.id}`, step.on !== false); return {}; },
   screenshot: async (page, step) => { await page.screenshot({ path: step.path, fullPage: true }); return {}; },
 };
 
