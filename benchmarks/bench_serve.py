@@ -261,6 +261,56 @@ def run_soak(seconds: float, notes: int) -> dict[str, Any]:
     return result
 
 
+# -- rounding: batched rows against one call per note at B = 1 ----------------------------------
+
+ROUNDING_SETTINGS = {"model default": (None, None), "t 0.7, p 0.9": (0.7, 0.9), "greedy": (0.0, 1.0),
+                     "t 1,0.9,0.9,1, p 0.95,0.9,0.9,1": ((1.0, 0.9, 0.9, 1.0), (0.95, 0.9, 0.9, 1.0))}
+
+
+def rounding(streams: int, notes: int) -> dict[str, Any]:
+    """For each setting: `streams` rows stepped together (the server's padded batch) against
+    the same streams one call per note at B = 1 (`mpx run`): how many steps leave a row's state
+    with other bits, and how many streams draw a different note (and where, first)."""
+    from mpx.runtime import load, read_notes
+    from mpx.runtime.backends import zero_state
+    from mpx.runtime.rng import uniforms
+    from mpx.runtime.serve import rows as rowops
+    from mpx.runtime.spec import Sampling
+    gen = load(threads=1)
+    backend, spec = gen.backend, gen.spec
+    primer = read_notes(ROOT / "artifacts" / "seed.mid")[-spec.seq_len:]
+    out = {}
+    for name, (t, p) in ROUNDING_SETTINGS.items():
+        sampling = Sampling(t if t is not None else spec.sampling.temperature, p if p is not None else spec.sampling.top_p)
+        seeds = [10_000 + i for i in range(streams)]
+        batch = [rowops.Row(seed=s, sampling=sampling, pending=primer) for s in seeds]
+        got, states = np.empty((streams, notes, 4), np.float32), []
+        for i, row in enumerate(batch):
+            got[i, 0] = rowops.prime(backend, row)
+        states.append([r.h.copy() for r in batch])
+        for n in range(1, notes):
+            got[:, n] = rowops.step(backend, batch, 4)
+            states.append([r.h.copy() for r in batch])
+        tt, pp = np.array(sampling.temperature, np.float32), np.array(sampling.top_p, np.float32)
+        state_differs, flips = 0, []
+        for i, seed in enumerate(seeds):
+            h, c = zero_state(spec, 1)
+            x = primer[None]
+            u = uniforms(seed, 1, 0, notes)
+            for n in range(notes):
+                o = backend.call(x, h, c, u[n], tt, pp)
+                h, c, x = o.hn, o.cn, o.next_note[:, None]
+                state_differs += not np.array_equal(h[:, 0], states[n][i][:, 0])
+                if not np.array_equal(o.next_note[0], got[i, n]):
+                    flips.append({"seed": seed, "note": n, "b1": o.next_note[0].tolist(), "batched": got[i, n].tolist()})
+                    break
+        out[name] = {"streams": streams, "notes": notes, "steps_with_other_state_bits": state_differs,
+                     "steps_compared": streams * notes, "streams_with_a_different_note": len(flips), "first_differences": flips[:5]}
+        print(f"rounding, {name}: {len(flips)} of {streams} streams draw another note within {notes} "
+              f"({state_differs} of {streams * notes} steps leave other state bits)", flush=True)
+    return out
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -268,8 +318,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256])
     parser.add_argument("--notes", type=int, default=512)
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the soak (0: none)")
+    parser.add_argument("--rounding", type=int, nargs=2, metavar=("STREAMS", "NOTES"),
+                        help="only measure batched rows against B = 1 calls (bits and notes)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.rounding:
+        result = {"rounding": rounding(*args.rounding), "load": os.getloadavg()}
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+        return result
     load_before = os.getloadavg()
     rows, flips, streams_compared = [], 0, 0
     batched, unbatched = Server(), Server("--max-batch", "1")
