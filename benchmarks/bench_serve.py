@@ -155,6 +155,7 @@ async def round_of(url: str, clients: int, notes: int, seed0: int) -> tuple[list
 
 
 def measure_server(server: Server, clients: int, notes: int, label: str) -> tuple[dict[str, Any], list]:
+    asyncio.run(round_of(server.url, 1, 8, 1))  # warm: onnxruntime's first calls of each shape allocate
     idle = rss_mb(server.proc.pid)
     with RssSampler(server.proc.pid) as rss:
         results, wall = asyncio.run(round_of(server.url, clients, notes, 10_000))

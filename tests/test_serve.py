@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mpx[serve]'")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:starlette.*")
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 from serve_helpers import MODEL, notes_of, reference, run_app, seed_notes, stream_notes  # noqa: E402
 from deploy import assert_same_notes  # noqa: E402
@@ -140,6 +140,15 @@ def test_row_padding_makes_a_rows_bits_its_own() -> None:
         assert outcome(batch, 4) == [alone[i] for i in order], f"padded batch of {size}"
         unpadded_differ += sum(a != alone[i] for a, i in zip(outcome(batch, 1), order))
     print(f"\nrows whose bits differ without padding: {unpadded_differ}")
+    # new rows primed together: primers of one length, fresh and carried states side by side
+    for length in (128, 7):
+        fresh = [rows.Row(seed=100 + i, sampling=gen.spec.sampling, pending=seed_notes()[i:i + length]) for i in range(6)]
+        carried = [rows.Row(seed=r.seed, sampling=r.sampling, pending=seed_notes()[:length].copy(), counter=r.counter, h=r.h, c=r.c)
+                   for r in samples[:5]]
+        group = fresh + carried
+        alone = [outcome([r], 4)[0] for r in group]
+        order = rng.permutation(len(group))
+        assert outcome([group[i] for i in order], 4) == [alone[i] for i in order], f"primes of {length} notes"
 
 
 def test_answers_as_midi_and_csv() -> None:

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:starlette.*")]
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]
 pytest.importorskip("ray.serve", reason="the ray extra is not installed: pip install 'mpx[ray]'")
 
 from serve_helpers import MODEL, free_port, notes_of, run_app  # noqa: E402

@@ -189,7 +189,7 @@ class Batcher:
                 continue
             groups = self._groups(ready)
             try:
-                primed, stepped, seconds = await loop.run_in_executor(self._executor, self._tick, admit, groups)
+                primed, stepped, seconds, calls = await loop.run_in_executor(self._executor, self._tick, admit, groups)
             except Exception as exc:  # a backend failure: the affected streams end, the server stays up
                 message = _failure(exc)
                 log.error("%s", message)
@@ -197,7 +197,7 @@ class Batcher:
                     stream._fail(message)
                     self._discard(stream)
                 continue
-            self._deliver(primed, stepped, seconds)
+            self._deliver(primed, stepped, seconds, calls)
 
     def _wants_step(self, s: Stream) -> bool:
         return not s.done and len(s.buffer) < self.options.buffer_notes
@@ -209,33 +209,45 @@ class Batcher:
         size = self.options.max_batch
         return [g[i:i + size] for g in by_group.values() for i in range(0, len(g), size)]
 
-    def _tick(self, admit: list[Stream], groups: list[list[Stream]]) -> tuple[list, list, float]:
-        """In the worker thread: prime new streams (within the budget), then one step."""
-        primed = []
-        started = time.monotonic()
+    def _tick(self, admit: list[Stream], groups: list[list[Stream]]) -> tuple[list, list, float, int]:
+        """In the worker thread: prime new streams (within the budget), then one step.
+
+        New rows of the same input length and sampling are primed together (up to
+        prime_batch rows a call, padded like a step); a row whose input is one note joins the
+        batch without a call of its own."""
+        primed: list[tuple[Stream, object, float]] = []
+        waiting: dict[object, list[Stream]] = {}
+        now = time.monotonic()
         for stream in admit:
-            if primed and time.monotonic() - started > self.options.prime_budget:
+            if stream.cancelled or not stream.row.needs_own_call:
+                primed.append((stream, None, now))
+            else:
+                waiting.setdefault(rowops.prime_key(stream.row), []).append(stream)
+        calls = [g[i:i + self.options.prime_batch] for g in waiting.values()
+                 for i in range(0, len(g), self.options.prime_batch)]
+        started, made = time.monotonic(), 0
+        for call in calls:
+            if made and time.monotonic() - started > self.options.prime_budget:
                 break
-            if stream.cancelled:
-                primed.append((stream, None, time.monotonic()))
-                continue
+            made += 1
             wait = time.monotonic()
             try:
-                note = rowops.prime(self.backend, stream.row) if stream.row.needs_own_call else None
-            except Exception as exc:  # this stream's input broke the call: it alone fails
-                primed.append((stream, _failure(exc), wait))
+                notes = rowops.step(self.backend, [s.row for s in call], self.options.row_quantum)
+            except Exception as exc:  # these streams' input broke the call: they alone fail
+                primed += [(s, _failure(exc), wait) for s in call]
                 continue
-            primed.append((stream, note, wait))
+            primed += [(s, note, wait) for s, note in zip(call, notes)]
         step_started = time.monotonic()
         stepped = []
         for group in groups:
             notes = rowops.step(self.backend, [s.row for s in group], self.options.row_quantum)
             stepped.append((group, notes))
-        return primed, stepped, time.monotonic() - step_started
+        return primed, stepped, time.monotonic() - step_started, made + len(groups)
 
-    def _deliver(self, primed: list, stepped: list, seconds: float) -> None:
+    def _deliver(self, primed: list, stepped: list, seconds: float, calls: int) -> None:
         now = time.monotonic()
         m = self.metrics
+        m.inc("mpx_graph_calls_total", calls)
         made = 0
         for stream, note, wait in primed:
             self.queue.remove(stream)
@@ -250,14 +262,12 @@ class Batcher:
                 continue
             self.active.append(stream)
             if note is not None:
-                m.inc("mpx_graph_calls_total")
                 stream._push(note, now)
                 made += 1
                 self._observe_first(stream)
         if stepped:
             m.observe("mpx_step_seconds", seconds)
         for group, notes in stepped:
-            m.inc("mpx_graph_calls_total")
             m.observe("mpx_batch_rows", len(group))
             for stream, note in zip(group, notes):
                 stream._push(note, now)

@@ -29,6 +29,7 @@ class ServeOptions:
     buffer_notes: int = 256             # notes made ahead of a slow reader before its row pauses
     flush_interval: float = 0.02        # a stream writes at most every this many seconds (the first note at once)
     prime_budget: float = 0.01          # seconds of priming between two steps of the batch
+    prime_batch: int = 16               # new rows of one primer length primed in one call
     stall_timeout: float = 60.0         # a stream whose reader takes nothing for this long is ended
     session_ttl: float = 300.0          # an interactive session idle this long is closed
     max_sessions: int = 256
@@ -49,6 +50,7 @@ class ServeOptions:
         _integer("--max-primer-notes", self.max_primer_notes, 1, 10_000_000)
         _integer("--max-body-bytes", self.max_body_bytes, 1024, 1 << 30)
         _integer("--buffer-notes", self.buffer_notes, 1, 1_000_000)
+        _integer("--prime-batch", self.prime_batch, 1, 100_000)
         _integer("--max-sessions", self.max_sessions, 0, 100_000)
         for flag, value, low in (("--flush-interval", self.flush_interval, 0.0),
                                  ("--prime-budget", self.prime_budget, 0.0),

@@ -81,19 +81,28 @@ def prime(backend: Backend, row: Row) -> np.ndarray:
     return _advance(row, out.next_note[0], out.hn, out.cn)
 
 
+def prime_key(row: Row) -> object:
+    """Rows of one key can be primed in one call: the same input length and sampling."""
+    return (len(row.pending), row.group)
+
+
 def step(backend: Backend, rows: list[Row], quantum: int) -> np.ndarray:
-    """One call over rows with one pending note each and one sampling: their next notes [n, 4].
+    """One call over rows with the same pending length and sampling (one note each when
+    stepping the batch; a primer's length when priming several new rows at once): their next
+    notes [n, 4]. An exact row is called alone, at B = 1.
 
     The call is padded to a multiple of `quantum` rows (copies of the last row, whose outputs
     are dropped): onnxruntime's LSTM kernel works on blocks of rows and rounds a row of a
     partial block differently, so without padding a row's bits would depend on how many others
     share its call. With padding a row's notes depend on its own inputs only (tested)."""
+    if len(rows) == 1 and rows[0].exact:
+        return prime(backend, rows[0])[None]
     n = len(rows)
-    size = n if n == 1 and rows[0].exact else -(-n // quantum) * quantum
+    size = -(-n // quantum) * quantum
     pad = [rows[-1]] * (size - n)
     batch = rows + pad
     spec = backend.spec
-    x = np.stack([r.pending for r in batch])                      # [B, 1, 4]
+    x = np.stack([r.pending for r in batch])                      # [B, T, 4]
     hs = [r.h if r.h is not None else zero_state(spec, 1)[0] for r in batch]
     cs = [r.c if r.c is not None else zero_state(spec, 1)[1] for r in batch]
     u = row_uniforms(np.array([r.key for r in batch]), np.array([r.counter for r in batch]))
