@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256])
     parser.add_argument("--notes", type=int, default=512)
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the soak (0: none)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every case, taken in turns; medians reported")
     parser.add_argument("--rounding", type=int, nargs=2, metavar=("STREAMS", "NOTES"),
                         help="only measure batched rows against B = 1 calls (bits and notes)")
     parser.add_argument("--json", type=Path)
@@ -330,25 +331,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.json.write_text(json.dumps(result, indent=1) + "\n")
         return result
     load_before = os.getloadavg()
-    rows, flips, streams_compared = [], 0, 0
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    flips, streams_compared = 0, 0
     batched, unbatched = Server(), Server("--max-batch", "1")
     try:
-        for clients in args.clients:
-            b_row, b_results = measure_server(batched, clients, args.notes, "mpx serve (batched)")
-            u_row, u_results = measure_server(unbatched, clients, args.notes, "mpx serve --max-batch 1")
-            c_row = measure_ceiling(clients, args.notes)
-            for b, u in zip(b_results, u_results):
-                if b.get("notes") is not None and u.get("notes") is not None:
-                    streams_compared += 1
-                    flips += not np.array_equal(b["notes"], u["notes"])
-            b_row["x_unbatched"] = b_row["notes_per_s"] / u_row["notes_per_s"]
-            b_row["share_of_ceiling"] = b_row["notes_per_s"] / c_row["notes_per_s"]
-            rows += [b_row, u_row, c_row]
-            print_row(b_row), print_row(u_row), print_row(c_row)
+        for repeat in range(args.repeat):
+            for clients in args.clients:
+                b_row, b_results = measure_server(batched, clients, args.notes, "mpx serve (batched)")
+                u_row, u_results = measure_server(unbatched, clients, args.notes, "mpx serve --max-batch 1")
+                c_row = measure_ceiling(clients, args.notes)
+                for b, u in zip(b_results, u_results):
+                    if b.get("notes") is not None and u.get("notes") is not None:
+                        streams_compared += 1
+                        flips += not np.array_equal(b["notes"], u["notes"])
+                b_row["x_unbatched"] = b_row["notes_per_s"] / u_row["notes_per_s"]
+                b_row["share_of_ceiling"] = b_row["notes_per_s"] / c_row["notes_per_s"]
+                for row in (b_row, u_row, c_row):
+                    row["repeat"] = repeat
+                    runs.setdefault((row["server"], clients), []).append(row)
+                    print_row(row)
+        # the largest round once more: the server's memory after two rounds is at a plateau, not growing
+        plateau, _ = measure_server(batched, max(args.clients), args.notes, "mpx serve (batched)")
     finally:
         codes = [batched.stop()[0], unbatched.stop()[0]]
+    rows = [median_row(group) for group in runs.values()]
+    print(f"medians of {args.repeat} rounds:")
+    for row in rows:
+        print_row(row)
     result: dict[str, Any] = {
-        "rows": rows, "notes": args.notes, "targets": TARGETS, "server_exit_codes": codes,
+        "rows": rows, "runs": [r for group in runs.values() for r in group], "repeat": args.repeat,
+        "rss_after_another_round_mb": plateau["rss_after_mb"], "notes": args.notes, "targets": TARGETS, "server_exit_codes": codes,
         "batched_vs_unbatched_streams_compared": streams_compared, "batched_vs_unbatched_streams_differing": flips,
         "load_before": load_before, "load_after": os.getloadavg(), "cpus": os.cpu_count(),
         "python": platform.python_version()}
@@ -361,6 +373,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1, default=float) + "\n")
     return result
+
+
+def median_row(group: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(group[0])
+    for key, value in group[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("clients", "repeat"):
+            values = [g[key] for g in group if g.get(key) is not None]
+            out[key] = statistics.median(values) if values else None
+    out["errors"] = sum(g.get("errors", 0) for g in group) if "errors" in out else None
+    out.pop("repeat", None)
+    return {k: v for k, v in out.items() if v is not None or k == "first_error"}
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 0) -> str:

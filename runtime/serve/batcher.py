@@ -146,6 +146,8 @@ class Batcher:
         self._executor.shutdown(wait=True)
 
     def submit(self, row: Row, notes: int) -> Stream:
+        global _trimmed
+        _trimmed = False
         if self.draining:
             raise Draining("the server is shutting down; it takes no new streams")
         o = self.options
@@ -181,6 +183,8 @@ class Batcher:
             if not admit and not ready:
                 if self.draining and not self.active and not self.queue:
                     return
+                if not self.active and not self.queue:
+                    _release_memory()
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)  # wakes for stall checks too
@@ -308,3 +312,20 @@ class Batcher:
 def _failure(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     return f"generation failed ({type(exc).__name__}{': ' + text if text else ''})"
+
+
+_trimmed = False
+
+
+def _release_memory() -> None:
+    """When the batch empties, hand the heap's free pages back to the system (glibc), so that
+    the process's RSS goes back down after a burst of streams instead of staying at its peak."""
+    global _trimmed
+    if _trimmed:
+        return
+    _trimmed = True
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

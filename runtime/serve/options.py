@@ -29,7 +29,8 @@ class ServeOptions:
     buffer_notes: int = 256             # notes made ahead of a slow reader before its row pauses
     flush_interval: float = 0.02        # a stream writes at most every this many seconds (the first note at once)
     prime_budget: float = 0.01          # seconds of priming between two steps of the batch
-    prime_batch: int = 16               # new rows of one primer length primed in one call
+    prime_batch: int = 4                # new rows of one primer length primed in one call (a call of 4
+                                        # 128-note primers costs ~2 single ones; bigger calls stall the steps)
     stall_timeout: float = 60.0         # a stream whose reader takes nothing for this long is ended
     session_ttl: float = 300.0          # an interactive session idle this long is closed
     max_sessions: int = 256
