@@ -126,6 +126,7 @@ class Batcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mpx-graph")
+        self._primers = rowops.PrimerStates()  # used in the graph thread only
         metrics.gauge("mpx_active_streams", "streams with a row in the batch", lambda: len(self.active))
         metrics.gauge("mpx_queued_streams", "streams waiting for a row", lambda: len(self.queue))
         metrics.gauge("mpx_buffered_notes", "notes made and not yet read", self.buffered)
@@ -216,20 +217,31 @@ class Batcher:
     def _tick(self, admit: list[Stream], groups: list[list[Stream]]) -> tuple[list, list, float, int]:
         """In the worker thread: prime new streams (within the budget), then one step.
 
-        New rows of the same input length and sampling are primed together (up to
-        prime_batch rows a call, padded like a step); a row whose input is one note joins the
-        batch without a call of its own."""
+        A new request's primer head runs once per distinct head (rows.PrimerStates) and the row
+        joins the batch; rows with a state and several pending notes (a session's appended
+        notes) of the same length and sampling are primed together (up to prime_batch rows a
+        call, padded like a step); an exact row is called alone."""
         primed: list[tuple[Stream, object, float]] = []
         waiting: dict[object, list[Stream]] = {}
-        now = time.monotonic()
+        started, made = time.monotonic(), 0
         for stream in admit:
             if stream.cancelled or not stream.row.needs_own_call:
-                primed.append((stream, None, now))
+                primed.append((stream, None, time.monotonic()))
+            elif rowops.starts_with_primer(stream.row):
+                if made and time.monotonic() - started > self.options.prime_budget \
+                        and not self._primers.known(stream.row):
+                    continue
+                wait = time.monotonic()
+                try:
+                    made += self._primers.start(self.backend, stream.row)
+                except Exception as exc:  # this primer broke the call: this stream alone fails
+                    primed.append((stream, _failure(exc), wait))
+                    continue
+                primed.append((stream, None, wait))
             else:
                 waiting.setdefault(rowops.prime_key(stream.row), []).append(stream)
         calls = [g[i:i + self.options.prime_batch] for g in waiting.values()
                  for i in range(0, len(g), self.options.prime_batch)]
-        started, made = time.monotonic(), 0
         for call in calls:
             if made and time.monotonic() - started > self.options.prime_budget:
                 break

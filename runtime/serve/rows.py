@@ -11,7 +11,9 @@ refactor issue), which will own rows, their state and their random stream for ev
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -79,6 +81,49 @@ def prime(backend: Backend, row: Row) -> np.ndarray:
     u = row_uniforms(np.array([row.key]), np.array([row.counter]))
     out = backend.call(np.ascontiguousarray(row.pending[None]), h, c, u, *_sampling(row))
     return _advance(row, out.next_note[0], out.hn, out.cn)
+
+
+class PrimerStates:
+    """New rows start as `mpx run --num-outputs K` starts its streams: all but the primer's last
+    note run once, at B = 1, from a zero state; the row takes that state and feeds the last note
+    in the batch's next step, where it draws its first note. The state after a primer's head
+    depends on the head alone, so it is kept (by the head's bytes, the most recently used
+    `size`): listeners who start from the same seed (the server's own, a page's preset) share
+    one call, and a new request's first note waits for one step of the batch, not for a
+    primer's call."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.states: collections.OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = collections.OrderedDict()
+
+    @staticmethod
+    def key(row: Row) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(row.pending[:-1]).tobytes(), digest_size=16).digest()
+
+    def known(self, row: Row) -> bool:
+        return self.key(row) in self.states
+
+    def start(self, backend: Backend, row: Row) -> bool:
+        """Give a fresh row (no state, a primer of 2+ notes) its head's state; True when that
+        took a graph call."""
+        key = self.key(row)
+        called = key not in self.states
+        if called:
+            head = np.ascontiguousarray(row.pending[None, :-1])
+            unused = np.zeros((1, UNIFORMS), np.float32)  # the note this call draws is not kept
+            out = backend.call(head, *zero_state(backend.spec, 1), unused, *_sampling(row))
+            self.states[key] = (out.hn, out.cn)
+            while len(self.states) > self.size:
+                self.states.popitem(last=False)
+        self.states.move_to_end(key)
+        row.h, row.c = self.states[key]
+        row.pending = row.pending[-1:].copy()
+        return called
+
+
+def starts_with_primer(row: Row) -> bool:
+    """A fresh row with a primer of 2+ notes (PrimerStates starts it)."""
+    return not row.exact and row.h is None and len(row.pending) > 1
 
 
 def prime_key(row: Row) -> object:
