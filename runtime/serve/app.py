@@ -161,7 +161,7 @@ def _routes(app: FastAPI, service: Service) -> None:
                 "sampling": job.sampling.to_dict()}
         if job.stream:
             sse = "text/event-stream" in request.headers.get("accept", "")
-            return StreamingResponse(_stream_body(stream, head, sse, options),
+            return StreamingResponse(_stream_body(stream, head, sse, service.batcher),
                                      media_type="text/event-stream" if sse else "application/x-ndjson",
                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
         try:
@@ -229,16 +229,15 @@ def _form_value(text: str) -> Any:
         return text
 
 
-async def _stream_body(stream: Stream, head: dict[str, Any], sse: bool, options: ServeOptions) -> AsyncIterator[str]:
-    """The notes as they are made; at most one write per flush_interval, the first at once."""
+async def _stream_body(stream: Stream, head: dict[str, Any], sse: bool, batcher: Batcher) -> AsyncIterator[str]:
+    """The notes as they are made; at most one write per flush interval, the first at once."""
     index = 0
     try:
         yield encode.event("start", head, sse)
         while (notes := await stream.read()) is not None:
             yield encode.event("notes", {"index": index}, sse, notes=notes)
             index += len(notes)
-            if options.flush_interval:
-                await asyncio.sleep(options.flush_interval)
+            await asyncio.sleep(batcher.flush_interval())
         yield encode.event("end", {"count": index, "seed": head["seed"]}, sse)
     except MpxError as exc:
         yield encode.event("error", {"error": str(exc), "count": index}, sse)

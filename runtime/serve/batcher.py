@@ -167,6 +167,11 @@ class Batcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def flush_interval(self) -> float:
+        """Seconds between two writes of one stream: flush_interval, longer when so many streams
+        run that their writes would pass max_writes a second."""
+        return max(self.options.flush_interval, len(self.active) / self.options.max_writes)
+
     def buffered(self) -> int:
         return sum(len(s.buffer) for s in self.active)
 

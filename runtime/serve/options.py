@@ -28,6 +28,8 @@ class ServeOptions:
     max_body_bytes: int = 4 << 20       # request body (JSON, MIDI, CSV)
     buffer_notes: int = 256             # notes made ahead of a slow reader before its row pauses
     flush_interval: float = 0.02        # a stream writes at most every this many seconds (the first note at once)
+    max_writes: int = 3200              # writes per second over all streams: with more streams than
+                                        # max_writes * flush_interval, each writes less often (HTTP's cost per write)
     prime_budget: float = 0.01          # seconds of priming between two steps of the batch
     prime_batch: int = 4                # new rows of one primer length primed in one call (a call of 4
                                         # 128-note primers costs ~2 single ones; bigger calls stall the steps)
@@ -52,6 +54,7 @@ class ServeOptions:
         _integer("--max-body-bytes", self.max_body_bytes, 1024, 1 << 30)
         _integer("--buffer-notes", self.buffer_notes, 1, 1_000_000)
         _integer("--prime-batch", self.prime_batch, 1, 100_000)
+        _integer("--max-writes", self.max_writes, 1, 10_000_000)
         _integer("--max-sessions", self.max_sessions, 0, 100_000)
         for flag, value, low in (("--flush-interval", self.flush_interval, 0.0),
                                  ("--prime-budget", self.prime_budget, 0.0),
