@@ -101,3 +101,25 @@ def test_load_benchmark_smoke(tmp_path) -> None:
     soak = result["soak"]
     assert soak["server_up"] and soak["active_after"] == 0 and soak["buffered_after"] == 0
     assert soak["tracebacks"] == 0 and soak["exit_code"] == 0 and soak["normal_ok"] == soak["normal"]
+
+
+def test_a_client_that_hangs_up_on_a_long_answer_frees_its_row() -> None:
+    with server_process() as (proc, url):
+        port = int(url.rsplit(":", 1)[1])
+        body = json.dumps({"notes": 100_000, "seed": 5}).encode()
+        gone = socket.create_connection(("127.0.0.1", port))
+        gone.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for _ in range(100):
+                if _metric(client.get("/metrics").text, "mpx_active_streams") == 1:
+                    break
+                time.sleep(0.05)
+            gone.close()
+            for _ in range(60):
+                time.sleep(0.1)
+                if _metric(client.get("/metrics").text, "mpx_active_streams") == 0:
+                    break
+            assert _metric(client.get("/metrics").text, "mpx_active_streams") == 0
+            assert 'mpx_streams_total{outcome="cancelled"} 1' in client.get("/metrics").text
+    assert "Traceback" not in proc.log_text, proc.log_text

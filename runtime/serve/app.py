@@ -164,10 +164,9 @@ def _routes(app: FastAPI, service: Service) -> None:
             return StreamingResponse(_stream_body(stream, head, sse, service.batcher),
                                      media_type="text/event-stream" if sse else "application/x-ndjson",
                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        try:
-            notes = await stream.collect()
-        finally:
-            stream.cancel()
+        notes = await _collect_while_connected(request, stream)
+        if notes is None:  # the client hung up: nobody reads this answer
+            return Response(status_code=499)
         if job.format == "midi":
             return Response(encode.midi_bytes(notes), media_type="audio/midi",
                             headers={"X-Mpx-Seed": str(job.seed)})
@@ -183,6 +182,21 @@ def _routes(app: FastAPI, service: Service) -> None:
             log.error("session: internal error (%s: %s)", type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
             with contextlib.suppress(Exception):
                 await websocket.close(code=1011, reason="internal error")
+
+
+async def _collect_while_connected(request: Request, stream: Stream) -> np.ndarray | None:
+    """All of a stream's notes; None when the client hangs up meanwhile (its row is freed at once)."""
+    task = asyncio.ensure_future(stream.collect())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                return None
+    finally:
+        task.cancel()
+        stream.cancel()
 
 
 async def _request_fields(request: Request, options: ServeOptions) -> tuple[Any, np.ndarray | None]:
