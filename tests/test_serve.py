@@ -452,3 +452,13 @@ def test_options_are_checked_in_one_place() -> None:
     assert ServeOptions().exposure_warning() is None
     assert "without --token" in ServeOptions(host="0.0.0.0").exposure_warning()
     assert ServeOptions(host="0.0.0.0", token="long-enough").exposure_warning() is None
+
+
+def test_openapi_documentation_is_served() -> None:
+    async def test(client, app):
+        return (await client.get("/openapi.json")).json(), (await client.get("/docs")).status_code
+    spec, docs = run_app(test)
+    assert docs == 200 and {"/v1/generate", "/v1/model", "/healthz", "/metrics"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/generate"]["post"]["requestBody"]["content"]
+    assert {"application/json", "multipart/form-data"} <= set(body)
+    assert {"notes", "seed", "temperature", "top_p", "controls", "stream", "exact"} <= set(body["application/json"]["schema"]["properties"])
