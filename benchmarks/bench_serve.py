@@ -281,6 +281,7 @@ def rounding(streams: int, notes: int) -> dict[str, Any]:
     from mpx.runtime.backends import zero_state
     from mpx.runtime.rng import uniforms
     from mpx.runtime.serve import rows as rowops
+    from mpx.runtime.serve.padding import PaddedBackend
     from mpx.runtime.spec import Sampling
     gen = load(threads=1)
     backend, spec = gen.backend, gen.spec
@@ -294,7 +295,7 @@ def rounding(streams: int, notes: int) -> dict[str, Any]:
         for row in batch:
             heads.start(backend, row)
         for n in range(notes):
-            got[:, n] = rowops.step(backend, batch, 4)
+            got[:, n] = rowops.step(PaddedBackend(backend, 4), batch)
             states.append([r.h.copy() for r in batch])
         tt, pp = np.array(sampling.temperature, np.float32), np.array(sampling.top_p, np.float32)
         state_differs, flips = 0, []

@@ -115,20 +115,22 @@ def test_row_padding_makes_a_rows_bits_its_own() -> None:
     wherever it sits in a batch of any size (measured here on the bundled model)."""
     from mpx.runtime import load
     from mpx.runtime.serve import rows
+    from mpx.runtime.serve.padding import PaddedBackend
     gen = load(MODEL, threads=1)
+    padded = {4: PaddedBackend(gen.backend, 4), 1: gen.backend}
     primer = seed_notes()[-128:]
     samples = []
     for seed in range(24):
         row = rows.Row(seed=seed, sampling=gen.spec.sampling, pending=primer)
         rows.prime(gen.backend, row)
         for _ in range(seed % 5):
-            rows.step(gen.backend, [row], 4)
+            rows.step(padded[4], [row])
         samples.append(row)
 
     def outcome(batch, quantum):
         clones = [rows.Row(seed=r.seed, sampling=r.sampling, pending=r.pending.copy(), counter=r.counter, h=r.h, c=r.c)
                   for r in batch]
-        rows.step(gen.backend, clones, quantum)
+        rows.step(padded[quantum], clones)
         return [(c.h.tobytes(), c.c.tobytes(), c.pending.tobytes()) for c in clones]
 
     alone = [outcome([r], 4)[0] for r in samples]

@@ -28,6 +28,7 @@ from ..errors import MpxError
 from . import rows as rowops
 from .metrics import Metrics
 from .options import ServeOptions
+from .padding import PaddedBackend
 from .rows import Row
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class Stream:
 class Batcher:
     def __init__(self, backend: Backend, options: ServeOptions, metrics: Metrics) -> None:
         self.backend, self.options, self.metrics = backend, options, metrics
+        self.padded = PaddedBackend(backend, options.row_quantum)  # every batched call
         self.queue: collections.deque[Stream] = collections.deque()
         self.active: list[Stream] = []
         self.draining = False
@@ -253,7 +255,7 @@ class Batcher:
             made += 1
             wait = time.monotonic()
             try:
-                notes = rowops.step(self.backend, [s.row for s in call], self.options.row_quantum)
+                notes = self._call([s.row for s in call])
             except Exception as exc:  # these streams' input broke the call: they alone fail
                 primed += [(s, _failure(exc), wait) for s in call]
                 continue
@@ -261,9 +263,14 @@ class Batcher:
         step_started = time.monotonic()
         stepped = []
         for group in groups:
-            notes = rowops.step(self.backend, [s.row for s in group], self.options.row_quantum)
-            stepped.append((group, notes))
+            stepped.append((group, self._call([s.row for s in group])))
         return primed, stepped, time.monotonic() - step_started, made + len(groups)
+
+    def _call(self, rows: list[Row]) -> np.ndarray:
+        """An exact row alone at B = 1 (as `mpx run`), others padded."""
+        if len(rows) == 1 and rows[0].exact:
+            return rowops.prime(self.backend, rows[0])[None]
+        return rowops.step(self.padded, rows)
 
     def _deliver(self, primed: list, stepped: list, seconds: float, calls: int) -> None:
         now = time.monotonic()

@@ -131,28 +131,19 @@ def prime_key(row: Row) -> object:
     return (len(row.pending), row.group)
 
 
-def step(backend: Backend, rows: list[Row], quantum: int) -> np.ndarray:
+def step(backend: Backend, rows: list[Row]) -> np.ndarray:
     """One call over rows with the same pending length and sampling (one note each when
-    stepping the batch; a primer's length when priming several new rows at once): their next
-    notes [n, 4]. An exact row is called alone, at B = 1.
-
-    The call is padded to a multiple of `quantum` rows (copies of the last row, whose outputs
-    are dropped): onnxruntime's LSTM kernel works on blocks of rows and rounds a row of a
-    partial block differently, so without padding a row's bits would depend on how many others
-    share its call. With padding a row's notes depend on its own inputs only (tested)."""
-    if len(rows) == 1 and rows[0].exact:
-        return prime(backend, rows[0])[None]
-    n = len(rows)
-    size = -(-n // quantum) * quantum
-    pad = [rows[-1]] * (size - n)
-    batch = rows + pad
+    stepping the batch; a session's appended notes when priming several rows at once): their
+    next notes [n, 4]. The batcher passes a PaddedBackend (runtime/serve/padding.py), so that a
+    row's bits do not depend on how many rows share the call."""
+    batch = rows
     spec = backend.spec
     x = np.stack([r.pending for r in batch])                      # [B, T, 4]
     hs = [r.h if r.h is not None else zero_state(spec, 1)[0] for r in batch]
     cs = [r.c if r.c is not None else zero_state(spec, 1)[1] for r in batch]
     u = row_uniforms(np.array([r.key for r in batch]), np.array([r.counter for r in batch]))
     out = backend.call(x, np.concatenate(hs, axis=1), np.concatenate(cs, axis=1), u, *_sampling(rows[0]))
-    notes = out.next_note[:n]
+    notes = out.next_note
     for i, row in enumerate(rows):
         _advance(row, notes[i], out.hn[:, i:i + 1], out.cn[:, i:i + 1])
     return notes
