@@ -201,9 +201,9 @@ BAD = [
     ({"notes": 0}, 422, "notes: must be an integer 1..100,000, got 0"),
     ({"notes": 100_001}, 422, "notes: must be an integer 1..100,000"),
     ({"notes": "many"}, 422, "notes: Input should be a valid integer"),
-    ({"top_p": 1.5}, 422, "top_p must be in (0, 1]"),
+    ({"top_p": 1.5}, 422, ("top_p must be", "(0, 1]", "got 1.5")),
     ({"temperature": [1, 2]}, 422, "temperature takes one number or 4"),
-    ({"temperature": -1}, 422, "temperature must be in [0, 100]"),
+    ({"temperature": -1}, 422, ("temperature must be", "[0, 100]")),
     ({"seed": -1}, 422, "seed: must be an integer 0..2^64-1"),
     ({"seed": "abc"}, 422, "seed: must be an integer 0..2^64-1"),
     ({"seed": 2**64}, 422, "seed: must be an integer 0..2^64-1"),
@@ -229,7 +229,8 @@ def test_bad_input_is_one_line_naming_the_field(body: dict, status: int, message
     assert response.status_code == status, response.text
     if status != 200:
         error = response.json()["error"]
-        assert message in error and "\n" not in error and "Traceback" not in response.text, error
+        fragments = message if isinstance(message, tuple) else (message,)
+        assert all(f in error for f in fragments) and "\n" not in error and "Traceback" not in response.text, error
 
 
 def test_malformed_bodies() -> None:
