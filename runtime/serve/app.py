@@ -31,7 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from ..artifacts import bundled_dir, SEED
-from ..backends import Backend, open_backend
+from ..backends import Backend
+from ..formats import open_backend
 from ..contract import CONTRACT_VERSION
 from ..errors import MpxError
 from ..generate import Generator

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..contract import CONTRACT_VERSION, FEATURES
 from ..errors import MpxError
-from ..generate import GenerationOptions, Generator, check_notes
+from ..generate import GenerationOptions, Generator
+from ..notes import check as check_notes
 from ..midi import read_notes
 from ..notes_csv import read_csv
 from ..rng import check_seed

@@ -19,24 +19,20 @@ import numpy as np
 
 from ..backends import Backend, zero_state
 from ..contract import FEATURES, UNIFORMS
-from ..rng import check_seed, splitmix64
+from ..rng import check_seed, draw, keys
 from ..spec import Sampling
 
 F = len(FEATURES)
-_COLUMNS = np.arange(UNIFORMS, dtype=np.uint64)
 
 
 def stream_key(seed: int, stream: int = 0) -> np.uint64:
-    """key(seed, stream) of the README's random stream."""
-    return np.uint64(splitmix64(splitmix64(np.uint64(check_seed(seed))) + np.uint64(stream)))
+    """key(seed, stream) of the portable random stream (runtime/rng.py)."""
+    return keys([check_seed(seed)], [stream])[0]
 
 
-def row_uniforms(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
-    """[n, 8] float32: row i's note counters[i] of the stream keyed keys[i]."""
-    index = counters.astype(np.uint64)[:, None] * np.uint64(UNIFORMS) + _COLUMNS
-    with np.errstate(over="ignore"):
-        bits = splitmix64(keys[:, None] + index) >> np.uint64(40)
-    return bits.astype(np.float32) * np.float32(2.0 ** -24)
+def row_uniforms(row_keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """[n, 8] float32: row i's note counters[i] of the stream keyed row_keys[i]."""
+    return draw(row_keys, counters, 1)[0]
 
 
 @dataclasses.dataclass(eq=False)

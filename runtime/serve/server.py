@@ -8,7 +8,7 @@ import os
 import signal
 from typing import Any
 
-from ..errors import MpxError
+from ..errors import missing_extra
 from .options import ServeOptions
 
 log = logging.getLogger("mpx.serve")
@@ -19,7 +19,7 @@ def require(modules: tuple[str, ...] = NEEDS, extra: str = "serve") -> None:
     """One line, not an ImportError, when the extra is not installed."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise MpxError(f"mpx serve needs {', '.join(missing)}: pip install 'mpx[{extra}]'")
+        raise missing_extra("mpx serve", ", ".join(missing), extra)
 
 
 def serve(model: str | os.PathLike[str] | None = None, options: ServeOptions | None = None,
