@@ -290,13 +290,19 @@ def rounding(streams: int, notes: int) -> dict[str, Any]:
     for name, (t, p) in ROUNDING_SETTINGS.items():
         sampling = Sampling(t if t is not None else spec.sampling.temperature, p if p is not None else spec.sampling.top_p)
         seeds = [10_000 + i for i in range(streams)]
-        batch = [rowops.Row(seed=s, sampling=sampling, pending=primer) for s in seeds]
-        got, states, heads = np.empty((streams, notes, 4), np.float32), [], rowops.PrimerStates()
-        for row in batch:
-            heads.start(backend, row)
+        padded, heads = PaddedBackend(backend, 4), rowops.PrimerStates()
+        listeners = [rowops.Listener(s, sampling, primer) for s in seeds]
+        for listener in listeners:
+            listener.start(padded, backend, heads)
+        batch = rowops.Batch(padded)
+        batch.join(listeners)
+        got, states = np.empty((streams, notes, 4), np.float32), []
         for n in range(notes):
-            got[:, n] = rowops.step(PaddedBackend(backend, 4), batch)
-            states.append([r.h.copy() for r in batch])
+            by_id = batch.step()
+            got[:, n] = [by_id[listener.id] for listener in listeners]
+            h = batch.session.state[0]
+            where = {row: i for i, row in enumerate(batch.session.ids.tolist())}
+            states.append([h[:, where[listener.id]:where[listener.id] + 1] for listener in listeners])
         tt, pp = np.array(sampling.temperature, np.float32), np.array(sampling.top_p, np.float32)
         state_differs, flips = 0, []
         for i, seed in enumerate(seeds):

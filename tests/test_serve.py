@@ -110,47 +110,48 @@ def _histogram_mean(text: str, name: str) -> float:
 
 
 def test_row_padding_makes_a_rows_bits_its_own() -> None:
-    """Why calls are padded to a multiple of 4 rows: onnxruntime's LSTM kernel rounds rows of
-    a partial block differently. With padding, a row's state and note are the same bits
-    wherever it sits in a batch of any size (measured here on the bundled model)."""
-    from mpx.runtime import load
-    from mpx.runtime.serve import rows
+    """Why batched calls are padded to a multiple of 4 rows: onnxruntime's LSTM kernel rounds
+    rows of a partial block differently. With padding, a row's state and note are the same bits
+    wherever it sits in a batch of any size (measured here on the bundled model): rows of
+    sessions joined in any order and number, stepping one note, or primers of one length."""
+    from mpx.runtime import Session, load
     from mpx.runtime.serve.padding import PaddedBackend
     gen = load(MODEL, threads=1)
-    padded = {4: PaddedBackend(gen.backend, 4), 1: gen.backend}
+    padded = {4: PaddedBackend(gen.backend, 4), 1: PaddedBackend(gen.backend, 1)}
     primer = seed_notes()[-128:]
-    samples = []
-    for seed in range(24):
-        row = rows.Row(seed=seed, sampling=gen.spec.sampling, pending=primer)
-        rows.prime(gen.backend, row)
-        for _ in range(seed % 5):
-            rows.step(padded[4], [row])
-        samples.append(row)
 
-    def outcome(batch, quantum):
-        clones = [rows.Row(seed=r.seed, sampling=r.sampling, pending=r.pending.copy(), counter=r.counter, h=r.h, c=r.c)
-                  for r in batch]
-        rows.step(padded[quantum], clones)
-        return [(c.h.tobytes(), c.c.tobytes(), c.pending.tobytes()) for c in clones]
+    def row(seed: int, quantum: int, pending: np.ndarray, steps: int = 0) -> Session:
+        session = Session(padded[quantum], 1, seed=seed)
+        session.prime(primer)
+        for _ in range(steps):
+            session.step()
+        if len(pending):
+            session.append(pending)
+        return session
 
-    alone = [outcome([r], 4)[0] for r in samples]
+    def outcome(specs, quantum):
+        batch = Session(padded[quantum], 0, seed=0)
+        for seed, steps, pending in specs:
+            batch.join(row(seed, quantum, pending, steps))
+        notes = batch.step()
+        h, c = batch.state
+        return [(h[:, i].tobytes(), c[:, i].tobytes(), notes[i].tobytes()) for i in range(len(specs))]
+
+    one = np.empty((0, 4), np.float32)
+    samples = [(seed, seed % 5 + 1, one) for seed in range(24)]
+    alone = {s[0]: outcome([s], 4)[0] for s in samples}
     rng = np.random.default_rng(0)
     unpadded_differ = 0
     for size in (2, 3, 5, 7, 9, 13, 24):
-        order = rng.permutation(len(samples))[:size]
-        batch = [samples[i] for i in order]
-        assert outcome(batch, 4) == [alone[i] for i in order], f"padded batch of {size}"
-        unpadded_differ += sum(a != alone[i] for a, i in zip(outcome(batch, 1), order))
+        chosen = [samples[i] for i in rng.permutation(len(samples))[:size]]
+        assert outcome(chosen, 4) == [alone[s[0]] for s in chosen], f"padded batch of {size}"
+        unpadded_differ += sum(a != alone[s[0]] for a, s in zip(outcome(chosen, 1), chosen))
     print(f"\nrows whose bits differ without padding: {unpadded_differ}")
-    # new rows primed together: primers of one length, fresh and carried states side by side
-    for length in (128, 7):
-        fresh = [rows.Row(seed=100 + i, sampling=gen.spec.sampling, pending=seed_notes()[i:i + length]) for i in range(6)]
-        carried = [rows.Row(seed=r.seed, sampling=r.sampling, pending=seed_notes()[:length].copy(), counter=r.counter, h=r.h, c=r.c)
-                   for r in samples[:5]]
-        group = fresh + carried
-        alone = [outcome([r], 4)[0] for r in group]
-        order = rng.permutation(len(group))
-        assert outcome([group[i] for i in order], 4) == [alone[i] for i in order], f"primes of {length} notes"
+    for length in (7, 30):  # rows feeding several notes (a session's appended notes) share a call too
+        appended = [(100 + i, i % 3 + 1, seed_notes()[i:i + length]) for i in range(6)]
+        alone = {s[0]: outcome([s], 4)[0] for s in appended}
+        order = [appended[i] for i in rng.permutation(len(appended))]
+        assert outcome(order, 4) == [alone[s[0]] for s in order], f"{length} appended notes"
 
 
 def test_answers_as_midi_and_csv() -> None:
@@ -311,16 +312,16 @@ def test_a_slow_reader_holds_no_one_back_and_a_gone_one_is_freed() -> None:
     from mpx.runtime.serve import ServeOptions
     from mpx.runtime.serve.batcher import Batcher
     from mpx.runtime.serve.metrics import Metrics
-    from mpx.runtime.serve.rows import Row
+    from mpx.runtime.serve.rows import Listener
     gen = load(MODEL, threads=1)
     primer = seed_notes()[-128:]
 
     async def main():
         batcher = Batcher(gen.backend, ServeOptions(buffer_notes=16), Metrics())
         batcher.start()
-        slow = batcher.submit(Row(seed=1, sampling=gen.spec.sampling, pending=primer), 1000)
-        gone = batcher.submit(Row(seed=2, sampling=gen.spec.sampling, pending=primer), 1000)
-        quick = await batcher.submit(Row(seed=3, sampling=gen.spec.sampling, pending=primer), 300).collect()
+        slow = batcher.submit(Listener(1, gen.spec.sampling, primer), 1000)
+        gone = batcher.submit(Listener(2, gen.spec.sampling, primer), 1000)
+        quick = await batcher.submit(Listener(3, gen.spec.sampling, primer), 300).collect()
         held = slow.made
         gone.cancel()
         await asyncio.sleep(0.1)

@@ -41,7 +41,7 @@ from . import encode, requests as rq
 from .batcher import Batcher, Busy, Draining, Stream
 from .metrics import CONTENT_TYPE, Metrics
 from .options import ServeOptions
-from .rows import Row
+from .rows import Listener as Row
 
 log = logging.getLogger("mpx.serve")
 
@@ -156,7 +156,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         raw, uploaded = await _request_fields(request, options)
         job = rq.job_of(rq.parse(rq.GenerateRequest, raw), service.generator, service.default_primer,
                         options, uploaded)
-        row = Row(seed=job.seed, sampling=job.sampling, pending=job.primer, exact=job.exact)
+        row = Row(job.seed, job.sampling, job.primer, exact=job.exact)
         stream = service.batcher.submit(row, job.notes)
         head = {"seed": str(job.seed), "count": job.notes, "primer_notes": int(len(job.primer)),
                 "sampling": job.sampling.to_dict()}
@@ -316,14 +316,14 @@ async def _session_message(ws: WebSocket, service: Service, key: str, row: Row |
     if row is None:
         raise _SessionError("type: open the session first ({\"type\": \"open\", ...})")
     if message.type == "append":
-        row.append(rq.appended_notes(message.notes, len(row.pending), service.options))
-        await ws.send_json({"type": "appended", "pending": int(len(row.pending))})
+        row.append(rq.appended_notes(message.notes, row.pending, service.options))
+        await ws.send_json({"type": "appended", "pending": row.pending})
     elif message.type == "set":
-        row.sampling = rq.sampling_of(message, service.generator, row.sampling)
+        row.set_sampling(rq.sampling_of(message, service.generator, row.sampling))
         await ws.send_json({"type": "set", "sampling": row.sampling.to_dict()})
     else:
         rq.check_count("notes", message.notes, service.options.max_notes)
-        if not len(row.pending):
+        if not row.pending:
             raise _SessionError("notes: nothing to continue; append notes first")
         stream = service.batcher.submit(row, message.notes)
         index = 0
@@ -333,7 +333,7 @@ async def _session_message(ws: WebSocket, service: Service, key: str, row: Row |
                 index += len(notes)
         finally:
             stream.cancel()
-        await ws.send_json({"type": "generated", "count": index, "drawn": row.counter})
+        await ws.send_json({"type": "generated", "count": index, "drawn": row.drawn})
     return row
 
 
@@ -345,7 +345,7 @@ async def _open(ws: WebSocket, service: Service, key: str, message: rq.SessionOp
     if seed is None:
         import secrets
         seed = secrets.randbelow(2**64)
-    row = Row(seed=seed, sampling=rq.sampling_of(message, service.generator), pending=primer, exact=message.exact)
+    row = Row(seed, rq.sampling_of(message, service.generator), primer, exact=message.exact)
     service.sessions[key] = row
     await ws.send_json({"type": "opened", "session": key, "seed": str(seed), "primer_notes": int(len(primer)),
                         "sampling": row.sampling.to_dict(), "replica": service.replica})

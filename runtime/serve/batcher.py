@@ -1,8 +1,9 @@
 """The continuous batcher: one scheduler advances every active stream with one graph call per
 step (per sampling group until contract v3 takes sampling per row).
 
-Each stream is a row (runtime/serve/rows.py). A new request is primed in its own call (its
-input length differs) and joins the batch at the next step; a finished, cancelled or
+Each stream is a listener, a row of the generation session (runtime/serve/rows.py,
+runtime/session.py). A new request starts in a session of its own (its primer's head once per
+distinct head, at B = 1) and joins the batch at the next step; a finished, cancelled or
 disconnected stream leaves at once. Bookkeeping happens on the event loop only; the graph calls
 run in one worker thread (onnxruntime releases the GIL), so the server keeps answering while
 the batch computes. Between two steps, new requests are primed for at most `prime_budget`
@@ -29,7 +30,7 @@ from . import rows as rowops
 from .metrics import Metrics
 from .options import ServeOptions
 from .padding import PaddedBackend
-from .rows import Row
+from .rows import Batch, Listener
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Draining(MpxError):
 class Stream:
     """A row's notes on their way to one reader."""
 
-    row: Row
+    listener: Listener
     total: int
     made: int = 0
     error: str | None = None
@@ -129,6 +130,8 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mpx-graph")
         self._primers = rowops.PrimerStates()  # used in the graph thread only
+        self.batch = Batch(self.padded)          # sessions: changed in the graph thread or between ticks
+        self._by_id: dict[int, Stream] = {}
         metrics.gauge("mpx_active_streams", "streams with a row in the batch", lambda: len(self.active))
         metrics.gauge("mpx_queued_streams", "streams waiting for a row", lambda: len(self.queue))
         metrics.gauge("mpx_buffered_notes", "notes made and not yet read", self.buffered)
@@ -148,7 +151,7 @@ class Batcher:
             self._task = None
         self._executor.shutdown(wait=True)
 
-    def submit(self, row: Row, notes: int) -> Stream:
+    def submit(self, row: Listener, notes: int) -> Stream:
         global _trimmed
         _trimmed = False
         if self.draining:
@@ -160,7 +163,7 @@ class Batcher:
                        "try again shortly", retry_after=1)
         stream = Stream(row, notes)
         stream.batcher = self
-        if o.max_batch == 1:
+        if o.max_batch == 1 and not row.started:
             row.exact = True
         self.queue.append(stream)
         self.wake()
@@ -199,9 +202,8 @@ class Batcher:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            groups = self._groups(ready)
             try:
-                primed, stepped, seconds, calls = await loop.run_in_executor(self._executor, self._tick, admit, groups)
+                primed, stepped, seconds, calls = await loop.run_in_executor(self._executor, self._tick, admit, ready)
             except Exception as exc:  # a backend failure: the affected streams end, the server stays up
                 message = _failure(exc)
                 log.error("%s", message)
@@ -214,65 +216,39 @@ class Batcher:
     def _wants_step(self, s: Stream) -> bool:
         return not s.done and len(s.buffer) < self.options.buffer_notes
 
-    def _groups(self, ready: list[Stream]) -> list[list[Stream]]:
-        by_group: dict[object, list[Stream]] = {}
-        for s in ready:
-            by_group.setdefault(s.row.group, []).append(s)
-        size = self.options.max_batch
-        return [g[i:i + size] for g in by_group.values() for i in range(0, len(g), size)]
-
-    def _tick(self, admit: list[Stream], groups: list[list[Stream]]) -> tuple[list, list, float, int]:
-        """In the worker thread: prime new streams (within the budget), then one step.
-
-        A new request's primer head runs once per distinct head (rows.PrimerStates) and the row
-        joins the batch; rows with a state and several pending notes (a session's appended
-        notes) of the same length and sampling are primed together (up to prime_batch rows a
-        call, padded like a step); an exact row is called alone."""
-        primed: list[tuple[Stream, object, float]] = []
-        waiting: dict[object, list[Stream]] = {}
-        started, made = time.monotonic(), 0
+    def _tick(self, admit: list[Stream], ready: list[Stream]) -> tuple[list, dict, float, int]:
+        """In the graph's thread: start new listeners (within the budget), bring the batch's
+        members up to date (the ready rows in, the paused ones out), then one step."""
+        started: list[tuple[Stream, str | None, float]] = []
+        begun, calls = time.monotonic(), 0
         for stream in admit:
-            if stream.cancelled or not stream.row.needs_own_call:
-                primed.append((stream, None, time.monotonic()))
-            elif rowops.starts_with_primer(stream.row):
-                if made and time.monotonic() - started > self.options.prime_budget \
-                        and not self._primers.known(stream.row):
+            listener = stream.listener
+            if not stream.cancelled and not listener.started:
+                head = listener.primer[:-1]
+                costly = not listener.exact and len(head) and not self._primers.known(head)
+                if calls and costly and time.monotonic() - begun > self.options.prime_budget:
                     continue
-                wait = time.monotonic()
                 try:
-                    made += self._primers.start(self.backend, stream.row)
+                    calls += listener.start(self.padded, self.backend, self._primers)
                 except Exception as exc:  # this primer broke the call: this stream alone fails
-                    primed.append((stream, _failure(exc), wait))
+                    started.append((stream, _failure(exc), time.monotonic()))
                     continue
-                primed.append((stream, None, wait))
-            else:
-                waiting.setdefault(rowops.prime_key(stream.row), []).append(stream)
-        calls = [g[i:i + self.options.prime_batch] for g in waiting.values()
-                 for i in range(0, len(g), self.options.prime_batch)]
-        for call in calls:
-            if made and time.monotonic() - started > self.options.prime_budget:
-                break
-            made += 1
-            wait = time.monotonic()
-            try:
-                notes = self._call([s.row for s in call])
-            except Exception as exc:  # these streams' input broke the call: they alone fail
-                primed += [(s, _failure(exc), wait) for s in call]
-                continue
-            primed += [(s, note, wait) for s, note in zip(call, notes)]
+            started.append((stream, None, time.monotonic()))
+        playing = [s.listener for s in ready if not s.listener.exact]
+        wanted = {listener.id for listener in playing}
+        self.batch.leave([m for i, m in self.batch.members.items() if i not in wanted])
+        self.batch.join([listener for listener in playing if listener not in self.batch])
         step_started = time.monotonic()
-        stepped = []
-        for group in groups:
-            stepped.append((group, self._call([s.row for s in group])))
-        return primed, stepped, time.monotonic() - step_started, made + len(groups)
+        before = self.padded.calls
+        notes = self.batch.step()
+        calls += self.padded.calls - before
+        for stream in ready:
+            if stream.listener.exact:
+                notes[stream.listener.id] = stream.listener.session.step()[0]
+                calls += 1
+        return started, notes, time.monotonic() - step_started, calls
 
-    def _call(self, rows: list[Row]) -> np.ndarray:
-        """An exact row alone at B = 1 (as `mpx run`), others padded."""
-        if len(rows) == 1 and rows[0].exact:
-            return rowops.prime(self.backend, rows[0])[None]
-        return rowops.step(self.padded, rows)
-
-    def _deliver(self, primed: list, stepped: list, seconds: float, calls: int) -> None:
+    def _deliver(self, primed: list, stepped: dict, seconds: float, calls: int) -> None:
         now = time.monotonic()
         m = self.metrics
         m.inc("mpx_graph_calls_total", calls)
@@ -289,18 +265,21 @@ class Batcher:
                 self._discard(stream)
                 continue
             self.active.append(stream)
-            if note is not None:
-                stream._push(note, now)
-                made += 1
-                self._observe_first(stream)
+            self._by_id[stream.listener.id] = stream
         if stepped:
             m.observe("mpx_step_seconds", seconds)
-        for group, notes in stepped:
-            m.observe("mpx_batch_rows", len(group))
-            for stream, note in zip(group, notes):
-                stream._push(note, now)
-                made += 1
-                self._observe_first(stream)
+            m.observe("mpx_batch_rows", len(self.batch.members))
+        finished = []
+        for row, note in stepped.items():
+            stream = self._by_id.get(row)
+            if stream is None or stream.done:
+                continue
+            stream._push(note, now)
+            made += 1
+            self._observe_first(stream)
+            if stream.made >= stream.total:
+                finished.append(stream.listener)
+        self.batch.leave(finished)  # home before its reader sees the end (a session goes on from there)
         if made:
             m.notes(made)
 
@@ -326,6 +305,9 @@ class Batcher:
 
     def _discard(self, s: Stream) -> None:
         outcome = "cancelled" if s.cancelled else "failed" if s.error else "completed"
+        self.batch.leave([s.listener])
+        if s.listener.id is not None and self._by_id.get(s.listener.id) is s:
+            del self._by_id[s.listener.id]
         self.metrics.inc("mpx_streams_total", outcome=outcome)
         if outcome == "completed":
             self.metrics.observe("mpx_request_seconds", time.monotonic() - s.submitted)

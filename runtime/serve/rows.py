@@ -1,152 +1,154 @@
-"""Rows of generation and the two graph calls the batcher makes on them.
+"""Listeners and the batch, on the generation session (runtime/session.py).
 
-A row is one listener's stream: its LSTM state, the notes it feeds at its next call, its place
-in the portable random stream (seed, stream index, notes drawn) and its sampling. `prime`
-runs one row alone (its pending input is longer than one note: a primer, or notes a session
-appended); `step` advances many rows of one-note input in one call. Counter-based uniforms:
-a row's n-th note takes uniform(seed, stream, 8 n + j) whatever else is in the call.
+A listener is one stream of notes: a row of a Session. While it waits, pauses or is done it sits
+in a session of its own; while it plays, its row is in the batch, one Session whose step is one
+graph call per group of rows (same pending length and sampling, until contract v3 takes
+sampling per row). Rows keep their id, state, pending notes and random stream (seed, stream 0,
+note counter) as they move between the two (Session.take / Session.join), so a listener's n-th
+note takes uniform(seed, 0, 8 n + j) whatever else is in the batch.
 
-This is the serving side's stand-in for runtime/session.py (the generation session of the
-refactor issue), which will own rows, their state and their random stream for every caller.
+Every batched call goes through a PaddedBackend (runtime/serve/padding.py), so a row's bits do
+not depend on how many rows share its call. An exact listener never joins: its own session runs
+on the plain backend, one call per note at B = 1, its whole primer in its first call, as
+`mpx run` does.
 """
 from __future__ import annotations
 
 import collections
-import dataclasses
 import hashlib
 
 import numpy as np
 
-from ..backends import Backend, zero_state
-from ..contract import FEATURES, UNIFORMS
-from ..rng import check_seed, draw, keys
+from ..backends import Backend
+from ..contract import FEATURES
+from ..session import Session
 from ..spec import Sampling
 
 F = len(FEATURES)
 
 
-def stream_key(seed: int, stream: int = 0) -> np.uint64:
-    """key(seed, stream) of the portable random stream (runtime/rng.py)."""
-    return keys([check_seed(seed)], [stream])[0]
+class Listener:
+    """One stream of notes. Before `start` (in the graph's thread) it holds its primer; after,
+    its row, in its own session (`session`) or in the batch (`session` None)."""
 
-
-def row_uniforms(row_keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
-    """[n, 8] float32: row i's note counters[i] of the stream keyed row_keys[i]."""
-    return draw(row_keys, counters, 1)[0]
-
-
-@dataclasses.dataclass(eq=False)
-class Row:
-    """One stream of notes. `pending` is what the next call feeds (float32 [T, 4])."""
-
-    seed: int
-    sampling: Sampling
-    pending: np.ndarray
-    stream: int = 0
-    counter: int = 0                  # notes drawn so far: the next is note `counter` of the stream
-    exact: bool = False               # always called alone (B = 1), as `mpx run` calls the graph
-    h: np.ndarray | None = None       # [L, 1, H]; None = zeros
-    c: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        self.key = stream_key(self.seed, self.stream)
+    def __init__(self, seed: int, sampling: Sampling, primer: np.ndarray, exact: bool = False) -> None:
+        self.seed, self.sampling, self.exact = seed, sampling, exact
+        self.primer = np.asarray(primer, np.float32).reshape(-1, F)
+        self.session: Session | None = None
+        self.id: int | None = None
+        self.started = False
+        self._drawn = 0
 
     @property
     def group(self) -> object:
-        """Rows of one group can share a call (contract v2: one temperature and top-p per call)."""
         return id(self) if self.exact else (self.sampling.temperature, self.sampling.top_p)
 
     @property
-    def needs_own_call(self) -> bool:
-        return self.exact or len(self.pending) != 1
+    def pending(self) -> int:
+        """Notes fed at the next call."""
+        if not self.started:
+            return len(self.primer)
+        return len(self.session.pending(0)) if self.session is not None else 1
+
+    @property
+    def drawn(self) -> int:
+        """Notes drawn from its random stream so far."""
+        return int(self.session.drawn[0]) if self.session is not None else self._drawn
 
     def append(self, notes: np.ndarray) -> None:
-        self.pending = np.concatenate([self.pending, np.asarray(notes, np.float32).reshape(-1, F)])
+        """Notes someone played, fed after the note just made at the next call (not while in the batch)."""
+        notes = np.asarray(notes, np.float32).reshape(-1, F)
+        if not self.started:
+            self.primer = np.concatenate([self.primer, notes])
+        elif len(notes):
+            self.session.append(notes)
 
-    def state_bytes(self) -> int:
-        return sum(a.nbytes for a in (self.h, self.c, self.pending) if a is not None)
+    def set_sampling(self, sampling: Sampling) -> None:
+        self.sampling = sampling
+        if self.session is not None:
+            self.session.set_sampling(sampling)
 
-
-def _sampling(row: Row) -> tuple[np.ndarray, np.ndarray]:
-    return np.array(row.sampling.temperature, np.float32), np.array(row.sampling.top_p, np.float32)
-
-
-def prime(backend: Backend, row: Row) -> np.ndarray:
-    """One call of one row over all its pending notes: its next note [4] (B = 1, as `mpx run`)."""
-    h, c = (row.h, row.c) if row.h is not None else zero_state(backend.spec, 1)
-    u = row_uniforms(np.array([row.key]), np.array([row.counter]))
-    out = backend.call(np.ascontiguousarray(row.pending[None]), h, c, u, *_sampling(row))
-    return _advance(row, out.next_note[0], out.hn, out.cn)
+    def start(self, padded: Backend, plain: Backend, primers: "PrimerStates") -> bool:
+        """Make its row (graph thread). A primer of 2+ notes starts as `mpx run --num-outputs K`
+        starts its streams: the head once at B = 1 (kept by PrimerStates), the last note
+        pending; an exact listener feeds its whole primer at its first call. True when this
+        took a graph call."""
+        called = False
+        if self.exact:
+            session = Session(plain, 1, seed=self.seed, sampling=self.sampling)
+            session.prime(self.primer)
+        else:
+            session = Session(padded, 1, seed=self.seed, sampling=self.sampling)
+            if len(self.primer) > 1:
+                state, called = primers.state(plain, self.primer[:-1], self.sampling)
+                session.state = state
+                session.append(self.primer[-1:])
+            elif len(self.primer):
+                session.append(self.primer)
+        self.session, self.id, self.started = session, int(session.ids[0]), True
+        return called
 
 
 class PrimerStates:
-    """New rows start as `mpx run --num-outputs K` starts its streams: all but the primer's last
-    note run once, at B = 1, from a zero state; the row takes that state and feeds the last note
-    in the batch's next step, where it draws its first note. The state after a primer's head
-    depends on the head alone, so it is kept (by the head's bytes, the most recently used
-    `size`): listeners who start from the same seed (the server's own, a page's preset) share
-    one call, and a new request's first note waits for one step of the batch, not for a
-    primer's call."""
+    """The state after a primer's head, kept by the head's bytes (the `size` most recently
+    used): listeners who start from the same seed share one call, and a new listener's first
+    note waits for one step of the batch, not for a primer's call."""
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
         self.states: collections.OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = collections.OrderedDict()
 
-    @staticmethod
-    def key(row: Row) -> bytes:
-        return hashlib.blake2b(np.ascontiguousarray(row.pending[:-1]).tobytes(), digest_size=16).digest()
-
-    def known(self, row: Row) -> bool:
-        return self.key(row) in self.states
-
-    def start(self, backend: Backend, row: Row) -> bool:
-        """Give a fresh row (no state, a primer of 2+ notes) its head's state; True when that
-        took a graph call."""
-        key = self.key(row)
+    def state(self, plain: Backend, head: np.ndarray, sampling: Sampling) -> tuple[tuple[np.ndarray, np.ndarray], bool]:
+        key = hashlib.blake2b(np.ascontiguousarray(head, np.float32).tobytes(), digest_size=16).digest()
         called = key not in self.states
         if called:
-            head = np.ascontiguousarray(row.pending[None, :-1])
-            unused = np.zeros((1, UNIFORMS), np.float32)  # the note this call draws is not kept
-            out = backend.call(head, *zero_state(backend.spec, 1), unused, *_sampling(row))
-            self.states[key] = (out.hn, out.cn)
+            session = Session(plain, 1, seed=0, sampling=sampling)
+            session.append(head)
+            session.step(feed_back=False)   # the note it draws is not kept
+            self.states[key] = session.state
             while len(self.states) > self.size:
                 self.states.popitem(last=False)
         self.states.move_to_end(key)
-        row.h, row.c = self.states[key]
-        row.pending = row.pending[-1:].copy()
-        return called
+        return self.states[key], called
+
+    def known(self, head: np.ndarray) -> bool:
+        return hashlib.blake2b(np.ascontiguousarray(head, np.float32).tobytes(), digest_size=16).digest() in self.states
 
 
-def starts_with_primer(row: Row) -> bool:
-    """A fresh row with a primer of 2+ notes (PrimerStates starts it)."""
-    return not row.exact and row.h is None and len(row.pending) > 1
+class Batch:
+    """The rows that play: one Session on the padded backend."""
 
+    def __init__(self, padded: Backend) -> None:
+        self.session = Session(padded, 0, seed=0)
+        self.members: dict[int, Listener] = {}
 
-def prime_key(row: Row) -> object:
-    """Rows of one key can be primed in one call: the same input length and sampling."""
-    return (len(row.pending), row.group)
+    def __contains__(self, listener: Listener) -> bool:
+        return listener.id in self.members
 
+    def join(self, listeners: list[Listener]) -> None:
+        for listener in listeners:
+            self.session.join(listener.session)
+            listener.session = None
+            self.members[listener.id] = listener
 
-def step(backend: Backend, rows: list[Row]) -> np.ndarray:
-    """One call over rows with the same pending length and sampling (one note each when
-    stepping the batch; a session's appended notes when priming several rows at once): their
-    next notes [n, 4]. The batcher passes a PaddedBackend (runtime/serve/padding.py), so that a
-    row's bits do not depend on how many rows share the call."""
-    batch = rows
-    spec = backend.spec
-    x = np.stack([r.pending for r in batch])                      # [B, T, 4]
-    hs = [r.h if r.h is not None else zero_state(spec, 1)[0] for r in batch]
-    cs = [r.c if r.c is not None else zero_state(spec, 1)[1] for r in batch]
-    u = row_uniforms(np.array([r.key for r in batch]), np.array([r.counter for r in batch]))
-    out = backend.call(x, np.concatenate(hs, axis=1), np.concatenate(cs, axis=1), u, *_sampling(rows[0]))
-    notes = out.next_note
-    for i, row in enumerate(rows):
-        _advance(row, notes[i], out.hn[:, i:i + 1], out.cn[:, i:i + 1])
-    return notes
+    def leave(self, listeners: list[Listener]) -> None:
+        """Their rows back into sessions of their own."""
+        leaving = [l for l in listeners if l.id in self.members]
+        if not leaving:
+            return
+        taken = self.session.take([l.id for l in leaving])
+        for listener in leaving[:-1]:
+            listener.session = taken.take([listener.id])
+            del self.members[listener.id]
+        leaving[-1].session = taken
+        del self.members[leaving[-1].id]
 
-
-def _advance(row: Row, note: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
-    row.h, row.c = h, c
-    row.pending = note[None].copy()
-    row.counter += 1
-    return note
+    def step(self) -> dict[int, np.ndarray]:
+        """One step of every row: {row id: note}."""
+        if not self.members:
+            return {}
+        notes = self.session.step()
+        drawn = self.session.drawn
+        for i, row in enumerate(self.session.ids.tolist()):
+            self.members[row]._drawn = int(drawn[i])
+        return dict(zip(self.session.ids.tolist(), notes))
