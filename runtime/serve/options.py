@@ -21,7 +21,7 @@ class ServeOptions:
     threads: int = 1                    # onnxruntime intra-op threads (1: the graph shares 2 cores with the server)
     max_streams: int = 256              # rows generating at once (every stream, session and request)
     max_queue: int = 256                # requests waiting for a row; beyond: 429 with Retry-After
-    max_batch: int = 256                # rows per graph call; 1 = no batching (one stream per call)
+    max_batch: int = 256                # 1 = no batching (every stream its own calls, as `mpx run`); more: one batch
     row_quantum: int = 4                # batched calls are padded to a multiple of this many rows (see batcher)
     max_notes: int = 100_000            # notes per request (and per session `generate`)
     max_primer_notes: int = 100_000     # notes a request may send as its seed (only the last seq_len prime)
@@ -31,8 +31,6 @@ class ServeOptions:
     max_writes: int = 3200              # writes per second over all streams: with more streams than
                                         # max_writes * flush_interval, each writes less often (HTTP's cost per write)
     prime_budget: float = 0.01          # seconds of priming between two steps of the batch
-    prime_batch: int = 4                # new rows of one primer length primed in one call (a call of 4
-                                        # 128-note primers costs ~2 single ones; bigger calls stall the steps)
     stall_timeout: float = 60.0         # a stream whose reader takes nothing for this long is ended
     session_ttl: float = 300.0          # an interactive session idle this long is closed
     max_sessions: int = 256
@@ -53,7 +51,6 @@ class ServeOptions:
         _integer("--max-primer-notes", self.max_primer_notes, 1, 10_000_000)
         _integer("--max-body-bytes", self.max_body_bytes, 1024, 1 << 30)
         _integer("--buffer-notes", self.buffer_notes, 1, 1_000_000)
-        _integer("--prime-batch", self.prime_batch, 1, 100_000)
         _integer("--max-writes", self.max_writes, 1, 10_000_000)
         _integer("--max-sessions", self.max_sessions, 0, 100_000)
         for flag, value, low in (("--flush-interval", self.flush_interval, 0.0),
