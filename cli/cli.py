@@ -384,7 +384,7 @@ def serve(
     threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads.")] = SERVE.threads,
     max_streams: Annotated[int, typer.Option(help="Streams generating at once.")] = SERVE.max_streams,
     max_queue: Annotated[int, typer.Option(help="Requests waiting for a stream; beyond it: 429 with Retry-After.")] = SERVE.max_queue,
-    max_batch: Annotated[int, typer.Option(help="Rows per graph call; 1 = no batching (every stream its own calls).")] = SERVE.max_batch,
+    max_batch: Annotated[int, typer.Option(help="1 = no batching: every stream its own graph calls, bit for bit as mpx run.")] = SERVE.max_batch,
     max_notes: Annotated[int, typer.Option(help="Notes per request.")] = SERVE.max_notes,
     cors_origin: Annotated[Optional[list[str]], typer.Option(help="A web page origin (https://host:port) allowed to call, beyond pages served from this machine; repeatable.")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Serve (needs the ray extra), one batcher per replica.")] = False,
