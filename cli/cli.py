@@ -230,7 +230,7 @@ def run(
     program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = WRITE.program,
     velocity: Annotated[Optional[int], typer.Option(help="Play every note at this velocity (1..127) instead of the generated dynamics.")] = None,
     tempo: Annotated[float, typer.Option(help="Tempo (bpm) written into the MIDI file; the notes' times in seconds do not change.")] = WRITE.tempo,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG (needs the [plot] extra: pip install 'mpx[plot]').")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG (needs matplotlib: pip install 'mpx-music[plot]', or '.[plot]' in a checkout).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads of the backend; default 2 (measured fastest on an idle 2-core CPU), 1 is faster on a busy machine.")] = None,
     force: Annotated[bool, typer.Option(help="Replace output files that exist (never the seed itself).")] = False,
 ) -> None:
@@ -362,8 +362,8 @@ def plot(
     primer_notes: Annotated[int, typer.Option(help="Colour the first N notes as the primer.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
-    """Draw a piano roll of a MIDI file (primer and continuation in two colours; needs the
-    [plot] extra: pip install 'mpx[plot]')."""
+    """Draw a piano roll of a MIDI file (primer and continuation in two colours; needs
+    matplotlib: pip install 'mpx-music[plot]', or '.[plot]' in a checkout)."""
     from mpx.runtime.plot import plot_file
 
     _echo(f"wrote {plot_file(midi, out, primer_notes, force=force)}")

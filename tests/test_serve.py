@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mpx[serve]'")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 from serve_helpers import MODEL, notes_of, reference, run_app, seed_notes, stream_notes  # noqa: E402
