@@ -189,7 +189,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 )}
 NAMES = tuple(FORMATS)
 EXPORTED = tuple(f.name for f in FORMATS.values() if f.writer)        # what `mpx export` writes
-SHIPPED = tuple(f.name for f in FORMATS.values() if f.writer and f.bundled)  # `--format all`
+SHIPPED = tuple(f.name for f in FORMATS.values() if f.writer and f.bundled)  # export's default set
 
 
 def get(name: str) -> Format:

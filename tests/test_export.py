@@ -152,7 +152,7 @@ def test_a_perturbed_torchscript_module_is_refused_and_not_kept(tiny_checkpoint:
 
 
 def test_cli_export_prints_parity_and_refuses_a_tolerance_it_cannot_meet(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    ok = run_cli("export", "--checkpoint", str(tiny_checkpoint), "--format", "all", "--out-dir", str(tmp_path / "ok"))
+    ok = run_cli("export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx+torchscript", "--out-dir", str(tmp_path / "ok"))
     assert ok.returncode == 0, ok.stderr
     assert "parity onnx vs eager" in ok.stdout and "parity torchscript vs eager" in ok.stdout
     assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["music_producter.onnx", "music_producter.pt"]
@@ -192,11 +192,11 @@ def test_cli_export_bad_checkpoints_are_one_line_and_leave_nothing(tiny_checkpoi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message, code", [
-    (["--format", "tflite"], "'tflite' is not one of", 2),
+    (["--format", "tflite"], "--format must be one of onnx, torchscript, pt2, aoti, onnx+torchscript, all, got 'tflite'", 1),
     (["--opset", "99"], "--opset must be an integer 13..23", 1),
     (["--atol", "0"], "--atol must be a number > 0", 1),
     (["--rtol", "-1"], "--rtol must be a number >= 0", 1),
-    (["--quantize", "int4"], "'int4' is not one of 'int8'", 2),
+    (["--quantize", "int4"], "--quantize must be one of int8, got 'int4'", 1),
 ])
 def test_cli_export_bad_options(tiny_checkpoint: Path, tmp_path: Path, args: list[str], message: str, code: int) -> None:
     result = run_cli("export", "--checkpoint", str(tiny_checkpoint), "--out-dir", str(tmp_path), *args)
@@ -244,7 +244,7 @@ def test_info_on_onnx_needs_no_torch(tiny_artifacts: Path, tmp_path: Path) -> No
 
 def test_export_reports_progress_of_each_parity_check(tiny_checkpoint: Path, tmp_path: Path) -> None:
     ticks: list[tuple[str, int, int]] = []
-    api.export_artifacts(tiny_checkpoint, tmp_path, ExportOptions(format="all"), echo=lambda _: None,
+    api.export_artifacts(tiny_checkpoint, tmp_path, ExportOptions(format="onnx+torchscript"), echo=lambda _: None,
                          progress=lambda step, done, total: ticks.append((step, done, total)))
     for fmt in ("torchscript", "onnx"):
         mine = [(done, total) for step, done, total in ticks if step == f"parity {fmt}"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -129,3 +130,237 @@ def test_web_test_draws_its_screenshot_outside_the_checkout(tmp_path: Path, monk
     monkeypatch.delenv("MPX_WEB_SCREENSHOT", raising=False)
     assert tmp_path in test_web.screenshot_path(tmp_path).parents
     assert "MPX_WEB_SCREENSHOT=$(CURDIR)/examples/web/screenshot.png" in (ROOT / "Makefile").read_text()
+
+
+# -- the terminal ---------------------------------------------------------------------------------
+class Screen:
+    """Enough of a terminal to see what a user sees: text, CR, LF, and the CSI sequences rich
+    draws its live display with (cursor moves, erasing lines); colours are ignored."""
+
+    def __init__(self) -> None:
+        self.lines: list[list[str]] = [[]]
+        self.row = self.col = 0
+        self.raw = ""  # everything written, drawn over or not
+
+    def feed(self, text: str) -> "Screen":
+        self.raw += text
+        for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[^\[]|.|\n", text, re.DOTALL):
+            if token.startswith("\x1b["):
+                self._csi(token[2:-1], token[-1])
+            elif token == "\n":
+                self.row, self.col = self.row + 1, 0
+            elif token == "\r":
+                self.col = 0
+            elif not token.startswith("\x1b") and token >= " ":
+                self._put(token)
+        return self
+
+    def _line(self) -> list[str]:
+        while len(self.lines) <= self.row:
+            self.lines.append([])
+        return self.lines[self.row]
+
+    def _put(self, char: str) -> None:
+        line = self._line()
+        line.extend(" " * (self.col + 1 - len(line)))
+        line[self.col] = char
+        self.col += 1
+
+    def _csi(self, params: str, final: str) -> None:
+        n = int(params) if params.isdigit() else 1
+        if final == "A":
+            self.row = max(0, self.row - n)
+        elif final == "B":
+            self.row += n
+        elif final == "G":
+            self.col = n - 1
+        elif final == "K":
+            line = self._line()
+            if params in ("", "0"):
+                del line[self.col:]
+            else:
+                line.clear()
+
+    def text(self) -> list[str]:
+        return ["".join(line).rstrip() for line in self.lines]
+
+
+def in_a_terminal(args: list[str], timeout: float = 300, **env: str) -> tuple[int, Screen]:
+    """Run a command with stdout and stderr on one pseudo-terminal, as in a terminal window."""
+    import pty
+    import select
+    main_fd, child_fd = pty.openpty()
+    process = subprocess.Popen(args, stdin=child_fd, stdout=child_fd, stderr=child_fd, close_fds=True,
+                               env={**os.environ, "COLUMNS": "80", "LINES": "40", "TERM": "xterm", **env})
+    os.close(child_fd)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([main_fd], [], [], timeout)
+        if not ready:
+            process.kill()
+            break
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the child closed its side
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    return process.wait(timeout=30), Screen().feed(b"".join(chunks).decode("utf-8", "replace"))
+
+
+BARS_AND_REPORTS = """
+import logging, sys, time
+from mpx.progress import LogHandler, bars, echo
+handler = LogHandler(); handler.setFormatter(logging.Formatter("mpx: %(message)s"))
+logging.basicConfig(level=logging.WARNING, handlers=[handler])
+with bars() as progress:
+    for i in range(1, 4):
+        progress.update("parity onnx", i, 3)
+        time.sleep(0.25)
+        echo(f"report line {i}: " + "x" * 50)
+        logging.getLogger("mpx").warning("warning %d", i)
+        time.sleep(0.25)
+echo("after the bars")
+"""
+
+
+def test_a_progress_bar_never_overwrites_a_report() -> None:
+    code, screen = in_a_terminal([sys.executable, "-c", BARS_AND_REPORTS], timeout=60)
+    assert code == 0, screen.text()
+    shown = [line for line in screen.text() if line]
+    expected = [line for i in range(1, 4) for line in (f"report line {i}: " + "x" * 50, f"mpx: warning {i}")]
+    assert shown == [*expected, "after the bars"]  # every line whole, in order; the bar gone
+
+
+@pytest.mark.slow
+def test_training_bar_names_the_epoch_and_reports_stay(tmp_path: Path) -> None:
+    from conftest import MIDI_DIR
+    code, screen = in_a_terminal([sys.executable, "-m", "mpx", "train", str(MIDI_DIR), "--out", str(tmp_path / "run"),
+                                  "--epochs", "2", "--hidden", "16", "--embedding", "8", "--batch-size", "8",
+                                  "--seq-len", "64", "--workers", "1"], MPX_CACHE_DIR=str(tmp_path / "cache"))
+    lines = [line for line in screen.text() if line]
+    assert code == 0, lines
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch   1", "epoch   2"]
+    assert lines[-1].startswith("best checkpoint:")
+    assert "epoch 1/2 train" in screen.raw and "epoch 2/2 validate" in screen.raw  # what the bar said
+
+
+@pytest.mark.slow
+def test_export_report_and_int8_figures_stay_on_screen(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    code, screen = in_a_terminal([sys.executable, "-m", "mpx", "export", "--checkpoint", str(tiny_checkpoint),
+                                  "--format", "onnx", "--quantize", "int8", "--out-dir", str(tmp_path)])
+    lines = [line for line in screen.text() if line]
+    assert code == 0, lines
+    assert [line.split(" ")[0] for line in lines] == ["parity", "int8", "wrote", "wrote"], lines
+    assert "parity onnx" in screen.raw.replace("\x1b", " ")  # the bar was drawn, then gone
+
+
+LIBRARY_WARNING = """
+import sys, warnings
+import mpx.runtime.artifacts as artifacts
+real = artifacts.load
+def load(*args, **kwargs):
+    warnings.warn("a library's note to programmers", FutureWarning)
+    return real(*args, **kwargs)
+artifacts.load = load
+from mpx.cli import main
+sys.argv = ["mpx", "run", {seed!r}, "--notes", "4", "--seed", "0", "--out", {out!r}]
+main()
+"""
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_library_warnings_stay_out_of_the_way_unless_asked_for(asked: bool, tmp_path: Path, seed_midi: Path) -> None:
+    script = LIBRARY_WARNING.format(seed=str(seed_midi), out=str(tmp_path / "x.mid"))
+    env = {**os.environ, "PYTHONWARNINGS": "default"} if asked else {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert ("FutureWarning" in done.stderr) == asked, done.stderr
+
+
+# -- help and messages ----------------------------------------------------------------------------
+COMMANDS = ["", "train", "export", "run", "info", "eval", "notes", "plot", "serve"]
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mpx", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "80", **env})
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_fits_80_columns_whole(command: str) -> None:
+    done = cli(*([command] if command else []), "-h")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in done.stdout and not any(line.endswith("...") for line in lines[1:])  # nothing cut
+    assert "<bool>" not in done.stdout and "--no-" not in done.stdout  # flags take no value
+    assert done.stdout == cli(*([command] if command else []), "--help").stdout
+    assert len(lines) <= {"": 25, "train": 75, "run": 50}.get(command, 40)
+
+
+def test_help_shows_choices_defaults_and_brackets() -> None:
+    run = cli("run", "-h").stdout
+    assert "<onnx|torchscript|eager|pt2|aoti>" in run and "[default: 256]" in run and "[default: stateful]" in run
+    assert "pip install 'mpx-music[plot]'" in " ".join(cli("plot", "-h").stdout.split())  # rich markup swallowed `[plot]`
+    assert "onnx+torchscript" in cli("export", "-h").stdout
+    assert "Exit status: 0 done; 1 an error" in " ".join(cli("-h").stdout.split())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "{seed}", "--mode", "bogus"], "mpx: error: --mode must be one of stateful, window, got 'bogus'"),
+    (["run", "{seed}", "--notes", "1e3"], "mpx: error: --notes must be an integer, got '1e3'"),
+    (["run", "{seed}", "--notes", "0"], "mpx: error: --notes must be an integer 1..10,000,000, got 0"),
+    (["export", "-f", "zip"], "mpx: error: -f must be one of onnx, torchscript, pt2, aoti, onnx+torchscript, all, got 'zip'"),
+    (["export", "--format=zip"], "mpx: error: --format must be one of"),
+    (["train", "{seed}", "--out", "{tmp}/r", "--lr", "fast"], "mpx: error: --lr must be a number, got 'fast'"),
+])
+def test_messages_name_the_flag_as_typed_and_the_value_as_given(args: list[str], message: str, seed_midi: Path,
+                                                                tmp_path: Path) -> None:
+    done = cli(*[a.format(seed=seed_midi, tmp=tmp_path) for a in args])
+    assert done.returncode == 1, done.stderr  # parse errors and range errors alike
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+
+
+# -- an export set is whole -----------------------------------------------------------------------
+def test_an_export_refuses_or_removes_the_artifacts_of_other_weights(tiny_checkpoint: Path, tiny_artifacts: Path,
+                                                                      tmp_path: Path) -> None:
+    from mpx.export.errors import ExportError
+    from mpx.export.options import ExportOptions
+    from mpx.export.targets import artifact_source, plan
+    from mpx.runtime.info import sha256
+    from conftest import ARTIFACTS
+    out = tmp_path / "out"
+    out.mkdir()
+    int8 = Path(shutil.copy(tiny_artifacts / "music_producter.int8.onnx", out))  # an earlier export
+    assert artifact_source(int8) == sha256(tiny_checkpoint)  # its spec names its checkpoint
+    other = ARTIFACTS / "model.safetensors"
+    with pytest.raises(ExportError, match="music_producter.int8.onnx: an artifact of other weights"):
+        plan(other, out, ExportOptions())
+    assert plan(other, out, ExportOptions(force=True)).stale == [int8]  # removed once the new set is in
+    assert plan(tiny_checkpoint, out, ExportOptions()).stale == []  # the same weights: it stays beside them
+    (out / "music_producter.pt2").write_bytes(b"not an artifact")  # no spec: not of this set
+    assert plan(tiny_checkpoint, out, ExportOptions(format="onnx", force=True)).stale == [out / "music_producter.pt2"]
+
+
+def test_export_refuses_before_importing_torch(tmp_path: Path) -> None:
+    from conftest import torch_blocked
+    (tmp_path / "music_producter.onnx").write_bytes(b"an earlier export")
+    done = subprocess.run([sys.executable, "-m", "mpx", "export", "--out-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **torch_blocked(tmp_path / "env")})
+    assert done.returncode == 1 and "music_producter.onnx: exists; pass --force" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_a_new_export_leaves_no_int8_of_other_weights(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from mpx.runtime.artifacts import bundled
+    first = cli("export", "--checkpoint", str(tiny_checkpoint), "--quantize", "int8", "--out-dir", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    second = cli("export", "--out-dir", str(tmp_path), "--force")  # the bundled checkpoint: other weights
+    assert second.returncode == 0, second.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["music_producter.onnx", "music_producter.pt"]
+    assert f"removed {tmp_path / 'music_producter.int8.onnx'}" in second.stdout
+    assert "source_sha256" in (tmp_path / "music_producter.onnx").read_bytes().decode("latin-1")
+    assert bundled("eager").is_file()
