@@ -364,3 +364,22 @@ def test_a_new_export_leaves_no_int8_of_other_weights(tiny_checkpoint: Path, tmp
     assert f"removed {tmp_path / 'music_producter.int8.onnx'}" in second.stdout
     assert "source_sha256" in (tmp_path / "music_producter.onnx").read_bytes().decode("latin-1")
     assert bundled("eager").is_file()
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------------
+def test_ctrl_c_of_a_multi_process_training_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import MIDI_DIR
+    from mpx.cli import main
+    from mpx.train import distributed
+
+    def interrupted(options: object, argv: object) -> None:
+        raise distributed.LaunchInterrupted("interrupted (signal SIGINT)")
+
+    monkeypatch.setattr(distributed, "launch", interrupted)
+    monkeypatch.setattr(sys, "argv", ["mpx", "train", str(MIDI_DIR), "--nproc", "2", "--device", "cpu",
+                                      "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "mpx: interrupted (signal SIGINT)\n"

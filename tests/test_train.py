@@ -168,6 +168,44 @@ def test_resume_after_an_interruption_reaches_the_uninterrupted_weights(corpus: 
     assert [r["val_loss"] for r in straight.history] == [r["val_loss"] for r in resumed.history]
 
 
+def test_ctrl_c_in_a_validation_stops_it_saves_last_and_resumes_to_the_same_weights(corpus: Corpus, tmp_path: Path) -> None:
+    options = TrainOptions(epochs=2, transpose=4, **{**TINY, 'model': ModelConfig(hidden=16, embedding=4, dropout=0.2)})
+    straight = train(corpus, tmp_path / "straight", options)
+    stop, validated = {"stop": False}, []
+
+    def ctrl_c_in_the_first_validation(done: int, total: int) -> None:
+        validated.append((done, total))
+        stop["stop"] = True  # Ctrl-C lands after the first validation batch
+
+    trainer = Trainer(corpus, tmp_path / "resumed", options, stop=stop, on_validate=ctrl_c_in_the_first_validation)
+    with pytest.raises(Interrupted, match="interrupted in the validation of epoch 1; saved .*--resume"):
+        trainer.run()
+    assert len(validated) == 1 and validated[0][0] < validated[0][1]  # stopped at once, not after the split
+    saved = checkpoint.load(tmp_path / "resumed" / LAST).progress
+    assert saved["epoch"] == 0 and saved["step"] > 0 and saved["history"] == []  # the epoch trained, not validated
+    resumed = train(corpus, tmp_path / "resumed", TrainOptions(epochs=2), resume=True)
+    w1, w2 = weights_of(straight.last), weights_of(resumed.last)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert straight.history == resumed.history  # train losses too: the interrupted epoch's is kept in `last`
+
+
+def test_ctrl_c_in_the_last_validation_is_not_ignored(corpus: Corpus, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+    sent = []
+
+    def ctrl_c(done: int, total: int) -> None:
+        if not sent:
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, through train()'s handler
+
+    with pytest.raises(Interrupted, match="in the validation of epoch 1"):
+        train(corpus, tmp_path, TrainOptions(epochs=1, **TINY), on_validate=ctrl_c)
+    assert time.monotonic() - sent[0] < 2
+    assert checkpoint.load(tmp_path / LAST).progress["epoch"] == 0  # `last` saved; --resume validates again
+
+
 def test_resume_on_other_data_is_refused(corpus: Corpus, tmp_path: Path) -> None:
     train(corpus, tmp_path, TrainOptions(epochs=1, **TINY))
     fewer = load_corpus([MIDI_DIR], max_files=4, cache=NoteCache(tmp_path / "c"), workers=1)

@@ -125,9 +125,9 @@ def _launch_ranks(launcher: LaunchOptions, job: TrainJob, argv: Sequence[str] | 
     saved = job.out / rundir.LAST
     try:
         launch(launcher, without_flag(argv, "--nproc"))
-    except LaunchInterrupted as exc:
+    except LaunchInterrupted as exc:  # `mpx: interrupted (signal SIGINT): ...`, exit 130, as one process says it
         kept = f": {saved} holds the state at the last batch; continue with --resume" if saved.is_file() else ""
-        raise MpxError(f"{exc}{kept}") from None
+        raise Interrupted(f"{exc}{kept}") from None
     except RankFailed as exc:
         kept = f"; {saved} keeps the last saved state (continue with --resume)" if saved.is_file() else ""
         raise MpxError(f"{exc}{kept}") from None
