@@ -314,9 +314,10 @@ def info(
 # ---------------------------------------------------------------------------------------------
 @app.command(name="eval", short_help="Score a model on MIDI files.", epilog=PROGRAM_WARNING)
 def evaluate(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Argument(metavar="MODEL", help=f"{MODEL_FILES}.")],
     data: Annotated[list[str], typer.Argument(metavar="DATA", help="MIDI files, folders or glob patterns.")],
-    split: Annotated[Split, typer.Option(help="Which side of the split to score.")] = Split("test"),
+    split: Annotated[Split, typer.Option(help="Which side of the split to score (files named one by one: all).")] = Split("test"),
     mode: Annotated[EvalMode, typer.Option(help="How to score.")] = EvalMode("both"),
     backend: Annotated[Optional[Backend], typer.Option(help="How to run the model.  [default: by its suffix]")] = None,
     max_files: Annotated[Optional[int], typer.Option(help="Use at most N files.")] = None,
@@ -344,6 +345,8 @@ def evaluate(
     generator = load(model, _value(backend), threads)
     modes = MODES if _value(mode) == "both" else (_value(mode),)
     chosen = _value(split)
+    if "split" not in _given(ctx) and all(Path(d).is_file() for d in data):
+        chosen = "all"  # files named one by one are pieces to score, whichever side of a split they fall on
     with bars() as progress:  # the split is known before parsing: only its files are parsed
         corpus = load_corpus(data, max_files=max_files, metadata=metadata, cache=NoteCache(cache_dir),
                              splits=None if chosen == "all" else (chosen,),
@@ -352,7 +355,7 @@ def evaluate(
                                 on_progress=progress.update)
     report["model"] = str(model)
     if generation:
-        report["generation"] = generation_split(generator, corpus, _value(split), files)
+        report["generation"] = generation_split(generator, corpus, chosen, files)
     if as_json:
         _echo(json.dumps(report, indent=2))
         return

@@ -85,8 +85,15 @@ def check_threads(threads: int | None) -> None:
 
 
 def _require_file(path: Path) -> None:
+    _not_a_folder(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
+
+
+def _not_a_folder(path: str | os.PathLike[str]) -> None:
+    if Path(path).is_dir():
+        raise ArtifactError(f"{path}: is a directory; give a model file in it "
+                            f"({', '.join(s for f in FORMATS.values() for s in f.suffixes)})")
 
 
 def _open_onnx(path: Path, threads: int | None) -> Backend:
@@ -202,6 +209,7 @@ def get(name: str) -> Format:
 def of(path: str | os.PathLike[str]) -> Format:
     """The format of a file by its suffix (the longest that ends its name: an AOTInductor
     package is a .pt2 archive too); ArtifactError for an unknown suffix."""
+    _not_a_folder(path)
     name = Path(path).name.lower()
     matches = [(len(s), f) for f in FORMATS.values() for s in f.suffixes if name.endswith(s)]
     if not matches:

@@ -22,6 +22,7 @@ from . import midi_fast, pedal as sustain
 from .atomic import atomic_path
 from .checks import integer, number
 from .errors import MidiError, OptionsError
+from .outputs import MIDI_SUFFIXES, check_suffix
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,10 @@ def to_pretty_midi(notes: np.ndarray, *, program: int = 0, velocity: int | None 
 
 def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int = 0,
                velocity: int | None = None, tempo: float = 120.0, replace: bool = True) -> Path:
-    """Write notes [N, 4] as a MIDI file, atomically (replace=False: only if `path` does not
+    """Write notes [N, 4] as a MIDI file (.mid or .midi), atomically (replace=False: only if `path` does not
     exist by then, runtime/atomic.py). Returns the path written."""
     path = Path(path)
+    check_suffix(path, MIDI_SUFFIXES, "write_midi")  # MIDI bytes under another name fool every program
     with atomic_path(path, replace=replace) as tmp:
         save_midi(notes, tmp, program=program, velocity=velocity, tempo=tempo, name=path)
     return path

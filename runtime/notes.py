@@ -50,16 +50,19 @@ def _outside(values: np.ndarray, column: str) -> np.ndarray:
     return (values < low) | (values > high)
 
 
-def check_rows(notes: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+def check_rows(notes: np.ndarray, path: str | os.PathLike[str],
+               lines: list[tuple[int, str]] | None = None) -> np.ndarray:
     """Refuse, naming the file and the note, what no note can be: NaN, a pitch that is not an
-    integer 0..127, a velocity outside 1..127, negative times. Nothing is clamped silently."""
+    integer 0..127, a velocity outside 1..127, negative times. Nothing is clamped silently.
+    `lines` (a text file's line number and text of each note) names the note as the file has it."""
     bad = ~np.isfinite(notes).all(axis=1)
     for name, column in INDEX.items():
         bad |= _outside(notes[:, column], name)
     bad |= notes[:, PITCH] != np.round(notes[:, PITCH])
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise MidiError(path, f"note {row + 1} is not a note: {notes[row].tolist()} ({RULE})")
+        said = f"line {lines[row][0]}: {lines[row][1][:60]!r}" if lines else f"note {row + 1}: {notes[row].tolist()}"
+        raise MidiError(path, f"{said} is not a note ({RULE})")
     return notes
 
 

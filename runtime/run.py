@@ -84,7 +84,7 @@ def generate_files(generator: Generator, seed: str | os.PathLike[str],
             save_any(sequence, staged[path], name=path, **dataclasses.asdict(write))
         if plot is not None:
             from .plot import piano_roll
-            piano_roll(primer, notes[0], staged[plot], title=f"{seed.name} + mpx")
+            piano_roll(primer, notes, staged[plot], title=f"{seed.name} + mpx", takes=[p.name for p in paths])
     for path in paths:
         log.info("wrote %s", path)
     return RunResult(seed_file=seed, primer=primer, notes=notes, outputs=paths, seed=done.seed, plot=plot)

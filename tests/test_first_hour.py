@@ -383,3 +383,83 @@ def test_ctrl_c_of_a_multi_process_training_exits_130(tmp_path: Path, monkeypatc
         main()
     assert stopped.value.code == 130
     assert capsys.readouterr().err == "mpx: interrupted (signal SIGINT)\n"
+
+
+# -- surprises ------------------------------------------------------------------------------------
+def test_eval_of_one_file_scores_it(seed_midi: Path, tmp_path: Path) -> None:
+    from mpx.runtime.artifacts import bundled
+    env = {"MPX_CACHE_DIR": str(tmp_path / "cache")}
+    done = cli("eval", str(bundled("onnx")), str(seed_midi), "--mode", "stateful", "--json", **env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["files"] == 1 and report["split"] == "all" and report["stateful"]["predictions"] > 1000
+    assert done.stderr == ""  # no word about a validation split that eval has nothing to do with
+    asked = cli("eval", str(bundled("onnx")), str(seed_midi), "--split", "test", **env)
+    assert asked.returncode == 1
+    assert "none of the 1 MIDI files is on the test side of the split (1 val); --split all takes every file" in asked.stderr
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The matplotlib figures mpx saves, kept for a look at their axes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    figures: list = []
+    real = Figure.savefig
+
+    def keep(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        figures.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return figures
+
+
+def legend_of(ax) -> list[str]:  # type: ignore[no-untyped-def]
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_plot_of_a_file_names_notes_on_the_axis_and_calls_none_generated(seed_midi: Path, tmp_path: Path,
+                                                                          drawn: list) -> None:
+    from mpx.runtime.plot import note_name, plot_file
+    assert [note_name(p) for p in (21, 60, 61, 69, 108)] == ["A0", "C4", "C#4", "A4", "C8"]
+    plot_file(seed_midi, tmp_path / "roll.png")
+    (ax,) = drawn[-1].axes
+    assert legend_of(ax) == ["notes (1358 notes)"]
+    assert "C4" in [label.get_text() for label in ax.get_yticklabels()]
+    plot_file(seed_midi, tmp_path / "primed.png", primer_notes=100)
+    assert legend_of(drawn[-1].axes[0]) == ["primer (100 notes)", "after the primer (1258 notes)"]
+
+
+def test_run_plot_draws_one_roll_per_take(seed_midi: Path, tmp_path: Path, drawn: list) -> None:
+    from mpx.runtime.artifacts import load
+    from mpx.runtime.generate import GenerationOptions
+    from mpx.runtime.run import generate_files
+    generate_files(load(), seed_midi, tmp_path / "take.mid", GenerationOptions(notes=16, num_outputs=3, seed=0),
+                   plot=tmp_path / "takes.png")
+    axes = drawn[-1].axes
+    assert len(axes) == 3
+    assert [ax.get_title() for ax in axes] == ["seed.mid + mpx - take-1.mid", "take-2.mid", "take-3.mid"]
+    assert all(legend_of(ax)[1] == "generated (16 notes)" for ax in axes)
+
+
+def test_a_directory_given_as_a_model_is_named_as_one(tmp_path: Path) -> None:
+    from mpx.runtime.artifacts import load
+    from mpx.runtime.errors import ArtifactError
+    with pytest.raises(ArtifactError, match=f"^{re.escape(str(tmp_path))}: is a directory; give a model file in it"):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize("name, writer, message", [
+    ("x.wav", "write_midi", "x.wav: writes .mid or .midi files only (not '.wav')"),
+    ("x", "write_midi", "x: writes .mid or .midi files only (the path has no suffix)"),
+    ("x.mid", "write_csv", "x.mid: writes .csv files only (not '.mid')"),
+])
+def test_the_python_api_writes_the_format_the_suffix_says(name: str, writer: str, message: str, tmp_path: Path,
+                                                          seed_notes) -> None:  # type: ignore[no-untyped-def]
+    import mpx.runtime as runtime
+    from mpx.runtime.errors import OptionsError
+    with pytest.raises(OptionsError, match=re.escape(message)):
+        getattr(runtime, writer)(seed_notes[:8], tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ import glob
 import logging
 import os
 import signal
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -172,6 +173,10 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
     if tail:
         wanted = set(SPLITS)  # too few files to split: every file trains and validates (tail)
     chosen = [i for i, side in enumerate(plan.sides) if side in wanted]
+    if not chosen:  # not "none of the 0 files could be read": they were not asked for
+        sides = ", ".join(f"{n} {side}" for side, n in sorted(Counter(plan.sides).items()))
+        raise MpxError(f"none of the {len(files)} MIDI files is on the {' or '.join(sorted(asked))} side of the "
+                       f"split ({sides}); --split all takes every file")
     for i in chosen:
         if plan.keys[i] is None:
             plan.keys[i], reason = _key_of(files[i])
@@ -185,8 +190,10 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
     # training also needs both sides when the files of one could not be read
     if tail or ({"train", "val"} <= asked and not {"train", "val"} <= set(corpus.splits)):
         corpus.holdout = "tail"
-        log.warning("validation: the last %d%% of the notes of each of the %d files (too few files "
-                    "to split by piece)", round(TAIL * 100), len(corpus.files))
+        # said to whoever asked for the training sides (`mpx train`), not to `mpx eval` of every file
+        log.log(logging.WARNING if splits is not None else logging.INFO,
+                "validation: the last %d%% of the notes of each of the %d files (too few files to split "
+                "by piece)", round(TAIL * 100), len(corpus.files))
     return corpus
 
 
