@@ -45,6 +45,14 @@ def check(notes: np.ndarray, source: str = "primer") -> np.ndarray:
     return arr
 
 
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def note_name(pitch: int) -> str:
+    """MIDI pitch -> scientific pitch name: 60 -> C4, 69 -> A4, 21 -> A0."""
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
 def _outside(values: np.ndarray, column: str) -> np.ndarray:
     low, high = RANGES[column]
     return (values < low) | (values > high)

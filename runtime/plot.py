@@ -13,6 +13,7 @@ from .checks import integer
 from .contract import FEATURES
 from .errors import OptionsError, missing_extra
 from .midi import note_times
+from .notes import note_name
 from .notes_csv import read_any
 from .outputs import PNG_SUFFIXES, check_outputs
 
@@ -29,13 +30,7 @@ def require_matplotlib() -> None:
         raise missing_extra("plotting", "matplotlib", extra="plot") from None
 
 
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAX_TAKES = 8  # rolls in one picture; more takes draw the first MAX_TAKES and say so
-
-
-def note_name(pitch: int) -> str:
-    """MIDI pitch -> scientific pitch name: 60 -> C4, 69 -> A4, 21 -> A0."""
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def plot_file(source: str | os.PathLike[str], out: str | os.PathLike[str], primer_notes: int = 0,

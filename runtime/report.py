@@ -76,12 +76,18 @@ def cut(name: str, notes: np.ndarray) -> Piece | None:
     return Piece(name, notes[:at], real, second)
 
 
-def chord_starts(step: np.ndarray) -> np.ndarray:
-    """Onset times of the chords of a run of notes (a note less than 30 ms after the previous
-    onset joins its chord)."""
+def chord_index(step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(onset time of each note, the chord it belongs to: 0, 1, ...): a note less than 30 ms
+    after the previous onset joins its chord."""
     onsets = np.cumsum(step, dtype=np.float64)
     new = np.concatenate([[True], np.diff(onsets) >= CHORD]) if len(onsets) else np.zeros(0, bool)
-    return onsets[new]
+    return onsets, np.cumsum(new) - 1
+
+
+def chord_starts(step: np.ndarray) -> np.ndarray:
+    """Onset times of the chords of a run of notes."""
+    onsets, index = chord_index(step)
+    return onsets[np.diff(index, prepend=-1) > 0]
 
 
 def median_ioi(notes: np.ndarray) -> float:

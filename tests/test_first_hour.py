@@ -422,7 +422,8 @@ def legend_of(ax) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_plot_of_a_file_names_notes_on_the_axis_and_calls_none_generated(seed_midi: Path, tmp_path: Path,
                                                                           drawn: list) -> None:
-    from mpx.runtime.plot import note_name, plot_file
+    from mpx.runtime.notes import note_name
+    from mpx.runtime.plot import plot_file
     assert [note_name(p) for p in (21, 60, 61, 69, 108)] == ["A0", "C4", "C#4", "A4", "C8"]
     plot_file(seed_midi, tmp_path / "roll.png")
     (ax,) = drawn[-1].axes
