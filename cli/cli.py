@@ -21,7 +21,7 @@ import typer
 from mpx.runtime import formats
 from mpx.runtime.config import ModelConfig
 from mpx.runtime.errors import MpxError, OptionsError, missing_extra
-from mpx.runtime.generate import MODES, GenerationOptions
+from mpx.runtime.generate import MODES, NOTES_PER_SECOND, GenerationOptions, notes_for
 from mpx.export.options import FORMATS, QUANTIZATIONS, SHIPPED_SET, ExportOptions
 from mpx.runtime.run import WriteOptions
 from mpx.progress import LogHandler, echo
@@ -238,22 +238,24 @@ def export(
 # ---------------------------------------------------------------------------------------------
 @app.command(short_help="Continue a seed: write new notes.", epilog=PROGRAM_WARNING)
 def run(
-    seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="MIDI or CSV notes; its last notes prime the model.")],
+    seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="MIDI or CSV notes that prime the model.")],
     backend: Annotated[Optional[Backend], typer.Option(help="How to run the model.  [default: by its suffix]")] = None,
     model: Annotated[Optional[Path], typer.Option(metavar="FILE", help=f"{MODEL_FILES}.  [default: the bundled model]")] = None,
-    notes: Annotated[int, typer.Option(help="Notes to generate.")] = GENERATION.notes,
+    notes: Annotated[Optional[int], typer.Option(help=f"Notes to generate (with --seconds: the most).  [default: {GENERATION.notes}; with --seconds, {NOTES_PER_SECOND} a second]")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Length of each take (s), instead of a count.")] = None,
     temperature: Annotated[Optional[str], typer.Option(metavar="T[,T,T,T]", help="One, or per pitch,step,duration,velocity; 0 = greedy (README).  [default: the model's]")] = None,
     top_p: Annotated[Optional[str], typer.Option(metavar="P[,P,P,P]", help="Nucleus mass in (0, 1], like --temperature; 1 = off.  [default: the model's]")] = None,
     seed: Annotated[Optional[int], typer.Option(help="The same seed, the same notes, in every consumer.  [default: a fresh one, printed]")] = None,
     mode: Annotated[Mode, typer.Option(help="window: re-run the last seq_len notes per note.")] = Mode(GENERATION.mode),
     num_outputs: Annotated[int, typer.Option(help="Takes, one file each (OUT-1, OUT-2, ...).")] = GENERATION.num_outputs,
     primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes that prime the model.  [default: the model's seq_len]")] = None,
+    primer_from: Annotated[Optional[str], typer.Option(metavar="WHERE", help="Where the primer begins: start, a note (0 = the first) or a time (30s, 1:30).  [default: it ends with the seed]")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help=".mid, .midi or .csv.  [default: NAME-mpx.mid here, for a seed NAME.mid]")] = None,
     include_primer: Annotated[bool, typer.Option("--include-primer", help="Write the primer before the continuation.")] = False,
     program: Annotated[int, typer.Option(help="General MIDI program (0 = piano).")] = WRITE.program,
     velocity: Annotated[Optional[int], typer.Option(help="One velocity 1..127 for every note.")] = None,
-    tempo: Annotated[float, typer.Option(help="Tempo (bpm) of the MIDI file; times in seconds stay.")] = WRITE.tempo,
-    plot: Annotated[Optional[Path], typer.Option(metavar="PNG", help="Also draw a piano roll (needs the plot extra).")] = None,
+    tempo: Annotated[str, typer.Option(metavar="BPM|auto", help="Tempo the MIDI file says (auto: the seed's); times in seconds stay.")] = f"{WRITE.tempo:g}",
+    plot: Annotated[Optional[Path], typer.Option(metavar="PNG", help="Also draw a piano roll (needs matplotlib).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads of the backend; 1 is faster on a busy CPU.  [default: 2]")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace outputs that exist (never the seed).")] = False,
 ) -> None:
@@ -262,17 +264,21 @@ def run(
     from mpx.runtime.artifacts import load
     from mpx.runtime.run import generate_files
 
+    if notes is None:
+        notes = notes_for(seconds) if seconds is not None else GENERATION.notes
     options = GenerationOptions(notes=notes, temperature=temperature, top_p=top_p, seed=seed,
-                                mode=_value(mode), num_outputs=num_outputs, primer_notes=primer_notes)
+                                mode=_value(mode), num_outputs=num_outputs, primer_notes=primer_notes,
+                                primer_from=primer_from, seconds=seconds)
     write = WriteOptions(program=program, velocity=velocity, tempo=tempo)
     generator = load(model, _value(backend), threads)
-    with _note_progress(options.notes * options.num_outputs) as progress:
+    with _note_progress(options) as progress:
         result = generate_files(generator, seed_file, out, options, write, include_primer,
                                 plot=plot, force=force, progress=progress)
-    written = options.notes + (len(result.primer) if include_primer else 0)
-    for path in result.outputs:
+    tempo_said = f", {result.tempo:g} bpm from the seed" if write.tempo == "auto" else ""
+    for path, take in zip(result.outputs, result.takes):
+        written = len(take) + (len(result.primer) if include_primer else 0)
         _echo(f"wrote {path} ({written} notes, {generator.backend.name}, {options.mode}, "
-              f"seed {result.seed})")
+              f"seed {result.seed}{tempo_said})")
     if result.plot is not None:
         _echo(f"wrote {result.plot}")
 
@@ -281,18 +287,22 @@ PROGRESS_FROM = 20_000  # notes: below this a run takes a second or two, a bar w
 
 
 @contextlib.contextmanager
-def _note_progress(total: int) -> Iterator[Optional[Callable[[int, int], None]]]:
-    """A progress bar on stderr for long runs on a terminal; nothing otherwise (logs, pipes)."""
+def _note_progress(options: GenerationOptions) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A progress bar on stderr for long runs on a terminal; nothing otherwise (logs, pipes).
+    With --seconds the bar counts the seconds of music made (of the slowest take)."""
     from mpx.progress import bars
-    if total < PROGRESS_FROM or not sys.stderr.isatty():
+    most = options.notes * options.num_outputs
+    if most < PROGRESS_FROM or not sys.stderr.isatty():
         yield None
         return
+    name = "generate" if options.seconds is None else "generate (s)"
     with bars() as progress:
-        step = max(1, total // 1000)  # a redraw per 0.1%: the bar must not cost the run its speed
+        step, last = (1 if options.seconds is not None else max(1, most // 1000)), [-1]
 
-        def update(done: int, of: int) -> None:
-            if done % step == 0 or done == of:
-                progress.update("generate", done, of)
+        def update(done: int, of: int) -> None:  # a redraw per 0.1% at most: the bar must not cost speed
+            if done != last[0] and (done % step == 0 or done == of):
+                last[0] = done
+                progress.update(name, done, of)
 
         yield update
 
@@ -355,7 +365,9 @@ def evaluate(
                                 on_progress=progress.update)
     report["model"] = str(model)
     if generation:
-        report["generation"] = generation_split(generator, corpus, chosen, files)
+        with bars() as progress:
+            report["generation"] = generation_split(generator, corpus, chosen, files,
+                                                    on_progress=progress.callback("generate"))
     if as_json:
         _echo(json.dumps(report, indent=2))
         return

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import re
 from collections.abc import Iterator
 from typing import Literal
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from . import notes as note_rules
 from .backends import Backend
-from .checks import choice, integer
+from .checks import choice, integer, number
 from .errors import OptionsError
 from .rng import check_seed
 from .session import Progress, Session
@@ -32,6 +34,10 @@ MODES = ("stateful", "window")
 MAX_NOTES = 10_000_000
 MAX_OUTPUTS = 4096
 MAX_PRIMER = 100_000
+MAX_SECONDS = 24 * 3600.0
+# With `seconds`, the most notes a take may have unless `notes` says: more than piano music
+# plays (a model stuck on chords, steps of 0, would otherwise never reach the time asked for).
+NOTES_PER_SECOND = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +51,12 @@ class GenerationOptions:
     mode: Mode = "stateful"
     num_outputs: int = 1                # K variations in one batched pass
     primer_notes: int | None = None     # None = the model's seq_len (or the whole seed if shorter)
+    # Where in the seed the primer begins: None = it ends where the seed ends; "start"; a note
+    # index (int, or "120": 0 is the first note); a time into the seed ("30s", "1:30").
+    primer_from: str | int | None = None
+    # Generate until each take lasts this long (s, from the primer's last onset: every kept
+    # note starts before it, at least one note); `notes` is then the most notes a take may have.
+    seconds: float | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -57,6 +69,9 @@ class GenerationOptions:
         choice("mode", self.mode, MODES)
         if self.seed is not None:
             check_seed(self.seed)
+        primer_start(self.primer_from)
+        if self.seconds is not None:
+            number("seconds", self.seconds, 0, MAX_SECONDS, low_open=True, unit="s")
         for name in ("temperature", "top_p"):
             if getattr(self, name) is not None:
                 per_attribute(name, getattr(self, name))
@@ -69,11 +84,47 @@ class GenerationOptions:
                         self.top_p if self.top_p is not None else spec.sampling.top_p)
 
 
+def notes_for(seconds: float) -> int:
+    """The most notes a take of `seconds` may have when nothing else says (NOTES_PER_SECOND)."""
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        return 1  # GenerationOptions refuses such a time, naming it
+    return min(MAX_NOTES, max(1, math.ceil(seconds * NOTES_PER_SECOND)))
+
+
+_TIME = re.compile(r"^(?:(\d+):)?(\d+(?:\.\d*)?|\.\d+)(s?)$")
+
+
+def primer_start(value: str | int | None) -> tuple[str, float] | None:
+    """primer_from as ("note", index) or ("seconds", time); None: the primer ends with the seed.
+    OptionsError naming primer_from for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return "note", float(value)
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text == "start":
+        return "note", 0.0
+    if text.isdigit():
+        return "note", float(text)
+    found = _TIME.match(text)
+    if found and (found.group(1) is not None or found.group(3)):  # 1:30 or 90s (a bare 90 is a note)
+        return "seconds", 60.0 * int(found.group(1) or 0) + float(found.group(2))
+    raise OptionsError(f"primer_from must be start, a note index (0 is the first note) or a time into the "
+                       f"seed (30s, 1:30), got {value!r}", "primer_from")
+
+
 @dataclasses.dataclass(frozen=True)
 class Rollout:
     primer: np.ndarray      # [P, 4]: the notes that primed the model
-    notes: np.ndarray       # [K, n, 4]
+    notes: np.ndarray       # [K, n, 4]: every note generated
     seed: int               # the random seed used: the same seed repeats this rollout
+    lengths: np.ndarray | None = None   # [K]: the notes of each take (with `seconds`); None: all n
+
+    @property
+    def takes(self) -> list[np.ndarray]:
+        """Each take's notes: [n_k, 4] (with `seconds`, those that start within the time asked)."""
+        lengths = [self.notes.shape[1]] * len(self.notes) if self.lengths is None else self.lengths
+        return [take[:int(n)] for take, n in zip(self.notes, lengths)]
 
 
 class Generator:
@@ -88,14 +139,23 @@ class Generator:
         return dataclasses.replace(options or GenerationOptions(), **overrides)  # type: ignore[arg-type]
 
     def primer_from(self, notes: np.ndarray, options: GenerationOptions, source: str = "primer") -> np.ndarray:
-        """The last primer_notes (default: the spec's seq_len, or all of a shorter seed)."""
+        """primer_notes notes (default: the spec's seq_len, or all the seed has) of the seed: its
+        last ones, or from where options.primer_from says."""
         notes = note_rules.check(notes, source)
         if len(notes) == 0:
             raise OptionsError(f"{source}: holds no notes to prime the model with")
         wanted = options.primer_notes or self.spec.seq_len
-        if options.primer_notes and len(notes) < wanted:
-            raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --primer-notes {wanted}")
-        return notes[-wanted:]
+        start = primer_start(options.primer_from)
+        if start is None:
+            if options.primer_notes and len(notes) < wanted:
+                raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --primer-notes {wanted}")
+            return notes[-wanted:]
+        first = _first_note(notes, start, options.primer_from, source)
+        primer = notes[first: first + wanted]
+        if options.primer_notes and len(primer) < wanted:
+            raise OptionsError(f"{source}: has {len(primer)} notes from note {first} on, fewer than "
+                               f"--primer-notes {wanted}")
+        return primer
 
     def session(self, options: GenerationOptions | None = None, **overrides: object) -> Session:
         """A session of `num_outputs` rows set up by these options (seed, sampling, mode), not
@@ -112,28 +172,74 @@ class Generator:
         primer = self.primer_from(seed_notes, opts, source)
         session = self.session(opts)
         session.prime(primer, source)
-        return Rollout(primer, session.generate(opts.notes, progress), session.seed)
+        if opts.seconds is None:
+            return Rollout(primer, session.generate(opts.notes, progress), session.seed)
+        notes, lengths = _lasting(session, opts.seconds, opts.notes, progress)
+        return Rollout(primer, notes, session.seed, lengths)
 
     def stream(self, primer: np.ndarray, n: int | None = None,
                options: GenerationOptions | None = None, **overrides: object) -> Iterator[np.ndarray]:
         """Yield notes one at a time: [4] per note, or [K, 4] when num_outputs K > 1."""
         opts = self.options(options, **_notes(overrides, n))
+        if opts.seconds is not None:  # a stream ends where its reader stops reading
+            raise OptionsError("seconds applies to generate and rollout, not to stream", "seconds")
         session = self.session(opts)
         session.prime(self.primer_from(primer, opts))
         for note in session.notes(opts.notes):
             yield note[0] if opts.num_outputs == 1 else note
 
     def generate(self, primer: np.ndarray, n: int | None = None,
-                 options: GenerationOptions | None = None, **overrides: object) -> np.ndarray:
-        """Notes [n, 4], or [K, n, 4] when num_outputs K > 1."""
+                 options: GenerationOptions | None = None, **overrides: object) -> np.ndarray | list[np.ndarray]:
+        """Notes [n, 4], or [K, n, 4] when num_outputs K > 1 (with `seconds`, a list of K takes
+        [n_k, 4]: each lasts the time asked for in its own number of notes)."""
         return self.generate_seeded(primer, n, options, **overrides)[0]
 
-    def generate_seeded(self, primer: np.ndarray, n: int | None = None,
-                        options: GenerationOptions | None = None, **overrides: object) -> tuple[np.ndarray, int]:
+    def generate_seeded(self, primer: np.ndarray, n: int | None = None, options: GenerationOptions | None = None,
+                        **overrides: object) -> tuple[np.ndarray | list[np.ndarray], int]:
         """(notes, the seed used): with no seed given, the fresh one that repeats this run."""
         done = self.rollout(primer, options, **_notes(overrides, n))
+        if done.lengths is not None:
+            return (done.takes[0] if len(done.notes) == 1 else done.takes), done.seed
         return (done.notes[0] if len(done.notes) == 1 else done.notes), done.seed
 
 
 def _notes(overrides: dict[str, object], n: int | None) -> dict[str, object]:
     return overrides if n is None else {**overrides, "notes": n}
+
+
+def _first_note(notes: np.ndarray, start: tuple[str, float], given: object, source: str) -> int:
+    """The index of the note a primer_from start names; OptionsError when it is past the seed."""
+    onsets = np.cumsum(notes[:, note_rules.STEP], dtype=np.float64)
+    onsets -= onsets[0]  # the seed's first note starts at 0 s
+    kind, value = start
+    first = int(value) if kind == "note" else int(np.searchsorted(onsets, value - 1e-9))
+    if first >= len(notes):
+        raise OptionsError(f"primer_from {given!r} is past the end of {source} ({len(notes)} notes, "
+                           f"{float(onsets[-1]):.1f} s)", "primer_from")
+    return first
+
+
+def _lasting(session: Session, seconds: float, most: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+    """Step until every row's continuation reaches `seconds` (the onset of its newest note, from
+    the primer's last onset) or `most` notes -> (notes [R, n, 4], notes of each row that start
+    before `seconds`, at least one). progress(whole seconds the slowest row has, seconds asked)."""
+    elapsed = np.zeros(session.rows)
+    lengths = np.full(session.rows, -1, np.int64)
+    drawn: list[np.ndarray] = []
+    total = math.ceil(seconds)
+    for i in range(most):
+        note = session.step()
+        drawn.append(note)
+        elapsed += note[:, note_rules.STEP]
+        lengths[(lengths < 0) & (elapsed >= seconds)] = max(i, 1)
+        if progress is not None:
+            progress(min(int(elapsed.min()), total), total)
+        if (lengths >= 0).all():
+            break
+    short = lengths < 0
+    if short.any():
+        log.warning("stopped at %d notes (the most asked for), %.1f s into the %g s asked for%s",
+                    len(drawn), float(elapsed[short].min()), seconds,
+                    f" (takes {', '.join(str(k + 1) for k in np.flatnonzero(short))})" if session.rows > 1 else "")
+        lengths[short] = len(drawn)
+    return np.stack(drawn, axis=1), lengths

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Written files use this resolution: at the default 120 bpm one tick is ~0.52 ms.
 RESOLUTION = 960
 DEFAULT_VELOCITY = 100  # for notes that come without one (a 3-column CSV)
+TEMPO_RANGE = (1.0, 1000.0)  # bpm a written file may say
 
 
 def read_notes(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
@@ -210,4 +211,4 @@ def check_write_options(program: int, velocity: int | None, tempo: float) -> Non
     integer("program", program, 0, 127, allowed="0..127 (a General MIDI program)")
     if velocity is not None:
         integer("velocity", velocity, 1, 127)
-    number("tempo", tempo, 1, 1000, unit="bpm")
+    number("tempo", tempo, *TEMPO_RANGE, unit="bpm")

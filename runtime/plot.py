@@ -3,6 +3,7 @@ glance what was made: its pitches, its rhythm and its dynamics."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +49,21 @@ def plot_file(source: str | os.PathLike[str], out: str | os.PathLike[str], prime
                       label="after the primer" if primer_notes else "notes", replace=force)
 
 
-def piano_roll(primer: np.ndarray, continuation: np.ndarray, path: str | os.PathLike[str],
+def piano_roll(primer: np.ndarray, continuation: np.ndarray | Sequence[np.ndarray], path: str | os.PathLike[str],
                title: str = "", label: str = "generated", takes: list[str] | None = None,
                replace: bool = True) -> Path:
     """Draw notes as bars (time x pitch, note names on the axis) into a PNG, atomically
     (replace=False: only if `path` does not exist by then); the continuation starts where the
-    primer ends. `continuation` [n, 4] is one roll; [K, n, 4] (K takes of `mpx run
-    --num-outputs`) is one roll per take, named by `takes`, the primer in each."""
+    primer ends. `continuation` [n, 4] is one roll; [K, n, 4] or a list of K [n_k, 4] (the takes
+    of `mpx run --num-outputs`) is one roll per take, named by `takes`, the primer in each."""
     require_matplotlib()
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     primer = np.asarray(primer, dtype=np.float64).reshape(-1, len(FEATURES))
-    rolls = np.asarray(continuation, dtype=np.float64)
-    rolls = rolls.reshape(-1, len(FEATURES))[None] if rolls.ndim < 3 else rolls
+    one = isinstance(continuation, np.ndarray) and continuation.ndim < 3
+    rolls = [np.asarray(roll, dtype=np.float64).reshape(-1, len(FEATURES))
+             for roll in ([continuation] if one else continuation)]
     names = list(takes or [])[:len(rolls)]
     if len(rolls) > MAX_TAKES:
         title = f"{title} (takes 1-{MAX_TAKES} of {len(rolls)})".strip()

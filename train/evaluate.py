@@ -260,9 +260,11 @@ def check_generation_files(files: int | None, generation: bool = True) -> None:
 
 
 def generation_split(generator: Generator, corpus: "Corpus", split: str = "test", files: int | None = None,
-                     options: GenerationOptions | None = None) -> dict[str, Any]:
+                     options: GenerationOptions | None = None,
+                     on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The generation report (runtime/report.py) on `files` pieces spread over one split: each
-    piece's seed continued with the model's default sampling (or `options`)."""
+    piece's seed continued with the model's default sampling (or `options`);
+    on_progress(pieces done, pieces) after each."""
     check_generation_files(files)
     chosen = corpus.select(split)
     pieces = report.spread([(path.name, notes) for path, notes in zip(chosen.files, chosen.notes)], files)
@@ -271,6 +273,6 @@ def generation_split(generator: Generator, corpus: "Corpus", split: str = "test"
     def generate(seed: np.ndarray, rng_seed: int) -> np.ndarray:
         return generator.generate(seed, report.GENERATED, options, seed=rng_seed)
 
-    out = report.generation_report(generate, pieces)
+    out = report.generation_report(generate, pieces, on_piece=on_progress)
     out["split"], out["options"] = split, {k: v for k, v in vars(options).items() if v is not None}
     return out
