@@ -148,13 +148,13 @@ class Generator:
         start = primer_start(options.primer_from)
         if start is None:
             if options.primer_notes and len(notes) < wanted:
-                raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --primer-notes {wanted}")
+                raise OptionsError(f"primer_notes {wanted}: {source} has only {len(notes)} notes", "primer_notes")
             return notes[-wanted:]
         first = _first_note(notes, start, options.primer_from, source)
         primer = notes[first: first + wanted]
         if options.primer_notes and len(primer) < wanted:
-            raise OptionsError(f"{source}: has {len(primer)} notes from note {first} on, fewer than "
-                               f"--primer-notes {wanted}")
+            raise OptionsError(f"primer_notes {wanted}: {source} has only {len(primer)} notes from note {first} on",
+                               "primer_notes")
         return primer
 
     def session(self, options: GenerationOptions | None = None, **overrides: object) -> Session:

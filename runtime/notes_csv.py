@@ -114,7 +114,7 @@ def last_notes(notes: np.ndarray, last: int | None, source: str) -> np.ndarray:
         return notes
     integer("last", last, 1)
     if last > len(notes):
-        raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --last {last}")
+        raise OptionsError(f"last {last}: {source} has only {len(notes)} notes", "last")
     return notes[-last:]
 
 

@@ -43,7 +43,7 @@ def plot_file(source: str | os.PathLike[str], out: str | os.PathLike[str], prime
     require_matplotlib()
     notes = read_any(source)
     if primer_notes > len(notes):
-        raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --primer-notes {primer_notes}")
+        raise OptionsError(f"primer_notes {primer_notes}: {source} has only {len(notes)} notes", "primer_notes")
     # a file's notes are not "generated": mpx cannot know where they came from
     return piano_roll(notes[:primer_notes], notes[primer_notes:], out, title=source.name,
                       label="after the primer" if primer_notes else "notes", replace=force)

@@ -77,7 +77,7 @@ def test_a_primer_start_that_is_no_place_in_the_seed_is_refused(generator, seed_
 
 
 def test_too_few_notes_after_the_start_for_primer_notes(generator, seed_notes: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(OptionsError, match="has 8 notes from note 1350 on, fewer than --primer-notes 20"):
+    with pytest.raises(OptionsError, match="primer_notes 20: seed.mid has only 8 notes from note 1350 on"):
         generator.primer_from(seed_notes, GenerationOptions(primer_from=1350, primer_notes=20), "seed.mid")
     primer = generator.primer_from(seed_notes, GenerationOptions(primer_from=1350), "seed.mid")
     assert len(primer) == 8  # without --primer-notes: what is left
