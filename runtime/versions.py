@@ -37,11 +37,17 @@ def install_source() -> str:
     """What pip calls mpx in a command that adds an extra to it: the folder it was installed from
     (`.` when that is the current one), else the distribution's name, which pip completes with
     the extra's packages without fetching another mpx (a wheel, the package index)."""
-    try:
-        text = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
-        origin = json.loads(text) if text else {}
-    except (metadata.PackageNotFoundError, ValueError, OSError):
-        origin = {}
+    origin = {}
+    # every installed copy's record, not only the first one found: a build leaves an
+    # mpx_music.egg-info (no direct_url.json) in the checkout, first on sys.path when run from it
+    for found in metadata.distributions(name=DISTRIBUTION):
+        try:
+            text = found.read_text("direct_url.json")
+            origin = json.loads(text) if text else {}
+        except (ValueError, OSError):
+            origin = {}
+        if origin:
+            break
     url = origin.get("url", "") if isinstance(origin, dict) else ""
     if "dir_info" in origin and url.startswith("file://"):
         folder = Path(unquote(urlparse(url).path))

@@ -70,7 +70,8 @@ class Installed:
 ])
 def test_the_install_hint_says_how_this_mpx_was_installed(origin: dict | None, cwd: str, hint: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(versions.metadata, "distribution", lambda name: Installed(origin))
+    # first on the path: the build's egg-info that `pip install` leaves in a checkout (no record)
+    monkeypatch.setattr(versions.metadata, "distributions", lambda name: [Installed(None), Installed(origin)])
     monkeypatch.setattr(versions.Path, "cwd", lambda: Path("/src/mpx" if cwd == "checkout" else "/tmp"))
     assert install_hint("plot") == hint
 
