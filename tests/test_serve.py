@@ -215,7 +215,7 @@ BAD = [
     ({"primer": [[60, -1, 0.1, 80]]}, 422, "primer: step and duration must be >= 0"),
     ({"primer": []}, 422, "primer: holds no notes"),
     ({"primer": "notes"}, 422, "primer: Input should be a valid list"),
-    ({"primer_notes": 5000}, 422, "fewer than primer_notes 5000"),
+    ({"primer_notes": 5000}, 422, "primer_notes 5000: primer has only"),
     ({"format": "wav"}, 422, "format: Input should be 'json', 'midi' or 'csv'"),
     ({"format": "midi", "stream": True}, 422, "format: a stream sends notes as JSON lines"),
     ({"controls": {"density": 2.0}}, 422, "controls: this model follows graph contract v2"),

@@ -11,6 +11,7 @@ naming each and counted; one bad file never stops a run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import gc
 import glob
 import logging
@@ -209,10 +210,18 @@ def _check(max_files: int | None, workers: int | None, splits: Sequence[str] | N
 
 def _key_of(path: Path) -> tuple[str, str]:
     """(content key, "") or ("", why the file cannot be read)."""
+    key, _, reason = _read_keys(path)
+    return key, reason
+
+
+def _read_keys(path: Path) -> tuple[str, str, str]:
+    """(cache key, split group, "") or ("", "", why the file cannot be read). The group is the
+    bytes' hash alone: a new notes codec renews the cache, never a file's side of the split."""
     try:
-        return content_key(path.read_bytes()), ""
+        data = path.read_bytes()
     except OSError as exc:
-        return "", f"cannot read ({exc.strerror or exc})"
+        return "", "", f"cannot read ({exc.strerror or exc})"
+    return content_key(data), "content:" + hashlib.sha256(data).hexdigest(), ""
 
 
 def _plan(files: list[Path], layout, val: float, test: float) -> _Plan:  # type: ignore[no-untyped-def]
@@ -225,10 +234,10 @@ def _plan(files: list[Path], layout, val: float, test: float) -> _Plan:  # type:
     for i, (path, real) in enumerate(zip(files, resolved)):
         piece = layout.pieces.get(real)
         if piece is None:
-            keys[i], reason = _key_of(path)
+            keys[i], content, reason = _read_keys(path)
             if reason:
                 unreadable[i] = reason
-            piece = keys[i] or str(path)
+            piece = content or str(path)
         groups.append(piece)
     sides = decide(groups, [layout.splits.get(r) for r in resolved], val=val, test=test)
     return _Plan(files, keys, unreadable, groups, sides)
