@@ -35,14 +35,19 @@ class AttributeBins:
     time: bool      # value = exp(z) - 0.01 (True) or floor(z)
 
     def index(self, values: np.ndarray) -> np.ndarray:
-        """Values of this attribute -> their bins (int64), clipped into 0..count-1."""
-        values = np.asarray(values, np.float64)
+        """Values of this attribute -> their bins (int64): the number of thresholds at or below
+        the value (as float32), so 0..count-1. The graph bins given notes by the same rule."""
+        values = np.asarray(values, np.float32)
+        return np.searchsorted(self.thresholds(), values, side="right").astype(np.int64)
+
+    def thresholds(self) -> np.ndarray:
+        """The count - 1 inner bin edges as float32, where bins 1..count-1 start: comparisons of
+        float32 values with these are exact, so every consumer bins a value alike. Pitch: k - 0.5
+        (a pitch rounds half up)."""
+        z = self.shift + self.scale * np.arange(1, self.count, dtype=np.float64)
         if self.time:
-            z = np.log(np.maximum(values, 0.0) + TIME_OFFSET)
-        else:
-            z = np.rint(values) if not self.within else values
-        k = np.floor((z - self.shift) / self.scale) if self.within else z - self.shift
-        return np.clip(k, 0, self.count - 1).astype(np.int64)
+            return (np.exp(z) - TIME_OFFSET).astype(np.float32)
+        return (z - 0.5 if not self.within else z).astype(np.float32)
 
     def value(self, index: np.ndarray, frac: np.ndarray | float = 0.5) -> np.ndarray:
         """The graph's decode in numpy: a bin and a uniform in [0, 1) -> the attribute's value."""
@@ -87,6 +92,14 @@ def constants(config: ModelConfig) -> dict[str, list[float]]:
     return {"within": [b.within for b in bins], "scale": [b.scale for b in bins],
             "shift": [b.shift for b in bins], "time": [float(b.time) for b in bins],
             "last": [float(b.count - 1) for b in bins]}
+
+
+def thresholds(config: ModelConfig) -> np.ndarray:
+    """Every attribute's thresholds as float32 [4, VOCAB - 1], padded with +inf (the graph's)."""
+    out = np.full((len(ATTRIBUTES), VOCAB - 1), np.inf, np.float32)
+    for a, b in enumerate(of(config)):
+        out[a, :b.count - 1] = b.thresholds()
+    return out
 
 
 def describe(config: ModelConfig) -> dict[str, list[float]]:
