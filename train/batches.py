@@ -30,6 +30,7 @@ class EpochPlan:
     lengths: np.ndarray  # [S, B] int64: predictions in the chunk, 0 = padding
     resets: np.ndarray   # [S, B] bool: zero this lane's state before the chunk
     shifts: np.ndarray   # [S, B] int64: semitones added to every pitch of the chunk
+    ends: np.ndarray | None = None  # [S, B] int64: one past the last note of the chunk's file
 
     @property
     def steps(self) -> int:
@@ -88,37 +89,40 @@ class LanePlanner:
         lanes = max(min(self.batch_size, len(runs)), self.min_lanes)
         return self._place([runs[i] for i in order], shifts[order], lanes)
 
-    def _runs(self, offset: int, count: int, rng: np.random.Generator | None) -> list[list[tuple[int, int]]]:
-        """Cut one file into chunks (start, length), grouped into runs that start with a reset."""
+    def _runs(self, offset: int, count: int, rng: np.random.Generator | None) -> list[list[tuple[int, int, int]]]:
+        """Cut one file into chunks (start, length, end of the file), grouped into runs that
+        start with a reset."""
         first = int(rng.integers(0, self.seq_len)) if rng is not None else 0
         bounds = [0, *range(first or self.seq_len, count, self.seq_len), count]
-        runs: list[list[tuple[int, int]]] = []
+        runs: list[list[tuple[int, int, int]]] = []
         for a, b in zip(bounds[:-1], bounds[1:]):
             # A chunk shorter than seq_len is padded, so the state after it is not the state
             # after its last note: the chunk that follows starts a new run (a reset).
             if not runs or runs[-1][-1][1] < self.seq_len or (
                     rng is not None and rng.random() < self.reset_prob):
                 runs.append([])
-            runs[-1].append((offset + a, b - a))
+            runs[-1].append((offset + a, b - a, offset + count + 1))
         return runs
 
     @staticmethod
-    def _place(runs: list[list[tuple[int, int]]], shifts: np.ndarray, lanes: int) -> EpochPlan:
+    def _place(runs: list[list[tuple[int, int, int]]], shifts: np.ndarray, lanes: int) -> EpochPlan:
         heap = [(0, lane) for lane in range(lanes)]
-        queues: list[list[tuple[int, int, bool, int]]] = [[] for _ in range(lanes)]
+        queues: list[list[tuple[int, int, bool, int, int]]] = [[] for _ in range(lanes)]
         for run, shift in zip(runs, shifts):
             used, lane = heapq.heappop(heap)
-            queues[lane].extend((start, length, i == 0, int(shift)) for i, (start, length) in enumerate(run))
+            queues[lane].extend((start, length, i == 0, int(shift), end)
+                                for i, (start, length, end) in enumerate(run))
             heapq.heappush(heap, (used + len(run), lane))
         steps = max(len(q) for q in queues)
         starts = np.zeros((steps, lanes), np.int64)
         lengths = np.zeros((steps, lanes), np.int64)
         resets = np.ones((steps, lanes), bool)
         moved = np.zeros((steps, lanes), np.int64)
+        ends = np.zeros((steps, lanes), np.int64)
         for lane, queue in enumerate(queues):
             for s, row in enumerate(queue):
-                starts[s, lane], lengths[s, lane], resets[s, lane], moved[s, lane] = row
-        return EpochPlan(starts, lengths, resets, moved)
+                starts[s, lane], lengths[s, lane], resets[s, lane], moved[s, lane], ends[s, lane] = row
+        return EpochPlan(starts, lengths, resets, moved, ends)
 
 
 def gather(store: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seq_len: int,
@@ -140,3 +144,42 @@ def gather(store: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seq_len: 
         x[..., 0] = np.clip(x[..., 0] + shifts[:, None], 0, 127)
         y[..., 0] = np.clip(y[..., 0] + shifts[:, None], 0, 127)
     return x, y, mask
+
+
+# Control dropping in training (controls not given), per lane and chunk: all given, none given,
+# or each group given on its own. The groups are the controls a caller sets together (the
+# pitch-class profile is one: a key).
+CONTROL_GROUPS = ((0,), (1,), (2,), (3,), (4,), (5,), tuple(range(6, 18)))
+ALL_GIVEN, NONE_GIVEN, GROUP_GIVEN = 0.3, 0.3, 0.5
+
+
+def control_targets(store: np.ndarray, starts: np.ndarray, ends: np.ndarray, seq_len: int,
+                    shifts: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The controls of every input position of a batch [B, T, C] float32: the summaries of the
+    notes that follow it in its file (runtime/controls.py), transposed with the chunk (`shifts`),
+    and, with `rng`, dropped to "not given" per lane (ALL_GIVEN, NONE_GIVEN, GROUP_GIVEN)."""
+    from mpx.runtime import controls as ctl
+    index = np.minimum(starts[:, None] + np.arange(seq_len), len(store) - 2)
+    out = ctl.following(store, index, ends[:, None])
+    if shifts is not None and shifts.any():
+        given = out[..., 2] >= 0
+        out[..., 2] = np.where(given, np.clip(out[..., 2] + shifts[:, None], 0, 127), out[..., 2])
+        profile = out[..., 6:18]
+        rows = (np.arange(12)[None, :] - shifts[:, None]) % 12        # pc k of the shifted notes
+        out[..., 6:18] = np.take_along_axis(profile, rows[:, None, :].repeat(seq_len, 1), axis=-1)
+    if rng is not None:
+        out[~given_mask(rng, len(starts))[:, None, :].repeat(seq_len, 1)] = ctl.NOT_GIVEN
+    return out
+
+
+def given_mask(rng: np.random.Generator, lanes: int) -> np.ndarray:
+    """[lanes, C] bool: which controls each lane's chunk is given."""
+    from mpx.runtime import controls as ctl
+    mode = rng.random(lanes)
+    groups = rng.random((lanes, len(CONTROL_GROUPS))) < GROUP_GIVEN
+    mask = np.zeros((lanes, ctl.C), bool)
+    for g, columns in enumerate(CONTROL_GROUPS):
+        mask[:, list(columns)] = groups[:, g:g + 1]
+    mask[mode < ALL_GIVEN] = True
+    mask[(mode >= ALL_GIVEN) & (mode < ALL_GIVEN + NONE_GIVEN)] = False
+    return mask

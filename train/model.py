@@ -122,3 +122,208 @@ class NoteLSTM(nn.Module):
         """The (h0, c0) that starts a sequence, so callers need no shape constants of their own."""
         h = torch.zeros(self.layers, batch_size, self.hidden, dtype=self.scale.dtype)
         return h, torch.zeros_like(h)
+
+
+# -- contract v3 -------------------------------------------------------------------------------
+NUCLEUS_CAP = 16  # top_p < 1 looks for its nucleus among this many likeliest bins (a partial sort)
+
+
+class ChainLSTM(nn.Module):
+    """The v3 next-note model: one LSTM over raw notes and the controls, then one chain of
+    decisions per note. The attributes of the next note are drawn in `config.order`; each
+    attribute's head is a small network over the LSTM output plus a learned vector per bin of
+    every attribute drawn before it for the same note, so a chord decision, a pitch, a length
+    and a loudness agree with each other.
+
+    Heads: A = W y + b gives every head its pre-activation [.., 4, M] at once (M =
+    head_hidden, chain order); head i reads relu(A_i) through its own output layer onto its
+    attribute's bins; once bin k of attribute i is known (drawn, given, or the real note in
+    training), A += E_i[k] (E_i: [bins of i, 4, M], its rows for heads <= i unused).
+
+    Controls [B, C] (runtime/controls.py): a given control (>= 0) is read as
+    (f(x) - centre) / scale, a control not given (< 0) as a learned value; the LSTM reads these
+    C numbers and C flags (1 = given) next to every note's encoding.
+
+    Sampling rule of one attribute (n bins, logits z, temperature t, top_p, uniforms u, v):
+        s = z / max(t, 1e-6); p = softmax(s)
+        top_p < 1: the K = min(16, n) largest p sorted, C their running sums; k = the first
+                   index with C_k >= top_p (K if none); tau = that k-th largest p.
+        top_p = 1: tau = 0
+        q_j = p_j where p_j >= tau, else 0; Q_j = q_1 + ... + q_j (bins in their own order)
+        greedy (t = 0): u := 0, v := 1/2
+        bin = min(#{j : Q_j <= u * Q_n}, n - 1); value = decode(bin, v) (runtime/bins.py)
+    No sort of all n bins and no cumulative sum over a padded [4, 128]: each attribute is drawn
+    over its own bins only; with top_p = 1 the partial sort's result is unused but still computed
+    (no control flow in the graph).
+    """
+
+    __constants__ = ["attributes", "vocab", "temperature_floor", "max_z", "time_offset", "pad", "big", "variant"]
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        from mpx.runtime import controls as ctl
+        self.attributes, self.vocab, self.pad, self.big = A, VOCAB, LOGIT_PAD, 1e30
+        self.variant = 0
+        self.temperature_floor, self.max_z, self.time_offset = TEMPERATURE_FLOOR, MAX_Z, bins.TIME_OFFSET
+        self.config = config
+        self.hidden, self.layers, self.head_hidden = config.hidden, config.layers, config.head_hidden
+        counts = bins.counts(config)
+        self.counts = counts
+        self.chain = [ATTRIBUTES.index(name) for name in config.order]  # chain position -> attribute
+        self.caps = [min(NUCLEUS_CAP, counts[a]) for a in self.chain]
+        self.controls = ctl.C
+        self.into_lstm = config.controls_into in ("lstm", "both")
+        self.into_heads = config.controls_into in ("heads", "both")
+        self.pitch_embedding = nn.Embedding(VOCAB, config.embedding)
+        self.control_default = nn.Parameter(torch.zeros(ctl.C))
+        self.lstm = nn.LSTM(config.embedding + 3 + (ctl.C if self.into_lstm else 0), config.hidden, config.layers,
+                            batch_first=True, dropout=config.dropout if config.layers > 1 else 0.0)
+        self.dropout = nn.Dropout(config.dropout)
+        m = config.head_hidden
+        self.head_in = nn.Linear(config.hidden, A * m)
+        self.head_controls = nn.Linear(ctl.C, A * m, bias=False)  # used when controls go into the heads
+        # Every head's output layer in one matrix, and the vectors of the drawn bins in one
+        # table, cut per chain position by the row ranges below (TorchScript indexes a
+        # ModuleList by literals only).
+        sizes = [counts[a] for a in self.chain]
+        self.sizes = sizes
+        self.needs_bin = [i < A - 1 for i in range(A)]  # the last attribute feeds no later head
+        self.out_rows = [sum(sizes[:i]) for i in range(A + 1)]
+        self.out_weight = nn.Parameter(torch.empty(self.out_rows[-1], m))
+        self.out_bias = nn.Parameter(torch.empty(self.out_rows[-1]))
+        for i in range(A):
+            layer = nn.Linear(m, sizes[i])
+            with torch.no_grad():
+                self.out_weight[self.out_rows[i]:self.out_rows[i + 1]] = layer.weight
+                self.out_bias[self.out_rows[i]:self.out_rows[i + 1]] = layer.bias
+        self.drawn = nn.Embedding(self.out_rows[A - 1], A * m)  # the last attribute feeds no head
+        with torch.no_grad():
+            self.drawn.weight.normal_(0.0, 0.1)
+        k = bins.constants(config)
+        c = ctl.graph_constants()
+        self.register_buffer("offsets", torch.tensor(INPUT_OFFSETS), persistent=False)
+        self.register_buffer("within", torch.tensor(k["within"]), persistent=False)
+        self.register_buffer("scale", torch.tensor(k["scale"]), persistent=False)
+        self.register_buffer("shift", torch.tensor(k["shift"]), persistent=False)
+        self.register_buffer("is_time", torch.tensor(k["time"]) > 0, persistent=False)
+        self.register_buffer("thresholds", torch.from_numpy(bins.thresholds(config)), persistent=False)
+        self.register_buffer("cap_ranks", torch.arange(NUCLEUS_CAP), persistent=False)
+        self.register_buffer("control_offset", torch.tensor(c["offset"]), persistent=False)
+        self.register_buffer("control_scale", 1.0 / torch.tensor(c["scale"]), persistent=False)
+        self.register_buffer("control_shift", -torch.tensor(c["centre"]) / torch.tensor(c["scale"]), persistent=False)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def control_features(self, controls: Tensor) -> Tensor:
+        """Controls [..., C] (negative = not given) -> what the network reads [..., C]:
+        (log(x + offset) - centre) / scale where given, the learned default where not."""
+        x = torch.log(torch.clamp(controls, min=0.0) + self.control_offset) * self.control_scale + self.control_shift
+        return torch.where(controls >= 0, x, self.control_default)
+
+    def encode(self, notes: Tensor, controls: Tensor) -> Tensor:
+        """Raw notes [B, T, 4] (and control features [B, T, C] or [B, C] when they go into the
+        LSTM) -> LSTM input."""
+        pitch = torch.clamp(notes[..., 0], 0.0, 127.0).round().long()
+        others = torch.log(torch.clamp(notes[..., 1:], min=0.0) + self.offsets)
+        if not self.into_lstm:
+            return torch.cat([self.pitch_embedding(pitch), others], dim=-1)
+        if controls.dim() == 2:  # one set per row: the same at every position
+            controls = controls.unsqueeze(1) + others[..., :1] * 0.0
+        return torch.cat([self.pitch_embedding(pitch), others, controls], dim=-1)
+
+    def pre_activations(self, y: Tensor, features: Tensor) -> Tensor:
+        """Every head's pre-activation [B, T, 4 M] from the LSTM output [B, T, H] (and the
+        control features [B, T, C] or [B, C] when they go into the heads)."""
+        pre = self.head_in(y)
+        if not self.into_heads:
+            return pre
+        extra = self.head_controls(features)
+        return pre + (extra.unsqueeze(1) if extra.dim() == 2 else extra)
+
+    def bin_of(self, values: Tensor) -> Tensor:
+        """Values [..., 4] -> their bins [..., 4] (int64): thresholds at or below each value."""
+        return (values.unsqueeze(-1) >= self.thresholds).sum(-1)
+
+    # -- training ----------------------------------------------------------------------------
+    def training_scores(self, notes: Tensor, h0: Tensor, c0: Tensor, controls: Tensor,
+                        targets: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        """Teacher forcing: ([logits [B, T, n] of each attribute, contract order], hn, cn); each
+        head sees the real bins (`targets` [B, T, 4]) of the attributes before it."""
+        features = self.control_features(controls)
+        y, (hn, cn) = self.lstm(self.encode(notes, features), (h0, c0))
+        pre = self.pre_activations(self.dropout(y), features)
+        out: list[Tensor] = [pre] * self.attributes
+        for i, a in enumerate(self.chain):
+            out[a] = self.head(pre, i)
+            if i < self.attributes - 1:
+                pre = self.add_drawn(pre, targets[..., a], i)
+        return out, hn, cn
+
+    def head(self, pre: Tensor, i: int) -> Tensor:
+        """Chain position i's logits [..., n] from the pre-activations [..., 4 M]."""
+        m = self.head_hidden
+        rows = slice(self.out_rows[i], self.out_rows[i + 1])
+        return F.linear(torch.relu(pre[..., i * m:(i + 1) * m]), self.out_weight[rows], self.out_bias[rows])
+
+    def add_drawn(self, pre: Tensor, k: Tensor, i: int) -> Tensor:
+        """The later heads' pre-activations once chain position i's bin is k [...]."""
+        return pre + self.drawn(k + self.out_rows[i])
+
+    # -- the graph ---------------------------------------------------------------------------
+    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor, uniforms: Tensor, temperature: Tensor,
+                top_p: Tensor, controls: Tensor, given: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The graph contract v3: (next_note [B, 4], hn, cn, logits [B, T, 4, 128]).
+
+        Every row runs the chain: the attributes of the note that follows row t are the next
+        input note's (t < T - 1) or `given`; a negative one (only `given` may hold them) is
+        drawn here. Written for a small graph: the heads work on [B, T, 1, .] so that their
+        logits stack into [B, T, 4, 128] without reshapes, per-attribute columns come from one
+        split each, and every size is a Python constant."""
+        features = self.control_features(controls)
+        y, (hn, cn) = self.lstm(self.encode(notes, features), (h0, c0))
+        pre = self.pre_activations(y, features).unsqueeze(2)             # [B, T, 1, 4 M]
+        following = torch.cat([notes[:, 1:], given.unsqueeze(1)], dim=1)  # [B, T, 4]
+        known = self.bin_of(following).split(1, dim=-1)                  # [B, T, 1] each
+        draw_here = (following < 0).split(1, dim=-1)
+        sampling = temperature > 0
+        per_row = torch.cat([1.0 / torch.clamp(temperature, min=self.temperature_floor), top_p,
+                             (top_p < 1.0).to(top_p.dtype),
+                             torch.where(sampling, uniforms[:, :self.attributes], 0.0)], dim=-1)
+        per_row = per_row.unsqueeze(1).unsqueeze(1).split(1, dim=-1)    # 16 x [B, 1, 1, 1]
+        n = self.attributes
+        logits: list[Tensor] = [pre] * n
+        chosen: list[Tensor] = [known[0]] * n
+        for i in range(n):
+            a = self.chain[i]
+            z = self.head(pre, i)                                        # [B, T, 1, n]
+            logits[a] = F.pad(z, [0, self.vocab - self.sizes[i]], value=self.pad)
+            drawn = self.draw(z, per_row[a], per_row[n + a], per_row[2 * n + a], per_row[3 * n + a], i)
+            k = torch.where(draw_here[a], drawn, known[a])               # [B, T, 1]
+            chosen[a] = k
+            if self.needs_bin[i]:
+                pre = self.add_drawn(pre, k, i)
+        k = torch.cat(chosen, dim=-1)[:, -1].to(notes.dtype)            # [B, 4]
+        v = torch.where(sampling, uniforms[:, self.attributes:], 0.5)
+        z = (k + v * self.within) * self.scale + self.shift
+        value = torch.relu(torch.where(self.is_time, torch.exp(torch.clamp(z, max=self.max_z)) - self.time_offset,
+                                       torch.floor(z)))
+        return torch.where(given >= 0, given, value), hn, cn, torch.cat(logits, dim=2)
+
+    def draw(self, z: Tensor, inv_t: Tensor, top_p: Tensor, on: Tensor, u: Tensor, i: int) -> Tensor:
+        """Chain position i's bin [B, T, 1] (int64) from its logits [B, T, 1, n]; inv_t, top_p,
+        u [B, 1, 1, 1]; on: 1 where top_p < 1, else 0 (class docstring)."""
+        s = z * inv_t
+        if self.variant == 0:
+            p = torch.softmax(s, dim=-1)
+            top = torch.topk(p, self.caps[i], dim=-1).values
+            before = torch.cumsum(top, dim=-1) - top                        # mass of the likelier bins
+            tau = torch.where(before < top_p, top, 2.0).min(dim=-1, keepdim=True).values * on
+            s = torch.where(p >= tau, s, -self.big)
+        elif self.variant == 1:
+            s = torch.where(s >= s.max(dim=-1, keepdim=True).values + top_p, s, -self.big)
+        q = torch.cumsum(torch.softmax(s, dim=-1), dim=-1)
+        return torch.clamp((q <= u).sum(-1), max=self.sizes[i] - 1)
+
+    @torch.jit.export
+    def zero_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        h = torch.zeros(self.layers, batch_size, self.hidden, dtype=self.scale.dtype)
+        return h, torch.zeros_like(h)

@@ -1,0 +1,388 @@
+"""Contract v3 model experiments (phase 1, before the training loop and the runtime follow v3):
+train a ChainLSTM on a corpus' training side, score it on the validation side (never the
+test side), and run the grown generation report there.
+
+    python benchmarks/v3_experiment.py train --data ../shared/data/asap --out runs/v3/a --hidden 128 \
+        --epochs 3 --max-train-files 300
+    python benchmarks/v3_experiment.py report --run runs/v3/a --data ../shared/data/asap --pieces 48
+    python benchmarks/v3_experiment.py report --v2 artifacts/model.safetensors ...   # v2, same report
+
+A run folder holds model.pt (state dict + config + options), history.json, report.json and the
+piano rolls of the report. Training follows train/loop.py's recipe (lanes with the state carried,
+resets, transposition, Adam with cosine decay, gradient clip), plus the controls of each position
+(train/batches.py, control_targets) dropped per chunk.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mpx.runtime import bins, controls as ctl, report, rng as portable
+from mpx.runtime.config import ModelConfig
+from mpx.runtime.contract import ATTRIBUTES
+from mpx.train.batches import LanePlanner, control_targets, gather
+from mpx.train.corpus import load_corpus
+from mpx.train.model import ChainLSTM
+
+A = len(ATTRIBUTES)
+
+
+# -- model files -------------------------------------------------------------------------------
+def save_model(path: Path, model: ChainLSTM, options: dict[str, Any]) -> None:
+    torch.save({"state_dict": model.state_dict(), "config": model.config.to_dict(), "options": options}, path)
+
+
+def load_model(path: str | Path) -> ChainLSTM:
+    path = Path(path)
+    saved = torch.load(path / "model.pt" if path.is_dir() else path, weights_only=False)
+    model = ChainLSTM(ModelConfig.from_dict(saved["config"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def load_v2(path: str | Path) -> torch.nn.Module:
+    """A contract v2 checkpoint (its config predates `order` and `head_hidden`) as a NoteLSTM."""
+    from safetensors import safe_open
+    from mpx.train.model import NoteLSTM
+    with safe_open(str(path), framework="pt") as fh:
+        spec = json.loads(fh.metadata()["mpx_spec"])
+        state = {k[len("model."):]: fh.get_tensor(k) for k in fh.keys() if k.startswith("model.")}
+    model = NoteLSTM(ModelConfig(**spec["config"]))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+# -- training ----------------------------------------------------------------------------------
+def train(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    corpus = load_corpus([args.data], splits=["train", "val"])
+    tr = corpus.select("train")
+    if args.max_train_files:
+        keep = np.random.default_rng(0).permutation(len(tr.files))[:args.max_train_files]
+        keep = np.sort(keep)
+        tr_starts, tr_lengths = tr.starts[keep], tr.lengths[keep]
+    else:
+        tr_starts, tr_lengths = tr.starts, tr.lengths
+    config = ModelConfig(hidden=args.hidden, embedding=args.embedding, dropout=args.dropout,
+                         head_hidden=args.head_hidden, order=tuple(args.order.split(",")),
+                         controls_into=args.controls_into)
+    model = ChainLSTM(config)
+    planner = LanePlanner(corpus.store, tr_starts, tr_lengths, args.seq_len, args.batch_size,
+                          args.reset_prob, args.transpose)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    options = vars(args) | {"train_notes": int(tr_lengths.sum()), "train_files": int(len(tr_starts))}
+    history = []
+    started = time.perf_counter()
+    best = math.inf
+    for epoch in range(args.epochs):
+        rng = np.random.default_rng([args.seed, epoch])
+        plan = planner.plan(rng)
+        lanes = plan.starts.shape[1]
+        h = torch.zeros(config.layers, lanes, config.hidden)
+        c = torch.zeros_like(h)
+        model.train()
+        total, count = 0.0, 0
+        parts_sum = np.zeros(A)
+        for s in range(plan.steps):
+            progress = (epoch + s / plan.steps) / args.epochs
+            lr = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y, mask = gather(corpus.store, plan.starts[s], plan.lengths[s], args.seq_len, config, plan.shifts[s])
+            cond = control_targets(corpus.store, plan.starts[s], plan.ends[s], args.seq_len, plan.shifts[s], rng)
+            x, y, mask, cond = (torch.from_numpy(a) for a in (x, y, mask, cond))
+            reset = torch.from_numpy(plan.resets[s])
+            h, c = (torch.where(reset[None, :, None], 0.0, t) for t in (h, c))
+            logits, hn, cn = model.training_scores(x, h, c, cond, y)
+            n = mask.sum().clamp_min(1.0)
+            parts = [(F.cross_entropy(z.flatten(0, 1), y[..., a].flatten(), reduction="none") * mask.flatten()).sum() / n
+                     for a, z in enumerate(logits)]
+            loss = sum(parts)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            h, c = hn.detach(), cn.detach()
+            total += float(loss.detach()) * float(n)
+            count += int(n)
+            parts_sum += np.array([float(p) for p in parts]) * float(n)
+            if s % 50 == 0:
+                print(f"epoch {epoch + 1} step {s}/{plan.steps} loss {total / max(count, 1):.3f} "
+                      f"({time.perf_counter() - started:.0f} s)", flush=True)
+        val = stateful_ce(model, corpus.select("val").notes)
+        row = {"epoch": epoch + 1, "train_loss": total / count,
+               **{f"train_{a}": float(v) for a, v in zip(ATTRIBUTES, parts_sum / count)},
+               **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.perf_counter() - started, 1)}
+        history.append(row)
+        print(json.dumps(row), flush=True)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        loss_now = sum(val[f"{a}_ce"] for a in ATTRIBUTES)
+        if loss_now < best:
+            best = loss_now
+            save_model(out / "model.pt", model, options | {"epoch": epoch + 1})
+    print(f"trained in {time.perf_counter() - started:.0f} s")
+
+
+@torch.no_grad()
+def stateful_ce(model: ChainLSTM, notes: list[np.ndarray], chunk: int = 128, lanes: int = 64,
+                cond: str = "unset") -> dict[str, float]:
+    """Each file from a zero state, every next note, teacher forcing (the graph's logits with the
+    real next note given): cross-entropy per attribute (nats) and pitch top-1. cond: "unset"
+    (no control given) or "past" (the summaries of the WINDOW notes up to each position: what a
+    caller knows without looking ahead)."""
+    model.eval()
+    planner = LanePlanner.of_notes(list(notes), chunk, lanes, reset_prob=0.0)
+    plan = planner.plan(None)
+    h = torch.zeros(model.layers, plan.starts.shape[1], model.hidden)
+    c = torch.zeros_like(h)
+    ce = np.zeros(A)
+    top1 = 0.0
+    total = 0
+    for s in range(plan.steps):
+        x, y, mask = gather(planner.data, plan.starts[s], plan.lengths[s], chunk, model.config)
+        if cond == "unset":
+            k = np.full((*x.shape[:2], ctl.C), ctl.NOT_GIVEN, np.float32)
+        else:
+            k = past_controls(planner.data, plan.starts[s], chunk, planner)
+        reset = torch.from_numpy(plan.resets[s])
+        h, c = (torch.where(reset[None, :, None], 0.0, t) for t in (h, c))
+        xt, yt, mt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
+        logits, h, c = model.training_scores(xt, h, c, torch.from_numpy(k), yt)
+        for a, z in enumerate(logits):
+            ce[a] += float((F.cross_entropy(z.flatten(0, 1), yt[..., a].flatten(), reduction="none") * mt.flatten()).sum())
+        top1 += float(((logits[0].argmax(-1) == yt[..., 0]).float() * mt).sum())
+        total += int(mt.sum())
+    out = {f"{a}_ce": float(ce[i] / total) for i, a in enumerate(ATTRIBUTES)}
+    out["pitch_top1"] = top1 / total
+    out["predictions"] = total
+    return out
+
+
+def past_controls(store: np.ndarray, starts: np.ndarray, chunk: int, planner: LanePlanner) -> np.ndarray:
+    """Summaries of the WINDOW notes up to and including each position, within its file."""
+    index = np.minimum(starts[:, None] + np.arange(chunk), len(store) - 2)
+    first = np.zeros_like(index)
+    for offset, n in zip(planner.offsets, planner.predictions + 1):
+        inside = (index >= offset) & (index < offset + n)
+        first[inside] = offset
+    begin = np.maximum(index - ctl.WINDOW + 1, first)
+    counts = index - begin + 1
+    windows = store[np.minimum(begin[..., None] + np.arange(ctl.WINDOW), len(store) - 1)]
+    return ctl.batch_summaries(windows.reshape(-1, ctl.WINDOW, 4), counts.reshape(-1)).reshape(*index.shape, ctl.C)
+
+
+# -- generation ----------------------------------------------------------------------------------
+class Rollout:
+    """Batched eager generation with the v3 graph (a v2 NoteLSTM is wrapped to the same call)."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float = 1.0, top_p: float = 1.0) -> None:
+        self.model = model.eval()
+        self.v3 = isinstance(model, ChainLSTM)
+        self.temperature, self.top_p = temperature, top_p
+
+    @torch.no_grad()
+    def run(self, primers: list[np.ndarray], rows: list[int], controls: np.ndarray, seeds: list[int],
+            notes: int) -> np.ndarray:
+        """rows[r]: which primer row r continues; controls [R, C]; -> [R, notes, 4]."""
+        states = [self.prime(p) for p in primers]
+        h = torch.cat([states[i][0] for i in rows], dim=1)
+        c = torch.cat([states[i][1] for i in rows], dim=1)
+        x = torch.from_numpy(np.stack([primers[i][-1:] for i in rows]))
+        uni = np.concatenate([portable.uniforms(s, 1, 0, notes) for s in seeds], axis=1)  # [notes, R, 8]
+        r = len(rows)
+        t = torch.full((r, A), self.temperature)
+        p = torch.full((r, A), self.top_p)
+        k = torch.from_numpy(np.asarray(controls, np.float32))
+        given = torch.full((r, A), -1.0)
+        out = np.zeros((r, notes, 4), np.float32)
+        for n in range(notes):
+            u = torch.from_numpy(uni[n])
+            if self.v3:
+                note, h, c, _ = self.model(x, h, c, u, t, p, k, given)
+            else:
+                note, h, c, _ = self.model(x, h, c, u, t[0], p[0])
+            out[:, n] = note.numpy()
+            x = note[:, None, :]
+        return out
+
+    def prime(self, primer: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state after all but the last primer note (controls: the primer's summaries)."""
+        h = torch.zeros(self.model.layers, 1, self.model.hidden)
+        c = torch.zeros_like(h)
+        if len(primer) < 2:
+            return h, c
+        x = torch.from_numpy(np.ascontiguousarray(primer[None, :-1]))
+        if self.v3:
+            k = torch.from_numpy(ctl.primer_summaries(primer)[None])
+            y, (h, c) = self.model.lstm(self.model.encode(x, self.model.control_features(k)), (h, c))
+            # (with controls into the heads only, the state does not depend on them)
+        else:
+            y, (h, c) = self.model.lstm(self.model.encode(x), (h, c))
+        return h, c
+
+
+def pieces_of(data: str, split: str, count: int) -> list[tuple[str, np.ndarray]]:
+    corpus = load_corpus([data], splits=[split]).select(split)
+    return report.spread([(f.name, np.asarray(n)) for f, n in zip(corpus.files, corpus.notes)], count)
+
+
+def run_report(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    if args.v2:
+        model = load_v2(args.v2)
+        out = Path(args.out or "runs/v3/v2-report")
+    else:
+        model = load_model(args.run)
+        out = Path(args.out or args.run)
+    out.mkdir(parents=True, exist_ok=True)
+    rollout = Rollout(model, args.temperature, args.top_p)
+    pieces = pieces_of(args.data, args.split, args.pieces)
+    cuts = [p for p in (report.cut(name, notes) for name, notes in pieces) if p is not None]
+    primers = [p.seed[-args.primer:] for p in cuts]
+    started = time.perf_counter()
+    result: dict[str, Any] = {"split": args.split, "pieces": len(cuts), "model": str(args.v2 or args.run),
+                              "temperature": args.temperature, "top_p": args.top_p,
+                              "hold": args.hold}
+    if isinstance(model, ChainLSTM):
+        held = np.stack([ctl.primer_summaries(p) for p in primers])
+        if args.hold == "none":
+            held[:] = ctl.NOT_GIVEN
+    else:
+        held = np.zeros((len(cuts), ctl.C), np.float32)
+    generated = rollout.run(primers, list(range(len(cuts))), held, list(range(len(cuts))), report.GENERATED)
+    result["generation_seconds"] = round(time.perf_counter() - started, 1)
+    rows = [report.measure(generated[i], piece) for i, piece in enumerate(cuts)]
+    summary = report.summarise(rows)
+    ceiling = report.summarise([report.measure(piece.second, piece) for piece in cuts])
+    result["summary"], result["ceiling"] = summary, ceiling
+    result["drift"] = report.drift_report([generated[i] for i in range(len(cuts))], cuts)
+    result["intervals"] = report.interval_report([generated[i] for i in range(len(cuts))], cuts)
+    if isinstance(model, ChainLSTM) and args.adherence:
+        started = time.perf_counter()
+        result["adherence"] = adherence(rollout, primers[:args.adherence_seeds], args.adherence_notes)
+        result["adherence_seconds"] = round(time.perf_counter() - started, 1)
+    if not args.v2 and args.ce:
+        corpus = load_corpus([args.data], splits=[args.split]).select(args.split)
+        result["ce_unset"] = stateful_ce(model, corpus.notes)
+        result["ce_past"] = stateful_ce(model, corpus.notes, cond="past")
+    (out / f"report-{args.tag}.json").write_text(json.dumps(result, indent=1, default=float))
+    print(format_result(result))
+    if args.rolls:
+        from mpx.runtime.plot import piano_roll
+        for i in range(0, len(cuts), max(1, len(cuts) // args.rolls))[:args.rolls]:
+            piece = cuts[i]
+            piano_roll(piece.seed[-64:], generated[i][:256], out / f"roll-{args.tag}-{i:02d}-generated.png",
+                       title=f"{piece.name}: generated")
+            piano_roll(piece.seed[-64:], piece.real[:256], out / f"roll-{args.tag}-{i:02d}-real.png",
+                       title=f"{piece.name}: real continuation")
+
+
+def adherence(rollout: Rollout, primers: list[np.ndarray], notes: int) -> dict[str, Any]:
+    """For each control: 5 requested values across its typical range (the training windows' 10th
+    to 90th percentile, runtime/controls.py TYPICAL) on every primer, the other controls not
+    given; the generated notes' summaries against the requests."""
+    values = {name: np.linspace(*ctl.TYPICAL[name], 5) for name in ctl.CONTROLS}
+    rows, seeds, requests = [], [], []
+    for j, name in enumerate(ctl.CONTROLS):
+        for v in values[name]:
+            for i in range(len(primers)):
+                k = ctl.unset()
+                k[j] = v
+                rows.append(i)
+                seeds.append(1000 + i)
+                requests.append(k)
+    out = np.concatenate([rollout.run(primers, rows[s:s + 720], np.stack(requests[s:s + 720]), seeds[s:s + 720], notes)
+                          for s in range(0, len(rows), 720)])
+    made = ctl.batch_summaries(out, np.full(len(out), notes))
+    result = {}
+    per = 5 * len(primers)
+    for j, name in enumerate(ctl.CONTROLS):
+        req = np.stack(requests[j * per:(j + 1) * per])[:, j].astype(np.float64)
+        got = made[j * per:(j + 1) * per, j].astype(np.float64)
+        ok = got >= 0
+        result[name] = report.adherence_figures(req[ok], got[ok])
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    s, r = result["summary"], result["ceiling"]
+    lines = [f"{result['model']} on {result['pieces']} {result['split']} pieces (controls: {result['hold']})",
+             f"{'figure':<22}{'generated':>10}{'real':>10}"]
+    for key in ("pace_kept", "tempo_fidelity", "chord_gap", "short_notes", "overlap_pitch", "overlap_step",
+                "overlap_duration", "overlap_velocity", "median_tempo_ratio", "chord_share_last", "chord_share_real"):
+        lines.append(f"{key:<22}{s[key]:>10.3f}{r[key]:>10.3f}")
+    iv = result["intervals"]
+    lines.append(f"{'overlap_interval':<22}{iv['generated']:>10.3f}{iv['real']:>10.3f}")
+    d = result["drift"]
+    for key in ("ioi_ratio", "pitch_change", "duration_ratio", "chord_share_change"):
+        lines.append(f"drift {key:<16}{d['generated'][key]:>10.3f}{d['real'][key]:>10.3f}")
+    lines.append(f"{'duration vs real':<22}{d['duration_vs_real']:>10.3f}")
+    for key in ("ce_unset", "ce_past"):
+        if key in result:
+            lines.append(f"{key}: " + ", ".join(f"{a} {result[key][a + '_ce']:.3f}" for a in ATTRIBUTES)
+                         + f", pitch top-1 {result[key]['pitch_top1']:.3f}")
+    if "adherence" in result:
+        for name, f in result["adherence"].items():
+            lines.append(f"adherence {name:<16} rank {f['rank_correlation']:.3f} rel.err {f['median_relative_error']:.3f}"
+                         f" abs.err {f['median_absolute_error']:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--hidden", type=int, default=128)
+    t.add_argument("--embedding", type=int, default=64)
+    t.add_argument("--head-hidden", type=int, default=128)
+    t.add_argument("--order", default="step,pitch,duration,velocity")
+    t.add_argument("--dropout", type=float, default=0.3)
+    t.add_argument("--controls-into", default="heads", choices=("heads", "lstm", "both"))
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--max-train-files", type=int)
+    t.add_argument("--seq-len", type=int, default=128)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--reset-prob", type=float, default=0.2)
+    t.add_argument("--transpose", type=int, default=6)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    r = sub.add_parser("report")
+    r.add_argument("--run")
+    r.add_argument("--v2", help="a v2 checkpoint instead of a run")
+    r.add_argument("--data", required=True)
+    r.add_argument("--split", default="val", choices=("val", "train"))
+    r.add_argument("--pieces", type=int, default=48)
+    r.add_argument("--primer", type=int, default=128)
+    r.add_argument("--hold", default="primer", choices=("primer", "none"))
+    r.add_argument("--temperature", type=float, default=1.0)
+    r.add_argument("--top-p", type=float, default=1.0)
+    r.add_argument("--adherence", action="store_true")
+    r.add_argument("--adherence-seeds", type=int, default=24)
+    r.add_argument("--adherence-notes", type=int, default=256)
+    r.add_argument("--ce", action="store_true")
+    r.add_argument("--rolls", type=int, default=0)
+    r.add_argument("--tag", default="val")
+    r.add_argument("--out")
+    r.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    train(args) if args.command == "train" else run_report(args)
+
+
+if __name__ == "__main__":
+    main()
