@@ -46,7 +46,14 @@ def load_model(path: str | Path) -> ChainLSTM:
     path = Path(path)
     saved = torch.load(path / "model.pt" if path.is_dir() else path, weights_only=False)
     model = ChainLSTM(ModelConfig.from_dict(saved["config"]))
-    model.load_state_dict(saved["state_dict"])
+    state = saved["state_dict"]
+    if state["out_weight"].shape[0] == sum(model.sizes):  # a run from before the heads were padded
+        weight, bias = model.out_weight.detach().clone(), model.out_bias.detach().clone()
+        for i, n in enumerate(model.sizes):
+            rows = slice(model.out_rows[i], model.out_rows[i + 1])
+            weight[i * 128:i * 128 + n], bias[i * 128:i * 128 + n] = state["out_weight"][rows], state["out_bias"][rows]
+        state = {**state, "out_weight": weight, "out_bias": bias}
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -196,16 +203,20 @@ class Rollout:
     @torch.no_grad()
     def run(self, primers: list[np.ndarray], rows: list[int], controls: np.ndarray, seeds: list[int],
             notes: int) -> np.ndarray:
-        """rows[r]: which primer row r continues; controls [R, C]; -> [R, notes, 4]."""
-        states = [self.prime(p) for p in primers]
-        h = torch.cat([states[i][0] for i in rows], dim=1)
-        c = torch.cat([states[i][1] for i in rows], dim=1)
+        """rows[r]: which primer row r continues; controls [R, C] (also while priming, as the
+        runtime does); -> [R, notes, 4]."""
+        r = len(rows)
+        k = torch.from_numpy(np.asarray(controls, np.float32))
+        h = torch.zeros(self.model.layers, r, self.model.hidden)
+        c = torch.zeros_like(h)
+        for i, primer in enumerate(primers):
+            mine = [j for j, row in enumerate(rows) if row == i]
+            if mine:
+                h[:, mine], c[:, mine] = self.prime(primer, k[mine])
         x = torch.from_numpy(np.stack([primers[i][-1:] for i in rows]))
         uni = np.concatenate([portable.uniforms(s, 1, 0, notes) for s in seeds], axis=1)  # [notes, R, 8]
-        r = len(rows)
         t = torch.full((r, A), self.temperature)
         p = torch.full((r, A), self.top_p)
-        k = torch.from_numpy(np.asarray(controls, np.float32))
         given = torch.full((r, A), -1.0)
         out = np.zeros((r, notes, 4), np.float32)
         for n in range(notes):
@@ -218,19 +229,23 @@ class Rollout:
             x = note[:, None, :]
         return out
 
-    def prime(self, primer: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The state after all but the last primer note (controls: the primer's summaries)."""
+    def prime(self, primer: np.ndarray, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state of every row of one primer [L, R, H] after all but its last note."""
+        rows = len(controls)
         h = torch.zeros(self.model.layers, 1, self.model.hidden)
         c = torch.zeros_like(h)
         if len(primer) < 2:
-            return h, c
-        x = torch.from_numpy(np.ascontiguousarray(primer[None, :-1]))
-        if self.v3:
-            k = torch.from_numpy(ctl.primer_summaries(primer)[None])
-            y, (h, c) = self.model.lstm(self.model.encode(x, self.model.control_features(k)), (h, c))
-            # (with controls into the heads only, the state does not depend on them)
-        else:
-            y, (h, c) = self.model.lstm(self.model.encode(x), (h, c))
+            return h.repeat(1, rows, 1), c.repeat(1, rows, 1)
+        x = torch.from_numpy(np.array(primer[None, :-1]))
+        if not self.v3:
+            _, (h, c) = self.model.lstm(self.model.encode(x), (h, c))
+            return h.repeat(1, rows, 1), c.repeat(1, rows, 1)
+        if not self.model.into_lstm:  # the state does not depend on the controls
+            _, (h, c) = self.model.lstm(self.model.encode(x, controls[:1]), (h, c))
+            return h.repeat(1, rows, 1), c.repeat(1, rows, 1)
+        x = x.repeat(rows, 1, 1)
+        h, c = h.repeat(1, rows, 1), c.repeat(1, rows, 1)
+        _, (h, c) = self.model.lstm(self.model.encode(x, self.model.control_features(controls)), (h, c))
         return h, c
 
 
@@ -258,8 +273,9 @@ def run_report(args: argparse.Namespace) -> None:
                               "hold": args.hold}
     if isinstance(model, ChainLSTM):
         held = np.stack([ctl.primer_summaries(p) for p in primers])
-        if args.hold == "none":
-            held[:] = ctl.NOT_GIVEN
+        unset = {"none": list(range(ctl.C)), "rhythm": [2, 3, *range(6, 18)], "no-pc": list(range(6, 18)),
+                 "no-pitch": [2, 3], "primer": []}[args.hold]
+        held[:, unset] = ctl.NOT_GIVEN
     else:
         held = np.zeros((len(cuts), ctl.C), np.float32)
     generated = rollout.run(primers, list(range(len(cuts))), held, list(range(len(cuts))), report.GENERATED)
@@ -272,7 +288,9 @@ def run_report(args: argparse.Namespace) -> None:
     result["intervals"] = report.interval_report([generated[i] for i in range(len(cuts))], cuts)
     if isinstance(model, ChainLSTM) and args.adherence:
         started = time.perf_counter()
-        result["adherence"] = adherence(rollout, primers[:args.adherence_seeds], args.adherence_notes)
+        result["adherence"] = adherence(rollout, primers[:args.adherence_seeds], args.adherence_notes,
+                                        held[:args.adherence_seeds] if args.adherence_others == "held" else None)
+        result["adherence_others"] = args.adherence_others
         result["adherence_seconds"] = round(time.perf_counter() - started, 1)
     if not args.v2 and args.ce:
         corpus = load_corpus([args.data], splits=[args.split]).select(args.split)
@@ -290,16 +308,24 @@ def run_report(args: argparse.Namespace) -> None:
                        title=f"{piece.name}: real continuation")
 
 
-def adherence(rollout: Rollout, primers: list[np.ndarray], notes: int) -> dict[str, Any]:
+# Controls that describe one aspect together: timing, register, dynamics, key.
+FAMILY_OF = [(0, 1, 5), (0, 1, 5), (2, 3), (2, 3), (4,), (0, 1, 5)] + [tuple(range(6, 18))] * 12
+FAMILIES = [list(f) for f in FAMILY_OF]
+
+
+def adherence(rollout: Rollout, primers: list[np.ndarray], notes: int,
+              others: np.ndarray | None = None) -> dict[str, Any]:
     """For each control: 5 requested values across its typical range (the training windows' 10th
-    to 90th percentile, runtime/controls.py TYPICAL) on every primer, the other controls not
-    given; the generated notes' summaries against the requests."""
+    to 90th percentile, runtime/controls.py TYPICAL) on every primer; the other controls not
+    given, or as `others` [primers, C] holds them (a pitch class's request leaves the rest of
+    the profile unset); the generated notes' summaries against the requests."""
     values = {name: np.linspace(*ctl.TYPICAL[name], 5) for name in ctl.CONTROLS}
     rows, seeds, requests = [], [], []
     for j, name in enumerate(ctl.CONTROLS):
         for v in values[name]:
             for i in range(len(primers)):
-                k = ctl.unset()
+                k = ctl.unset() if others is None else others[i].copy()
+                k[FAMILIES[j]] = ctl.NOT_GIVEN   # a request releases its family's other controls
                 k[j] = v
                 rows.append(i)
                 seeds.append(1000 + i)
@@ -327,7 +353,7 @@ def format_result(result: dict[str, Any]) -> str:
     iv = result["intervals"]
     lines.append(f"{'overlap_interval':<22}{iv['generated']:>10.3f}{iv['real']:>10.3f}")
     d = result["drift"]
-    for key in ("ioi_ratio", "pitch_change", "duration_ratio", "chord_share_change"):
+    for key in ("ioi_ratio", "pitch_change", "pitch_change_abs", "duration_ratio", "chord_share_change"):
         lines.append(f"drift {key:<16}{d['generated'][key]:>10.3f}{d['real'][key]:>10.3f}")
     lines.append(f"{'duration vs real':<22}{d['duration_vs_real']:>10.3f}")
     for key in ("ce_unset", "ce_past"):
@@ -369,11 +395,15 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--split", default="val", choices=("val", "train"))
     r.add_argument("--pieces", type=int, default=48)
     r.add_argument("--primer", type=int, default=128)
-    r.add_argument("--hold", default="primer", choices=("primer", "none"))
+    r.add_argument("--hold", default="primer", choices=("primer", "none", "rhythm", "no-pc", "no-pitch"),
+                   help="controls held at the primer's summaries: all, none, all but pitch mean/spread and "
+                        "the profile (rhythm), all but the profile (no-pc), all but pitch mean/spread (no-pitch)")
     r.add_argument("--temperature", type=float, default=1.0)
     r.add_argument("--top-p", type=float, default=1.0)
     r.add_argument("--adherence", action="store_true")
     r.add_argument("--adherence-seeds", type=int, default=24)
+    r.add_argument("--adherence-others", default="unset", choices=("unset", "held"),
+                   help="the other controls while one is requested: not given, or as --hold holds them")
     r.add_argument("--adherence-notes", type=int, default=256)
     r.add_argument("--ce", action="store_true")
     r.add_argument("--rolls", type=int, default=0)

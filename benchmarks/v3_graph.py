@@ -77,20 +77,20 @@ def feeds(sess: ort.InferenceSession, batch: int, hidden: int, v3: bool) -> dict
 
 def time_calls(sessions: dict[str, tuple[ort.InferenceSession, dict[str, np.ndarray]]], calls: int,
                rounds: int = 15) -> dict[str, float]:
-    """Us per call of each session, state carried: the sessions take turns for `rounds` rounds
-    of `calls` calls (a busy spell of the shared machine hits them alike); the lowest quartile
-    of the rounds."""
+    """CPU us per call of each session (one intra-op thread, so the process's CPU time is the
+    graph's, however busy the shared machine is), state carried: the sessions take turns for
+    `rounds` rounds of `calls` calls; the lowest quartile of the rounds."""
     times: dict[str, list[float]] = {k: [] for k in sessions}
     for r in range(rounds + 1):
         for key, (sess, feed) in sessions.items():
             f = dict(feed)
-            started = time.perf_counter()
+            started = time.process_time()
             for _ in range(calls):
                 out = sess.run(None, f)
                 f["h0"], f["c0"] = out[1], out[2]
             if r:
-                times[key].append((time.perf_counter() - started) / calls * 1e6)
-    return {k: float(np.percentile(v, 25)) for k, v in times.items()}
+                times[key].append((time.process_time() - started) / calls * 1e6)
+    return {k: float(np.min(v)) for k, v in times.items()}
 
 
 def main() -> None:

@@ -233,6 +233,7 @@ def drift(notes: np.ndarray) -> dict[str, float]:
     (last / first), mean-pitch and chord-share changes (last - first)."""
     q = quarter_figures(notes)
     return {"ioi_ratio": q["ioi"][-1] / q["ioi"][0], "pitch_change": q["pitch"][-1] - q["pitch"][0],
+            "pitch_change_abs": abs(q["pitch"][-1] - q["pitch"][0]),
             "duration_ratio": q["duration"][-1] / q["duration"][0],
             "chord_share_change": q["chord_share"][-1] - q["chord_share"][0]}
 

@@ -182,20 +182,22 @@ class ChainLSTM(nn.Module):
         m = config.head_hidden
         self.head_in = nn.Linear(config.hidden, A * m)
         self.head_controls = nn.Linear(ctl.C, A * m, bias=False)  # used when controls go into the heads
-        # Every head's output layer in one matrix, and the vectors of the drawn bins in one
-        # table, cut per chain position by the row ranges below (TorchScript indexes a
-        # ModuleList by literals only).
+        # Every head's output layer in one matrix, each padded to VOCAB rows (weight 0, bias
+        # LOGIT_PAD: the contract's padding, never trained since the loss reads each attribute's
+        # own bins), so the graph's logits need no padding op; the vectors of the drawn bins in
+        # one table. Both are cut per chain position by the row ranges below (TorchScript
+        # indexes a ModuleList by literals only).
         sizes = [counts[a] for a in self.chain]
         self.sizes = sizes
-        self.needs_bin = [i < A - 1 for i in range(A)]  # the last attribute feeds no later head
+        self.needs_bin = [i < A - 1 for i in range(A)]  # the last attribute feeds no head
         self.out_rows = [sum(sizes[:i]) for i in range(A + 1)]
-        self.out_weight = nn.Parameter(torch.empty(self.out_rows[-1], m))
-        self.out_bias = nn.Parameter(torch.empty(self.out_rows[-1]))
+        self.out_weight = nn.Parameter(torch.zeros(A * VOCAB, m))
+        self.out_bias = nn.Parameter(torch.full((A * VOCAB,), LOGIT_PAD))
         for i in range(A):
             layer = nn.Linear(m, sizes[i])
             with torch.no_grad():
-                self.out_weight[self.out_rows[i]:self.out_rows[i + 1]] = layer.weight
-                self.out_bias[self.out_rows[i]:self.out_rows[i + 1]] = layer.bias
+                self.out_weight[i * VOCAB:i * VOCAB + sizes[i]] = layer.weight
+                self.out_bias[i * VOCAB:i * VOCAB + sizes[i]] = layer.bias
         self.drawn = nn.Embedding(self.out_rows[A - 1], A * m)  # the last attribute feeds no head
         with torch.no_grad():
             self.drawn.weight.normal_(0.0, 0.1)
@@ -207,7 +209,7 @@ class ChainLSTM(nn.Module):
         self.register_buffer("shift", torch.tensor(k["shift"]), persistent=False)
         self.register_buffer("is_time", torch.tensor(k["time"]) > 0, persistent=False)
         self.register_buffer("thresholds", torch.from_numpy(bins.thresholds(config)), persistent=False)
-        self.register_buffer("cap_ranks", torch.arange(NUCLEUS_CAP), persistent=False)
+        self.register_buffer("greedy_uniforms", torch.tensor([0.0] * A + [0.5] * A), persistent=False)
         self.register_buffer("control_offset", torch.tensor(c["offset"]), persistent=False)
         self.register_buffer("control_scale", 1.0 / torch.tensor(c["scale"]), persistent=False)
         self.register_buffer("control_shift", -torch.tensor(c["centre"]) / torch.tensor(c["scale"]), persistent=False)
@@ -258,10 +260,12 @@ class ChainLSTM(nn.Module):
                 pre = self.add_drawn(pre, targets[..., a], i)
         return out, hn, cn
 
-    def head(self, pre: Tensor, i: int) -> Tensor:
-        """Chain position i's logits [..., n] from the pre-activations [..., 4 M]."""
+    def head(self, pre: Tensor, i: int, padded: bool = False) -> Tensor:
+        """Chain position i's logits [..., n] (padded: [..., VOCAB]) from the pre-activations
+        [..., 4 M]."""
         m = self.head_hidden
-        rows = slice(self.out_rows[i], self.out_rows[i + 1])
+        end = (i + 1) * self.vocab if padded else i * self.vocab + self.sizes[i]
+        rows = slice(i * self.vocab, end)
         return F.linear(torch.relu(pre[..., i * m:(i + 1) * m]), self.out_weight[rows], self.out_bias[rows])
 
     def add_drawn(self, pre: Tensor, k: Tensor, i: int) -> Tensor:
@@ -285,25 +289,24 @@ class ChainLSTM(nn.Module):
         known = self.bin_of(following).split(1, dim=-1)                  # [B, T, 1] each
         draw_here = (following < 0).split(1, dim=-1)
         sampling = temperature > 0
+        u = torch.where(torch.cat([sampling, sampling], dim=-1), uniforms, self.greedy_uniforms)
         per_row = torch.cat([1.0 / torch.clamp(temperature, min=self.temperature_floor), top_p,
-                             (top_p < 1.0).to(top_p.dtype),
-                             torch.where(sampling, uniforms[:, :self.attributes], 0.0)], dim=-1)
-        per_row = per_row.unsqueeze(1).unsqueeze(1).split(1, dim=-1)    # 16 x [B, 1, 1, 1]
+                             (top_p < 1.0).to(top_p.dtype), u[:, :self.attributes]], dim=-1)
+        per_row = per_row.view(-1, 1, 1, 4 * self.attributes).split(1, dim=-1)  # 16 x [B, 1, 1, 1]
         n = self.attributes
         logits: list[Tensor] = [pre] * n
         chosen: list[Tensor] = [known[0]] * n
         for i in range(n):
             a = self.chain[i]
-            z = self.head(pre, i)                                        # [B, T, 1, n]
-            logits[a] = F.pad(z, [0, self.vocab - self.sizes[i]], value=self.pad)
-            drawn = self.draw(z, per_row[a], per_row[n + a], per_row[2 * n + a], per_row[3 * n + a], i)
+            z = self.head(pre, i, padded=True)                           # [B, T, 1, 128]
+            logits[a] = z
+            drawn = self.draw(z[..., :self.sizes[i]], per_row[a], per_row[n + a], per_row[2 * n + a], per_row[3 * n + a], i)
             k = torch.where(draw_here[a], drawn, known[a])               # [B, T, 1]
             chosen[a] = k
             if self.needs_bin[i]:
                 pre = self.add_drawn(pre, k, i)
         k = torch.cat(chosen, dim=-1)[:, -1].to(notes.dtype)            # [B, 4]
-        v = torch.where(sampling, uniforms[:, self.attributes:], 0.5)
-        z = (k + v * self.within) * self.scale + self.shift
+        z = (k + u[:, self.attributes:] * self.within) * self.scale + self.shift
         value = torch.relu(torch.where(self.is_time, torch.exp(torch.clamp(z, max=self.max_z)) - self.time_offset,
                                        torch.floor(z)))
         return torch.where(given >= 0, given, value), hn, cn, torch.cat(logits, dim=2)
