@@ -285,7 +285,9 @@ class ChainLSTM(nn.Module):
         features = self.control_features(controls)
         y, (hn, cn) = self.lstm(self.encode(notes, features), (h0, c0))
         pre = self.pre_activations(y, features).unsqueeze(2)             # [B, T, 1, 4 M]
-        following = torch.cat([notes[:, 1:], given.unsqueeze(1)], dim=1)  # [B, T, 4]
+        # (concatenated, then sliced: torch.export keeps T dynamic down to 1 this way; a slice
+        # notes[:, 1:] of T - 1 rows guards T != 2)
+        following = torch.cat([notes, given.unsqueeze(1)], dim=1)[:, 1:]  # [B, T, 4]
         known = self.bin_of(following).split(1, dim=-1)                  # [B, T, 1] each
         draw_here = (following < 0).split(1, dim=-1)
         sampling = temperature > 0
