@@ -151,6 +151,33 @@ def following(store: np.ndarray, index: np.ndarray, limit: np.ndarray) -> np.nda
     return batch_summaries(windows, counts).reshape(*index.shape, C)
 
 
+# -- keys --------------------------------------------------------------------------------------
+# The pitch-class profile of major-key and of minor-key music with the tonic at 0, measured on
+# the ASAP training side (benchmarks/v3_keys.py: each file's key by the Krumhansl-Kessler
+# profiles, rotated to its tonic, averaged by notes). A key's profile is this one rotated.
+KEY_PROFILES = {
+    "major": (0.1553, 0.0343, 0.1016, 0.0435, 0.1103, 0.1002, 0.0384, 0.1429, 0.0521, 0.0940, 0.0468, 0.0806),
+    "minor": (0.1575, 0.0527, 0.0791, 0.1118, 0.0474, 0.1031, 0.0373, 0.1371, 0.1005, 0.0403, 0.0740, 0.0592),
+}
+TONICS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+ACCIDENTALS = {"": 0, "#": 1, "♯": 1, "b": -1, "♭": -1}
+MODES = {"": "major", "major": "major", "maj": "major", "minor": "minor", "min": "minor", "m": "minor"}
+
+
+def key_profile(name: str) -> np.ndarray:
+    """"D minor", "F# major", "Bb", "eb min" -> the 12 pitch-class shares of that key (float32);
+    OptionsError naming the text and what is allowed."""
+    text = " ".join(str(name).strip().split())
+    tonic, rest = text[:1].lower(), text[1:]
+    accidental = rest[:1] if rest[:1] in ("#", "♯", "b", "♭") and not rest[:1].isspace() else ""
+    mode = rest[len(accidental):].strip().lower()
+    if tonic not in TONICS or mode not in MODES:
+        raise OptionsError(f"--key {name!r} is not a key; write a tonic A-G, optionally # or b, then "
+                           "major or minor (e.g. 'D minor', 'F# major', 'Bb')")
+    shift = (TONICS[tonic] + ACCIDENTALS[accidental]) % 12
+    return np.roll(np.array(KEY_PROFILES[MODES[mode]], np.float32), shift)
+
+
 # -- what callers ask for --------------------------------------------------------------------
 def check(values: Sequence[float] | np.ndarray, source: str = "controls") -> np.ndarray:
     """Controls as a caller gives them ([C] or [B, C]; negative = not given) -> float32, checked:

@@ -102,3 +102,15 @@ def test_normalised_reading_is_of_order_one_over_the_typical_range() -> None:
     low = np.array([ctl.TYPICAL[n][0] for n in ctl.CONTROLS])
     high = np.array([ctl.TYPICAL[n][1] for n in ctl.CONTROLS])
     assert np.abs(ctl.normalised(low)).max() < 3 and np.abs(ctl.normalised(high)).max() < 3
+
+
+def test_keys_parse_into_rotated_profiles() -> None:
+    c_major = ctl.key_profile("C major")
+    assert c_major.argmax() == 0 and c_major.sum() == pytest.approx(1.0, abs=1e-3)
+    assert np.array_equal(ctl.key_profile("D minor"), np.roll(ctl.key_profile("c minor"), 2))
+    assert np.array_equal(ctl.key_profile("Bb"), ctl.key_profile("A# major"))
+    assert np.array_equal(ctl.key_profile("eb min"), ctl.key_profile("D# minor"))
+    assert np.array_equal(ctl.key_profile("Am"), ctl.key_profile("A minor"))
+    for bad in ("H major", "D dorian", "", "minor"):
+        with pytest.raises(OptionsError, match="is not a key; write a tonic A-G"):
+            ctl.key_profile(bad)
