@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from mpx.runtime import bins, controls as ctl, report, rng as portable
 from mpx.runtime.config import ModelConfig
 from mpx.runtime.contract import ATTRIBUTES
-from mpx.train.batches import LanePlanner, control_targets, gather
+from mpx.train.batches import LanePlanner, conditioned_batch, gather
 from mpx.train.corpus import load_corpus
 from mpx.train.model import ChainLSTM
 
@@ -57,6 +57,17 @@ def load_model(path: str | Path) -> ChainLSTM:
     return model.eval()
 
 
+def with_sounding(corpus):  # type: ignore[no-untyped-def]
+    """The corpus with its notes read with sounding durations (benchmarks/v3_pedal.py), in a
+    store of their own (same files, splits and note counts: the pedal changes durations only)."""
+    from v3_pedal import sounding_store
+    notes = sounding_store(list(corpus.files), Path("runs/v3/pedal-notes.npz"))
+    assert all(len(n) == int(length) for n, length in zip(notes, corpus.lengths))
+    store = np.concatenate(notes).astype(np.float32)
+    starts = np.concatenate([[0], np.cumsum([len(n) for n in notes])[:-1]]).astype(np.int64)
+    return dataclasses.replace(corpus, store=store, starts=starts)
+
+
 def load_v2(path: str | Path) -> torch.nn.Module:
     """A contract v2 checkpoint (its config predates `order` and `head_hidden`) as a NoteLSTM."""
     from safetensors import safe_open
@@ -74,6 +85,8 @@ def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     corpus = load_corpus([args.data], splits=["train", "val"])
+    if args.pedal:
+        corpus = with_sounding(corpus)
     tr = corpus.select("train")
     if args.max_train_files:
         keep = np.random.default_rng(0).permutation(len(tr.files))[:args.max_train_files]
@@ -108,8 +121,8 @@ def train(args: argparse.Namespace) -> None:
             lr = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y, mask = gather(corpus.store, plan.starts[s], plan.lengths[s], args.seq_len, config, plan.shifts[s])
-            cond = control_targets(corpus.store, plan.starts[s], plan.ends[s], args.seq_len, plan.shifts[s], rng)
+            x, y, mask, cond = conditioned_batch(corpus.store, plan.starts[s], plan.lengths[s], plan.ends[s],
+                                                 args.seq_len, config, plan.shifts[s], rng, args.change)
             x, y, mask, cond = (torch.from_numpy(a) for a in (x, y, mask, cond))
             reset = torch.from_numpy(plan.resets[s])
             h, c = (torch.where(reset[None, :, None], 0.0, t) for t in (h, c))
@@ -249,8 +262,10 @@ class Rollout:
         return h, c
 
 
-def pieces_of(data: str, split: str, count: int) -> list[tuple[str, np.ndarray]]:
+def pieces_of(data: str, split: str, count: int, pedal: bool = False) -> list[tuple[str, np.ndarray]]:
     corpus = load_corpus([data], splits=[split]).select(split)
+    if pedal:
+        corpus = with_sounding(corpus)
     return report.spread([(f.name, np.asarray(n)) for f, n in zip(corpus.files, corpus.notes)], count)
 
 
@@ -264,7 +279,7 @@ def run_report(args: argparse.Namespace) -> None:
         out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
     rollout = Rollout(model, args.temperature, args.top_p)
-    pieces = pieces_of(args.data, args.split, args.pieces)
+    pieces = pieces_of(args.data, args.split, args.pieces, args.pedal)
     cuts = [p for p in (report.cut(name, notes) for name, notes in pieces) if p is not None]
     primers = [p.seed[-args.primer:] for p in cuts]
     started = time.perf_counter()
@@ -294,6 +309,8 @@ def run_report(args: argparse.Namespace) -> None:
         result["adherence_seconds"] = round(time.perf_counter() - started, 1)
     if not args.v2 and args.ce:
         corpus = load_corpus([args.data], splits=[args.split]).select(args.split)
+        if args.pedal:
+            corpus = with_sounding(corpus)
         result["ce_unset"] = stateful_ce(model, corpus.notes)
         result["ce_past"] = stateful_ce(model, corpus.notes, cond="past")
     (out / f"report-{args.tag}.json").write_text(json.dumps(result, indent=1, default=float))
@@ -387,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--reset-prob", type=float, default=0.2)
     t.add_argument("--transpose", type=int, default=6)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--pedal", action="store_true", help="sounding durations (sustain pedal applied)")
+    t.add_argument("--change", type=float, default=0.0, help="share of lanes whose character changes (batches.py)")
     t.add_argument("--threads", type=int, default=2)
     r = sub.add_parser("report")
     r.add_argument("--run")
@@ -408,6 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--ce", action="store_true")
     r.add_argument("--rolls", type=int, default=0)
     r.add_argument("--tag", default="val")
+    r.add_argument("--pedal", action="store_true", help="pieces read with sounding durations")
     r.add_argument("--out")
     r.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)

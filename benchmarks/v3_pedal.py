@@ -53,6 +53,35 @@ def sounding_ends(notes: list[pretty_midi.Note], pedal: list[tuple[float, float]
     return out
 
 
+def read_sounding(path: str | Path) -> np.ndarray:
+    """A MIDI file's notes [N, 4] as mpx reads them, with sounding durations (pedal applied)."""
+    from mpx.runtime.midi import notes_from_events
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        midi = pretty_midi.PrettyMIDI(str(path))
+    rows = []
+    for inst in midi.instruments:
+        if inst.is_drum or not inst.notes:
+            continue
+        ends = sounding_ends(inst.notes, pedal_intervals(inst))
+        rows.extend((n.pitch, n.start, end, n.velocity) for n, end in zip(inst.notes, ends))
+    pitches, starts, ends, velocities = (np.asarray(c, np.float64) for c in zip(*rows))
+    return notes_from_events(pitches, starts, ends, velocities)
+
+
+def sounding_store(files: list[Path], cache: Path) -> list[np.ndarray]:
+    """Every file's sounding notes, parsed once into an .npz cache (keyed by file name)."""
+    if cache.is_file():
+        held = np.load(cache)
+        if all(f.name in held for f in files):
+            return [held[f.name] for f in files]
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(2) as pool:
+        notes = list(pool.map(read_sounding, files, chunksize=8))
+    np.savez(cache, **{f.name: n for f, n in zip(files, notes)})
+    return notes
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)

@@ -153,26 +153,63 @@ CONTROL_GROUPS = ((0,), (1,), (2,), (3,), (4,), (5,), tuple(range(6, 18)))
 ALL_GIVEN, NONE_GIVEN, GROUP_GIVEN = 0.3, 0.3, 0.5
 
 
-def control_targets(store: np.ndarray, starts: np.ndarray, ends: np.ndarray, seq_len: int,
-                    shifts: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """The controls of every input position of a batch [B, T, C] float32: the summaries of the
-    notes that follow it in its file (runtime/controls.py), transposed with the chunk (`shifts`),
-    and, with `rng`, dropped to "not given" per lane (ALL_GIVEN, NONE_GIVEN, GROUP_GIVEN)."""
+def conditioned_batch(store: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ends: np.ndarray,
+                      seq_len: int, config: ModelConfig, shifts: np.ndarray | None = None,
+                      rng: np.random.Generator | None = None, change: float = 0.0
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`gather` plus the controls of every input position: (inputs [B, T, 4], bins of the next
+    notes [B, T, 4], mask [B, T], controls [B, T, C]). The controls of position t are the
+    summaries of the notes that follow it in its file (runtime/controls.py), transposed with the
+    chunk. With `rng`, each lane's controls are dropped to "not given" as `given_mask` draws;
+    with `change` > 0, that share of the lanes changes character from a random note on (CHANGES:
+    tempo, articulation, dynamics, register; each only where its control is given): the
+    changed notes are the inputs and targets from there, and the controls describe them, so the
+    model learns to follow controls that disagree with what it has heard."""
     from mpx.runtime import controls as ctl
-    index = np.minimum(starts[:, None] + np.arange(seq_len), len(store) - 2)
-    out = ctl.following(store, index, ends[:, None])
+    lanes = len(starts)
+    span = seq_len + ctl.WINDOW + 1
+    raw = np.array(store[np.minimum(starts[:, None] + np.arange(span), len(store) - 1)], np.float32)
     if shifts is not None and shifts.any():
-        given = out[..., 2] >= 0
-        out[..., 2] = np.where(given, np.clip(out[..., 2] + shifts[:, None], 0, 127), out[..., 2])
-        profile = out[..., 6:18]
-        rows = (np.arange(12)[None, :] - shifts[:, None]) % 12        # pc k of the shifted notes
-        out[..., 6:18] = np.take_along_axis(profile, rows[:, None, :].repeat(seq_len, 1), axis=-1)
-    if rng is not None:
-        out[~given_mask(rng, len(starts))[:, None, :].repeat(seq_len, 1)] = ctl.NOT_GIVEN
-    return out
+        raw[..., 0] = np.clip(raw[..., 0] + shifts[:, None], 0, 127)
+    given = given_mask(rng, lanes) if rng is not None else np.ones((lanes, ctl.C), bool)
+    if rng is not None and change > 0:
+        changed = rng.random(lanes) < change
+        at = rng.integers(0, seq_len, lanes)
+        _change(raw, changed, at, given, rng)
+    pos = np.arange(seq_len)
+    x = raw[:, :seq_len]
+    y = bins.index(config, raw[:, 1:seq_len + 1])
+    mask = (pos < lengths[:, None]).astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(raw[:, 1:], ctl.WINDOW, axis=1)[:, :seq_len]
+    counts = np.clip(ends[:, None] - (starts[:, None] + pos) - 1, 0, ctl.WINDOW)
+    controls = ctl.batch_summaries(windows.transpose(0, 1, 3, 2).reshape(-1, ctl.WINDOW, 4),
+                                   counts.reshape(-1)).reshape(lanes, seq_len, ctl.C)
+    controls[~given[:, None, :].repeat(seq_len, 1)] = ctl.NOT_GIVEN
+    return x, y, mask, controls
 
 
-def given_mask(rng: np.random.Generator, lanes: int) -> np.ndarray:
+# How far a changed lane moves (uniform in these ranges), and which control must be given for
+# each change: a change the model cannot know of would teach it that music jumps at random.
+CHANGES = {"tempo": (np.log(0.6), np.log(1.6), 0), "articulation": (np.log(0.6), np.log(1.6), 5),
+           "dynamics": (-20.0, 20.0, 4), "register": (-5.0, 5.0, 2)}
+
+
+def _change(raw: np.ndarray, changed: np.ndarray, at: np.ndarray, given: np.ndarray,
+            rng: np.random.Generator) -> None:
+    """Change the notes of the chosen lanes from note `at` on, in place (CHANGES)."""
+    after = np.arange(raw.shape[1])[None, :] >= at[:, None]
+    draws = {name: np.where(changed & given[:, column], rng.uniform(low, high, len(raw)), 0.0)
+             for name, (low, high, column) in CHANGES.items()}
+    if "register" in draws:  # the profile moves with the register: both are given or neither
+        draws["register"] = np.where(given[:, 6], np.round(draws["register"]), 0.0)
+    tempo = np.exp(np.where(after, draws["tempo"][:, None], 0.0))
+    raw[..., 1] *= tempo
+    raw[..., 2] *= tempo * np.exp(np.where(after, draws["articulation"][:, None], 0.0))
+    raw[..., 3] = np.clip(np.round(raw[..., 3] + np.where(after, draws["dynamics"][:, None], 0.0)), 1, 127)
+    raw[..., 0] = np.clip(raw[..., 0] + np.where(after, draws["register"][:, None], 0.0), 0, 127)
+
+
+def given_mask(rng: np.random.Generator, lanes: int) -> np.ndarray:  # noqa: D103
     """[lanes, C] bool: which controls each lane's chunk is given."""
     from mpx.runtime import controls as ctl
     mode = rng.random(lanes)
