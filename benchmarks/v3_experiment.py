@@ -61,7 +61,7 @@ def with_sounding(corpus):  # type: ignore[no-untyped-def]
     """The corpus with its notes read with sounding durations (benchmarks/v3_pedal.py), in a
     store of their own (same files, splits and note counts: the pedal changes durations only)."""
     from v3_pedal import sounding_store
-    notes = sounding_store(list(corpus.files), Path("runs/v3/pedal-notes.npz"))
+    notes = sounding_store(list(corpus.files), list(corpus.keys), Path("runs/v3/pedal-notes.npz"))
     assert all(len(n) == int(length) for n, length in zip(notes, corpus.lengths))
     store = np.concatenate(notes).astype(np.float32)
     starts = np.concatenate([[0], np.cumsum([len(n) for n in notes])[:-1]]).astype(np.int64)

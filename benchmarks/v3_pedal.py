@@ -69,16 +69,17 @@ def read_sounding(path: str | Path) -> np.ndarray:
     return notes_from_events(pitches, starts, ends, velocities)
 
 
-def sounding_store(files: list[Path], cache: Path) -> list[np.ndarray]:
-    """Every file's sounding notes, parsed once into an .npz cache (keyed by file name)."""
+def sounding_store(files: list[Path], keys: list[str], cache: Path) -> list[np.ndarray]:
+    """Every file's sounding notes, parsed once into an .npz cache (keyed by `keys`, the files'
+    content keys: names repeat across folders)."""
     if cache.is_file():
         held = np.load(cache)
-        if all(f.name in held for f in files):
-            return [held[f.name] for f in files]
+        if all(k in held for k in keys):
+            return [held[k] for k in keys]
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(2) as pool:
         notes = list(pool.map(read_sounding, files, chunksize=8))
-    np.savez(cache, **{f.name: n for f, n in zip(files, notes)})
+    np.savez(cache, **dict(zip(keys, notes)))
     return notes
 
 
