@@ -6,11 +6,13 @@ test side), and run the grown generation report there.
         --epochs 3 --max-train-files 300
     python benchmarks/v3_experiment.py report --run runs/v3/a --data ../shared/data/asap --pieces 48
     python benchmarks/v3_experiment.py report --v2 artifacts/model.safetensors ...   # v2, same report
+    python benchmarks/v3_experiment.py collect --runs runs/v3 --json benchmarks/results/v3_experiments.json
 
-A run folder holds model.pt (state dict + config + options), history.json, report.json and the
-piano rolls of the report. Training follows train/loop.py's recipe (lanes with the state carried,
-resets, transposition, Adam with cosine decay, gradient clip), plus the controls of each position
-(train/batches.py, control_targets) dropped per chunk.
+A run folder holds model.pt (state dict + config + options), history.json, report-TAG.json and
+the piano rolls of the report; `collect` gathers the options, histories and reports of every
+run into one small JSON (docs/v3-model.md reads it). Training follows train/loop.py's recipe
+(lanes with the state carried, resets, transposition, Adam with cosine decay, gradient clip),
+plus the controls of each position (train/batches.py, conditioned_batch) dropped per chunk.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from mpx.runtime import bins, controls as ctl, report, rng as portable
-from mpx.runtime.config import ModelConfig
+from mpx.runtime.config import ChainConfig, ModelConfig
 from mpx.runtime.contract import ATTRIBUTES
 from mpx.train.batches import LanePlanner, conditioned_batch, gather
 from mpx.train.corpus import load_corpus
@@ -45,7 +47,7 @@ def save_model(path: Path, model: ChainLSTM, options: dict[str, Any]) -> None:
 def load_model(path: str | Path) -> ChainLSTM:
     path = Path(path)
     saved = torch.load(path / "model.pt" if path.is_dir() else path, weights_only=False)
-    model = ChainLSTM(ModelConfig.from_dict(saved["config"]))
+    model = ChainLSTM(ChainConfig.from_dict(saved["config"]))
     state = saved["state_dict"]
     if state["out_weight"].shape[0] == sum(model.sizes):  # a run from before the heads were padded
         weight, bias = model.out_weight.detach().clone(), model.out_bias.detach().clone()
@@ -58,24 +60,25 @@ def load_model(path: str | Path) -> ChainLSTM:
 
 
 def with_sounding(corpus):  # type: ignore[no-untyped-def]
-    """The corpus with its notes read with sounding durations (benchmarks/v3_pedal.py), in a
-    store of their own (same files, splits and note counts: the pedal changes durations only)."""
+    """The corpus with its notes read with sounding durations (read_notes(pedal=True), cached by
+    benchmarks/v3_pedal.py), in a store of their own: same files and splits; a file may lose the
+    notes its key's next strike ends at their own onset."""
     from v3_pedal import sounding_store
-    notes = sounding_store(list(corpus.files), list(corpus.keys), Path("runs/v3/pedal-notes.npz"))
-    assert all(len(n) == int(length) for n, length in zip(notes, corpus.lengths))
+    notes = sounding_store(list(corpus.files), list(corpus.keys), Path("runs/v3/sounding-notes.npz"))
     store = np.concatenate(notes).astype(np.float32)
-    starts = np.concatenate([[0], np.cumsum([len(n) for n in notes])[:-1]]).astype(np.int64)
-    return dataclasses.replace(corpus, store=store, starts=starts)
+    lengths = np.array([len(n) for n in notes], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return dataclasses.replace(corpus, store=store, starts=starts, lengths=lengths)
 
 
 def load_v2(path: str | Path) -> torch.nn.Module:
-    """A contract v2 checkpoint (its config predates `order` and `head_hidden`) as a NoteLSTM."""
+    """A contract v2 checkpoint as a NoteLSTM."""
     from safetensors import safe_open
     from mpx.train.model import NoteLSTM
     with safe_open(str(path), framework="pt") as fh:
         spec = json.loads(fh.metadata()["mpx_spec"])
         state = {k[len("model."):]: fh.get_tensor(k) for k in fh.keys() if k.startswith("model.")}
-    model = NoteLSTM(ModelConfig(**spec["config"]))
+    model = NoteLSTM(ModelConfig.from_dict(spec["config"]))
     model.load_state_dict(state)
     return model.eval()
 
@@ -94,9 +97,9 @@ def train(args: argparse.Namespace) -> None:
         tr_starts, tr_lengths = tr.starts[keep], tr.lengths[keep]
     else:
         tr_starts, tr_lengths = tr.starts, tr.lengths
-    config = ModelConfig(hidden=args.hidden, embedding=args.embedding, dropout=args.dropout,
-                         head_hidden=args.head_hidden, order=tuple(args.order.split(",")),
-                         controls_into=args.controls_into)
+    config = ChainConfig(hidden=args.hidden, embedding=args.embedding, dropout=args.dropout,
+                        head_hidden=args.head_hidden, order=tuple(args.order.split(",")),
+                        controls_into=args.controls_into)
     model = ChainLSTM(config)
     planner = LanePlanner(corpus.store, tr_starts, tr_lengths, args.seq_len, args.batch_size,
                           args.reset_prob, args.transpose)
@@ -172,7 +175,9 @@ def stateful_ce(model: ChainLSTM, notes: list[np.ndarray], chunk: int = 128, lan
     top1 = 0.0
     total = 0
     for s in range(plan.steps):
-        x, y, mask = gather(planner.data, plan.starts[s], plan.lengths[s], chunk, model.config)
+        x, _, mask = gather(planner.data, plan.starts[s], plan.lengths[s], chunk, model.config)
+        following = np.minimum(plan.starts[s][:, None] + np.arange(chunk), len(planner.data) - 2) + 1
+        y = bins.threshold_index(model.config, np.asarray(planner.data[following], np.float32))  # the v3 rule
         if cond == "unset":
             k = np.full((*x.shape[:2], ctl.C), ctl.NOT_GIVEN, np.float32)
         else:
@@ -384,6 +389,26 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def collect(args: argparse.Namespace) -> None:
+    """Every run folder under --runs in one JSON: the training options (the command's flags,
+    from model.pt), the history per epoch (cut-short runs: the epochs they finished, the
+    planned count beside them) and each report (report-TAG.json)."""
+    runs: dict[str, Any] = {}
+    for folder in sorted(p for p in Path(args.runs).iterdir() if p.is_dir()):
+        entry: dict[str, Any] = {}
+        if (folder / "model.pt").is_file():
+            saved = torch.load(folder / "model.pt", weights_only=False)
+            entry["options"], entry["config"] = saved.get("options"), saved.get("config")
+        if (folder / "history.json").is_file():
+            entry["history"] = json.loads((folder / "history.json").read_text())
+            planned = (entry.get("options") or {}).get("epochs")
+            entry["epochs_finished"], entry["epochs_planned"] = len(entry["history"]), planned
+        entry["reports"] = {f.stem[len("report-"):]: json.loads(f.read_text()) for f in sorted(folder.glob("report-*.json"))}
+        runs[folder.name] = entry
+    Path(args.json).write_text(json.dumps(runs, indent=1, default=float) + "\n")
+    print(f"{len(runs)} runs -> {args.json}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -430,8 +455,11 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--pedal", action="store_true", help="pieces read with sounding durations")
     r.add_argument("--out")
     r.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("collect", help="the run folders' options, histories and reports in one JSON")
+    c.add_argument("--runs", default="runs/v3")
+    c.add_argument("--json", required=True)
     args = p.parse_args(argv)
-    train(args) if args.command == "train" else run_report(args)
+    {"train": train, "report": run_report, "collect": collect}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 
 import common
 from mpx.runtime import controls as ctl
-from mpx.runtime.config import ModelConfig
+from mpx.runtime.config import ChainConfig
 from mpx.train.model import ChainLSTM
 
 V3_INPUTS = {"notes": ("batch", "time"), "h0": (None, "batch"), "c0": (None, "batch"), "uniforms": ("batch",),
@@ -106,7 +106,7 @@ def main() -> None:
         from v3_experiment import load_model
         model = load_model(args.checkpoint)
     else:
-        model = ChainLSTM(ModelConfig())
+        model = ChainLSTM(ChainConfig())
     proto = export_onnx(model)
     ops = collections.Counter(n.op_type for n in proto.graph.node)
     v3 = session(proto.SerializeToString(), args.threads)

@@ -10,6 +10,10 @@ The graph decodes a chosen bin k and a uniform v in [0, 1) with one formula for 
     value = exp(z) - 0.01 (step, duration) or floor(z) (pitch, velocity)
 `constants()` gives (within, scale, shift) to the model; `index()` maps real notes to their bins
 (training targets, scores); `value()` is the numpy form of the graph's decode (tests, docs).
+Contract v3 (docs/v3-model.md) bins values inside the graph too (the attributes of the next
+note that a caller gives), by comparisons with float32 thresholds that every consumer makes
+alike: `thresholds()` and `threshold_index()`, used by the v3 model beside v2's `index()` until
+the switch (they differ only for values within float rounding of a bin edge).
 """
 from __future__ import annotations
 
@@ -35,10 +39,19 @@ class AttributeBins:
     time: bool      # value = exp(z) - 0.01 (True) or floor(z)
 
     def index(self, values: np.ndarray) -> np.ndarray:
-        """Values of this attribute -> their bins (int64): the number of thresholds at or below
-        the value (as float32), so 0..count-1. The graph bins given notes by the same rule."""
-        values = np.asarray(values, np.float32)
-        return np.searchsorted(self.thresholds(), values, side="right").astype(np.int64)
+        """Values of this attribute -> their bins (int64), clipped into 0..count-1."""
+        values = np.asarray(values, np.float64)
+        if self.time:
+            z = np.log(np.maximum(values, 0.0) + TIME_OFFSET)
+        else:
+            z = np.rint(values) if not self.within else values
+        k = np.floor((z - self.shift) / self.scale) if self.within else z - self.shift
+        return np.clip(k, 0, self.count - 1).astype(np.int64)
+
+    def threshold_index(self, values: np.ndarray) -> np.ndarray:
+        """Values of this attribute -> their bins (int64) by the v3 rule: the number of
+        thresholds at or below the value (as float32), so 0..count-1."""
+        return np.searchsorted(self.thresholds(), np.asarray(values, np.float32), side="right").astype(np.int64)
 
     def thresholds(self) -> np.ndarray:
         """The count - 1 inner bin edges as float32, where bins 1..count-1 start: comparisons of
@@ -82,6 +95,20 @@ def index(config: ModelConfig, notes: np.ndarray) -> np.ndarray:
     return np.stack([b.index(notes[..., i]) for i, b in enumerate(of(config))], axis=-1)
 
 
+def threshold_index(config: ModelConfig, notes: np.ndarray) -> np.ndarray:
+    """Notes [..., 4] -> the bin of every attribute [..., 4] (int64) by the v3 rule
+    (AttributeBins.threshold_index): the contract v3 model's targets."""
+    return np.stack([b.threshold_index(notes[..., i]) for i, b in enumerate(of(config))], axis=-1)
+
+
+def thresholds(config: ModelConfig) -> np.ndarray:
+    """Every attribute's thresholds as float32 [4, VOCAB - 1], padded with +inf (the v3 graph's)."""
+    out = np.full((len(ATTRIBUTES), VOCAB - 1), np.inf, np.float32)
+    for a, b in enumerate(of(config)):
+        out[a, :b.count - 1] = b.thresholds()
+    return out
+
+
 def counts(config: ModelConfig) -> tuple[int, ...]:
     return tuple(b.count for b in of(config))
 
@@ -92,14 +119,6 @@ def constants(config: ModelConfig) -> dict[str, list[float]]:
     return {"within": [b.within for b in bins], "scale": [b.scale for b in bins],
             "shift": [b.shift for b in bins], "time": [float(b.time) for b in bins],
             "last": [float(b.count - 1) for b in bins]}
-
-
-def thresholds(config: ModelConfig) -> np.ndarray:
-    """Every attribute's thresholds as float32 [4, VOCAB - 1], padded with +inf (the graph's)."""
-    out = np.full((len(ATTRIBUTES), VOCAB - 1), np.inf, np.float32)
-    for a, b in enumerate(of(config)):
-        out[a, :b.count - 1] = b.thresholds()
-    return out
 
 
 def describe(config: ModelConfig) -> dict[str, list[float]]:

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mpx.runtime import bins, controls as ctl  # noqa: E402
-from mpx.runtime.config import ModelConfig  # noqa: E402
+from mpx.runtime.config import ChainConfig  # noqa: E402
 from mpx.runtime.contract import ATTRIBUTES  # noqa: E402
 from mpx.train.model import ChainLSTM  # noqa: E402
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import v3_sampling as reference  # noqa: E402
 
 A = len(ATTRIBUTES)
-CONFIG = ModelConfig(hidden=32, embedding=8, head_hidden=16, step_bins=48, duration_bins=40, velocity_bins=16)
+CONFIG = ChainConfig(hidden=32, embedding=8, head_hidden=16, step_bins=48, duration_bins=40, velocity_bins=16)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_given_attributes_are_kept_and_teacher_force_the_last_row(model: ChainLS
     x["given"] = torch.from_numpy(seq[:, -1])
     with torch.no_grad():
         note, _, _, logits = model(**x)
-        targets = torch.from_numpy(bins.index(CONFIG, seq[:, 1:]))
+        targets = torch.from_numpy(bins.threshold_index(CONFIG, seq[:, 1:]))
         scored, _, _ = model.training_scores(x["notes"], x["h0"], x["c0"],
                                              torch.from_numpy(ctl.unset(3))[:, None].repeat(1, 6, 1), targets)
     assert torch.equal(note, x["given"])

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mpx.runtime import bins
-from mpx.runtime.config import ModelConfig
+from mpx.runtime.config import ChainConfig, ModelConfig
 from mpx.runtime.contract import ATTRIBUTES, LOGIT_PAD, VOCAB
 
 A = len(ATTRIBUTES)
@@ -159,7 +159,7 @@ class ChainLSTM(nn.Module):
 
     __constants__ = ["attributes", "vocab", "temperature_floor", "max_z", "time_offset", "pad", "big", "variant"]
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ChainConfig) -> None:
         super().__init__()
         from mpx.runtime import controls as ctl
         self.attributes, self.vocab, self.pad, self.big = A, VOCAB, LOGIT_PAD, 1e30

@@ -1,0 +1,53 @@
+"""Contract v3 groundwork that lives beside v2 (docs/v3-model.md): ChainConfig extends
+ModelConfig without changing v2's spec keys, and the v3 binning rule (float32 thresholds)
+gives v2's bins away from the edges."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mpx.runtime import bins
+from mpx.runtime.config import ChainConfig, ModelConfig
+from mpx.runtime.errors import OptionsError
+
+
+def test_v2_config_keeps_its_keys() -> None:
+    assert set(ModelConfig().to_dict()) == {f.name for f in dataclasses.fields(ModelConfig)}
+    assert not {"order", "head_hidden", "controls_into"} & set(ModelConfig().to_dict())
+
+
+def test_chain_config_round_trips_through_json_form() -> None:
+    config = ChainConfig(hidden=32, order=("pitch", "step", "duration", "velocity"), controls_into="both")
+    raw = config.to_dict()
+    assert raw["order"] == ["pitch", "step", "duration", "velocity"]
+    assert ChainConfig.from_dict(raw) == config
+    with pytest.raises(OptionsError, match="config lacks"):
+        ChainConfig.from_dict(ModelConfig().to_dict())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"order": ("step", "step", "duration", "velocity")}, "order must name each of"),
+    ({"controls_into": "everywhere"}, "controls_into must be heads, lstm or both"),
+    ({"head_hidden": 0}, "head_hidden"),
+    ({"hidden": 0}, "hidden"),
+])
+def test_chain_config_names_the_bad_field(changes: dict, message: str) -> None:
+    with pytest.raises(OptionsError, match=message):
+        ChainConfig(**changes)
+
+
+def test_threshold_bins_equal_v2_bins_away_from_the_edges() -> None:
+    config = ModelConfig(step_bins=48, duration_bins=40, velocity_bins=16)
+    rng = np.random.default_rng(0)
+    n = 20_000
+    notes = np.stack([rng.integers(-3, 131, n), rng.exponential(0.3, n), rng.exponential(1.0, n) * 3,
+                      rng.integers(1, 128, n)], -1).astype(np.float32)
+    notes[: n // 10, 1:3] = -0.5  # negative times fall in bin 0
+    notes[n // 10: n // 5, 1:3] = 1e4  # beyond the last edge: the last bin
+    assert np.array_equal(bins.threshold_index(config, notes), bins.index(config, notes))
+    # a pitch halfway between two integers rounds up by the thresholds
+    assert bins.threshold_index(config, np.array([[60.5, 0, 0, 64]], np.float32))[0, 0] == 61
+    table = bins.thresholds(config)
+    assert table.shape == (4, 127) and np.isinf(table[1, 47:]).all() and np.isfinite(table[1, :47]).all()
