@@ -1,6 +1,6 @@
 """The controls (runtime/controls.py) on a corpus' training side: mean, spread and percentiles of
-each control over windows, what the graph's normalisation (NORMALISE) makes of them, and how
-well the primer's summaries predict the real continuation's (the generation default).
+each control over windows (one window of the WINDOW notes after every 16th position) and what
+the graph's normalisation (NORMALISE) makes of them.
 
     python benchmarks/v3_controls.py --data ../shared/data/asap [--json PATH]
 """
