@@ -151,6 +151,44 @@ def following(store: np.ndarray, index: np.ndarray, limit: np.ndarray) -> np.nda
     return batch_summaries(windows, counts).reshape(*index.shape, C)
 
 
+# -- what generation feeds -----------------------------------------------------------------------
+# The controls that describe one aspect together: timing, register, dynamics, key. A control a
+# caller sets releases the others of its family from the primer's values (they become not
+# given): asking for density 12 lets the model choose the articulation and chords that go with
+# it, rather than the primer's slower ones (measured on the ASAP validation side: docs/v3-model.md).
+FAMILIES = (("density", "chord_share", "duration_median"), ("pitch_mean", "pitch_spread"),
+            ("velocity_mean",), PITCH_CLASSES)
+# What generation holds at the primer's values by default: all but the register. Over 512 notes
+# real music moves its register (median |last - first quarter| 5.9 semitones on the ASAP
+# validation side); held at the primer's last 64 notes, it cannot (pitch overlap with the real
+# continuation 0.53 against 0.59 with the register left to the model).
+HELD = tuple(name for name in CONTROLS if name not in ("pitch_mean", "pitch_spread"))
+
+
+def family(name: str) -> tuple[str, ...]:
+    return next(f for f in FAMILIES if name in f)
+
+
+def resolve(primer: np.ndarray, requested: dict[str, float | None] | None = None) -> np.ndarray:
+    """The controls generation feeds after `primer` [P, 4] (float32 [C]): the requested ones
+    (None: not given), their families' other members not given, the HELD ones at the primer's
+    summaries (primer_summaries), the rest not given."""
+    requested = dict(requested or {})
+    unknown = sorted(set(requested) - set(CONTROLS))
+    if unknown:
+        raise OptionsError(f"controls: unknown {', '.join(unknown)}; known: {', '.join(CONTROLS)}", "controls")
+    out = unset()
+    summaries = primer_summaries(primer)
+    released = {member for name in requested for member in family(name)}
+    for i, name in enumerate(CONTROLS):
+        if name in requested:
+            value = requested[name]
+            out[i] = NOT_GIVEN if value is None else value
+        elif name in HELD and name not in released:
+            out[i] = summaries[i]
+    return check(out)
+
+
 # -- keys --------------------------------------------------------------------------------------
 # The pitch-class profile of major-key and of minor-key music with the tonic at 0, measured on
 # the ASAP training side (benchmarks/v3_keys.py: each file's key by the Krumhansl-Kessler
@@ -225,3 +263,11 @@ def graph_constants() -> dict[str, list[float]]:
     """Per control: the offset, the centre and the scale of its reading (NORMALISE)."""
     return {"offset": [NORMALISE[n][0] for n in CONTROLS], "centre": [NORMALISE[n][1] for n in CONTROLS],
             "scale": [NORMALISE[n][2] for n in CONTROLS]}
+
+
+def describe() -> dict[str, object]:
+    """The controls input for the spec's readers: names in column order, units, ranges, the
+    window and the not-given value (the definitions are this module's)."""
+    return {"names": list(CONTROLS), "units": [UNITS[n] for n in CONTROLS],
+            "ranges": [list(RANGES[n]) for n in CONTROLS], "window": WINDOW, "min_notes": MIN_NOTES,
+            "chord": CHORD, "not_given": NOT_GIVEN}

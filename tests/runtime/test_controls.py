@@ -114,3 +114,26 @@ def test_keys_parse_into_rotated_profiles() -> None:
     for bad in ("H major", "D dorian", "", "minor"):
         with pytest.raises(OptionsError, match="is not a key; write a tonic A-G"):
             ctl.key_profile(bad)
+
+
+def test_resolve_holds_the_primer_but_its_register_and_releases_a_requested_family() -> None:
+    notes = run([(60 + (i % 12), 0.1, 0.1, 30 + i % 90) for i in range(200)])
+    primer = dict(zip(ctl.CONTROLS, ctl.primer_summaries(notes).tolist()))
+    default = dict(zip(ctl.CONTROLS, ctl.resolve(notes).tolist()))
+    for name in ctl.CONTROLS:  # the register is the model's to move; the rest stays the primer's
+        assert default[name] == (ctl.NOT_GIVEN if name in ("pitch_mean", "pitch_spread") else primer[name]), name
+    asked = dict(zip(ctl.CONTROLS, ctl.resolve(notes, {"density": 12.0, "velocity_mean": None}).tolist()))
+    assert asked["density"] == 12.0
+    assert asked["chord_share"] == asked["duration_median"] == ctl.NOT_GIVEN  # density's family released
+    assert asked["velocity_mean"] == ctl.NOT_GIVEN                            # None: not given
+    assert asked["pc0"] == primer["pc0"]                                     # another family: held
+    with pytest.raises(OptionsError, match="controls: unknown tempo; known: density"):
+        ctl.resolve(notes, {"tempo": 120.0})
+    with pytest.raises(OptionsError, match="density"):
+        ctl.resolve(notes, {"density": float("nan")})
+
+
+def test_describe_lists_every_control_in_column_order() -> None:
+    described = ctl.describe()
+    assert described["names"] == list(ctl.CONTROLS) and len(described["units"]) == len(ctl.CONTROLS)
+    assert described["not_given"] == ctl.NOT_GIVEN and described["window"] == ctl.WINDOW
