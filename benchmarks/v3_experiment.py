@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from mpx.runtime import bins, controls as ctl, report, rng as portable
-from mpx.runtime.config import ChainConfig, ModelConfig
+from mpx.runtime.config import ModelConfig
 from mpx.runtime.contract import ATTRIBUTES
-from mpx.train.batches import LanePlanner, conditioned_batch, gather
+from mpx.train.batches import LaneDraws, LanePlanner, conditioned_batch, gather
 from mpx.train.corpus import load_corpus
-from mpx.train.model import ChainLSTM
+from mpx.train.model import NoteLSTM as ChainLSTM
 
 A = len(ATTRIBUTES)
 
@@ -47,7 +47,7 @@ def save_model(path: Path, model: ChainLSTM, options: dict[str, Any]) -> None:
 def load_model(path: str | Path) -> ChainLSTM:
     path = Path(path)
     saved = torch.load(path / "model.pt" if path.is_dir() else path, weights_only=False)
-    model = ChainLSTM(ChainConfig.from_dict(saved["config"]))
+    model = ChainLSTM(ModelConfig.from_dict(saved["config"]))
     state = saved["state_dict"]
     if state["out_weight"].shape[0] == sum(model.sizes):  # a run from before the heads were padded
         weight, bias = model.out_weight.detach().clone(), model.out_bias.detach().clone()
@@ -97,9 +97,9 @@ def train(args: argparse.Namespace) -> None:
         tr_starts, tr_lengths = tr.starts[keep], tr.lengths[keep]
     else:
         tr_starts, tr_lengths = tr.starts, tr.lengths
-    config = ChainConfig(hidden=args.hidden, embedding=args.embedding, dropout=args.dropout,
-                        head_hidden=args.head_hidden, order=tuple(args.order.split(",")),
-                        controls_into=args.controls_into)
+    config = ModelConfig(hidden=args.hidden, embedding=args.embedding, dropout=args.dropout,
+                         head_hidden=args.head_hidden, order=tuple(args.order.split(",")),
+                         controls_into=args.controls_into)
     model = ChainLSTM(config)
     planner = LanePlanner(corpus.store, tr_starts, tr_lengths, args.seq_len, args.batch_size,
                           args.reset_prob, args.transpose)
@@ -124,8 +124,9 @@ def train(args: argparse.Namespace) -> None:
             lr = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            draws = LaneDraws.draw(rng, plan.starts.shape[1], args.seq_len, args.change)
             x, y, mask, cond = conditioned_batch(corpus.store, plan.starts[s], plan.lengths[s], plan.ends[s],
-                                                 args.seq_len, config, plan.shifts[s], rng, args.change)
+                                                 args.seq_len, config, plan.shifts[s], draws)
             x, y, mask, cond = (torch.from_numpy(a) for a in (x, y, mask, cond))
             reset = torch.from_numpy(plan.resets[s])
             h, c = (torch.where(reset[None, :, None], 0.0, t) for t in (h, c))

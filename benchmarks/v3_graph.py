@@ -22,8 +22,8 @@ import torch
 
 import common
 from mpx.runtime import controls as ctl
-from mpx.runtime.config import ChainConfig
-from mpx.train.model import ChainLSTM
+from mpx.runtime.config import ModelConfig
+from mpx.train.model import NoteLSTM as ChainLSTM
 
 V3_INPUTS = {"notes": ("batch", "time"), "h0": (None, "batch"), "c0": (None, "batch"), "uniforms": ("batch",),
              "temperature": ("batch",), "top_p": ("batch",), "controls": ("batch",), "given": ("batch",)}
@@ -106,7 +106,7 @@ def main() -> None:
         from v3_experiment import load_model
         model = load_model(args.checkpoint)
     else:
-        model = ChainLSTM(ChainConfig())
+        model = ChainLSTM(ModelConfig())
     proto = export_onnx(model)
     ops = collections.Counter(n.op_type for n in proto.graph.node)
     v3 = session(proto.SerializeToString(), args.threads)

@@ -125,8 +125,11 @@ def train(
     duration_bins: Annotated[int, typer.Option(help="Duration bins, log-spaced up to the longest.")] = MODEL.duration_bins,
     duration_max: Annotated[float, typer.Option(help="Longest duration with a bin of its own (s).")] = MODEL.duration_max,
     velocity_bins: Annotated[int, typer.Option(help="Velocity bins over 1..127.")] = MODEL.velocity_bins,
+    head_hidden: Annotated[int, typer.Option(help="Width of each attribute's head (one hidden layer).")] = MODEL.head_hidden,
+    order: Annotated[str, typer.Option(help="The chain: the order in which a note's attributes are drawn, each seeing the ones before it.")] = ",".join(MODEL.order),
     transpose: Annotated[int, typer.Option(help="Transpose training runs by up to N semitones.")] = TRAIN.transpose,
     reset_prob: Annotated[float, typer.Option(help="Chance of a zero state at a chunk boundary.")] = TRAIN.reset_prob,
+    character_change: Annotated[float, typer.Option(help="Share of training chunks whose tempo, articulation, dynamics or register change from a random note on, the controls following (teaches the model to follow controls).")] = TRAIN.character_change,
     pitch_weight: Annotated[float, typer.Option(help="Loss weight of the pitch cross-entropy.")] = TRAIN.pitch_weight,
     step_weight: Annotated[float, typer.Option(help="Loss weight of the step cross-entropy.")] = TRAIN.step_weight,
     duration_weight: Annotated[float, typer.Option(help="Loss weight of the duration cross-entropy.")] = TRAIN.duration_weight,
@@ -149,9 +152,11 @@ def train(
 
     model = ModelConfig(hidden=hidden, layers=layers, embedding=embedding, dropout=dropout,
                         step_bins=step_bins, step_max=step_max, duration_bins=duration_bins,
-                        duration_max=duration_max, velocity_bins=velocity_bins)
+                        duration_max=duration_max, velocity_bins=velocity_bins, head_hidden=head_hidden,
+                        order=tuple(name.strip() for name in order.split(",")))
     options = TrainOptions(model=model, epochs=epochs, batch_size=batch_size, seq_len=seq_len,
                            primer_len=primer_len, lr=lr, transpose=transpose, reset_prob=reset_prob,
+                           character_change=character_change,
                            pitch_weight=pitch_weight, step_weight=step_weight,
                            duration_weight=duration_weight, velocity_weight=velocity_weight,
                            seed=seed, device=device, precision=_value(precision), licence=licence)

@@ -53,6 +53,27 @@ def note_name(pitch: int) -> str:
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
+def check_given(values: np.ndarray, source: str = "given") -> np.ndarray:
+    """Attributes of a next note fixed by a caller ([4] or [rows, 4]; negative: drawn) -> float32;
+    OptionsError naming the attribute and its range otherwise."""
+    try:
+        arr = np.array(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise OptionsError(f"{source}: must be numbers, got {values!r}", "given") from None
+    if arr.ndim not in (1, 2) or arr.shape[-1] != len(COLUMNS):
+        raise OptionsError(f"{source}: must hold {len(COLUMNS)} values per row ({', '.join(COLUMNS)}; "
+                           f"negative: drawn), got shape {list(arr.shape)}", "given")
+    if not np.isfinite(arr).all():
+        raise OptionsError(f"{source}: holds NaN or infinite values", "given")
+    for name, column in INDEX.items():
+        values_ = arr[..., column]
+        if _outside(values_[values_ >= 0], name).any():
+            low, high = RANGES[name]
+            raise OptionsError(f"{source}: {name} must be {low:g}..{high:g} (or negative: drawn), got "
+                               f"{values_[(values_ >= 0) & _outside(values_, name)][0]:g}", "given")
+    return arr
+
+
 def _outside(values: np.ndarray, column: str) -> np.ndarray:
     low, high = RANGES[column]
     return (values < low) | (values > high)

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from . import bins, contract
+from . import bins, contract, controls
 from .checks import is_integer, number
 from .config import ModelConfig
 from .errors import OptionsError, SpecError
@@ -89,6 +89,7 @@ class ModelSpec:
         for key in ("features", "inputs", "outputs"):
             out[key] = list(out[key])
         out["bins"] = bins.describe(self.config)  # derived from config: for readers, never read back
+        out["controls"] = controls.describe()     # the same: what the controls input holds
         return out
 
     def to_json(self, indent: int | None = None) -> str:
@@ -156,10 +157,12 @@ def _check_version(version: Any, source: str) -> None:
         raise SpecError(f"{source}: spec version {version} is newer than this mpx runs "
                         f"(up to {SPEC_VERSION}); upgrade mpx")
     if version < SPEC_VERSION:
-        raise SpecError(f"{source}: follows graph contract v{version}; this mpx runs v{SPEC_VERSION} "
-                        "(every note attribute a distribution, sampling inside the graph). A "
-                        f"v{version} model predicts timing as point values and cannot be converted: "
-                        "train a new one with this mpx (`mpx train`, then `mpx export`)")
+        what = {1: "predicts timing as point values", 2: "draws the attributes of a note independently "
+                "and takes no controls"}.get(version, "follows an older contract")
+        raise SpecError(f"{source}: follows graph contract v{version}; this mpx runs v{SPEC_VERSION} (one "
+                        "note drawn as one chain of decisions, controls, per-row sampling). A "
+                        f"v{version} model {what} and cannot be converted: train a new one with this mpx "
+                        "(`mpx train`, then `mpx export`)")
 
 
 def _strings(value: Any, key: str, source: str) -> tuple[str, ...]:

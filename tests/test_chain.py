@@ -1,9 +1,7 @@
-"""The v3 model (train/model.py, ChainLSTM): the chain inside one call, teacher forcing through
+"""The v3 model (train/model.py, NoteLSTM): the chain inside one call, teacher forcing through
 `given`, controls with their learned default, per-row sampling that follows its numpy
 statement, and the same outputs from TorchScript and torch.export."""
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pytest
@@ -11,23 +9,19 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mpx.runtime import bins, controls as ctl  # noqa: E402
-from mpx.runtime.config import ChainConfig  # noqa: E402
+from mpx.runtime.config import ModelConfig  # noqa: E402
 from mpx.runtime.contract import ATTRIBUTES  # noqa: E402
-from mpx.train.model import ChainLSTM  # noqa: E402
-
-from conftest import ROOT  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import v3_sampling as reference  # noqa: E402
+from mpx.train.model import NoteLSTM  # noqa: E402
+from mpx.runtime import sampling as reference  # noqa: E402
 
 A = len(ATTRIBUTES)
-CONFIG = ChainConfig(hidden=32, embedding=8, head_hidden=16, step_bins=48, duration_bins=40, velocity_bins=16)
+CONFIG = ModelConfig(hidden=32, embedding=8, head_hidden=16, step_bins=48, duration_bins=40, velocity_bins=16)
 
 
 @pytest.fixture(scope="module")
-def model() -> ChainLSTM:
+def model() -> NoteLSTM:
     torch.manual_seed(0)
-    m = ChainLSTM(CONFIG)
+    m = NoteLSTM(CONFIG)
     with torch.no_grad():  # weights of a trained size, so distributions are not flat
         for p in m.parameters():
             p.mul_(4.0)
@@ -41,7 +35,7 @@ def notes_of(rng: np.random.Generator, batch: int, time: int) -> np.ndarray:
                      rng.integers(20, 110, (batch, time))], -1).astype(np.float32)
 
 
-def inputs(model: ChainLSTM, rng: np.random.Generator, batch: int, time: int, **changes):
+def inputs(model: NoteLSTM, rng: np.random.Generator, batch: int, time: int, **changes):
     h, c = model.zero_state(batch)
     out = {"notes": torch.from_numpy(notes_of(rng, batch, time)), "h0": h, "c0": c,
            "uniforms": torch.from_numpy(rng.random((batch, 8), dtype=np.float32)),
@@ -51,7 +45,7 @@ def inputs(model: ChainLSTM, rng: np.random.Generator, batch: int, time: int, **
     return out
 
 
-def test_given_attributes_are_kept_and_teacher_force_the_last_row(model: ChainLSTM) -> None:
+def test_given_attributes_are_kept_and_teacher_force_the_last_row(model: NoteLSTM) -> None:
     rng = np.random.default_rng(0)
     x = inputs(model, rng, 3, 6)
     seq = notes_of(rng, 3, 7)
@@ -68,7 +62,7 @@ def test_given_attributes_are_kept_and_teacher_force_the_last_row(model: ChainLS
         assert (logits[:, :, a, n:] == -1e4).all()
 
 
-def test_each_head_sees_the_attributes_drawn_before_it(model: ChainLSTM) -> None:
+def test_each_head_sees_the_attributes_drawn_before_it(model: NoteLSTM) -> None:
     rng = np.random.default_rng(1)
     x = inputs(model, rng, 2, 1)
     first = ATTRIBUTES.index(CONFIG.order[0])
@@ -83,7 +77,7 @@ def test_each_head_sees_the_attributes_drawn_before_it(model: ChainLSTM) -> None
     assert not torch.equal(runs[0][:, later], runs[1][:, later])  # the next head's: conditioned
 
 
-def test_a_control_not_given_reads_the_learned_default(model: ChainLSTM) -> None:
+def test_a_control_not_given_reads_the_learned_default(model: NoteLSTM) -> None:
     with torch.no_grad():
         features = model.control_features(torch.from_numpy(ctl.unset(1)))
         torch.testing.assert_close(features[0], model.control_default)
@@ -93,7 +87,7 @@ def test_a_control_not_given_reads_the_learned_default(model: ChainLSTM) -> None
     assert float(features[0, 0]) == pytest.approx(float(ctl.normalised(k)[0, 0]), rel=1e-5)
 
 
-def test_rows_do_not_depend_on_each_other(model: ChainLSTM) -> None:
+def test_rows_do_not_depend_on_each_other(model: NoteLSTM) -> None:
     rng = np.random.default_rng(2)
     x = inputs(model, rng, 4, 3)
     x["temperature"] = torch.tensor([[1.0] * 4, [0.0] * 4, [0.7, 1.2, 1.0, 0.5], [1.0] * 4])
@@ -110,7 +104,7 @@ def test_rows_do_not_depend_on_each_other(model: ChainLSTM) -> None:
 
 
 @pytest.mark.parametrize("position", range(4))
-def test_draws_follow_the_numpy_statement(model: ChainLSTM, position: int) -> None:
+def test_draws_follow_the_numpy_statement(model: NoteLSTM, position: int) -> None:
     rng = np.random.default_rng(3 + position)
     rows = 3000
     n = model.sizes[position]
@@ -123,25 +117,25 @@ def test_draws_follow_the_numpy_statement(model: ChainLSTM, position: int) -> No
                      torch.from_numpy(1 / np.maximum(t, 1e-6)).view(view), torch.from_numpy(p).view(view),
                      torch.from_numpy((p < 1).astype(np.float32)).view(view),
                      torch.from_numpy(np.where(t > 0, u, 0).astype(np.float32)).view(view), position)
-    assert np.array_equal(got.view(rows).numpy(), reference.draw(z, n, t, p, u))
+    assert np.array_equal(got.view(rows).numpy(), reference.draw(z, t, p, u))
 
 
 def test_the_sampler_draws_the_distribution() -> None:
     rng = np.random.default_rng(4)
     z = rng.normal(0, 1.5, 32).astype(np.float32)
-    draws = reference.draw(np.tile(z, (200_000, 1)), 32, np.ones(200_000), np.ones(200_000),
+    draws = reference.draw(np.tile(z, (200_000, 1)), np.ones(200_000), np.ones(200_000),
                            rng.random(200_000, dtype=np.float32))
     seen = np.bincount(draws, minlength=32) / len(draws)
     expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
     assert np.abs(seen - expected).max() < 0.005
-    nucleus = reference.draw(np.tile(z, (5000, 1)), 32, np.ones(5000), np.full(5000, 0.5),
+    nucleus = reference.draw(np.tile(z, (5000, 1)), np.ones(5000), np.full(5000, 0.5),
                              rng.random(5000, dtype=np.float32))
     order = np.argsort(-expected)
     smallest = order[:int(np.searchsorted(np.cumsum(expected[order]), 0.5) + 1)]
     assert set(np.unique(nucleus)) <= set(smallest.tolist())
 
 
-def test_torchscript_gives_the_same_outputs(model: ChainLSTM) -> None:
+def test_torchscript_gives_the_same_outputs(model: NoteLSTM) -> None:
     scripted = torch.jit.script(model)
     rng = np.random.default_rng(5)
     for batch, time in ((1, 1), (3, 7)):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from mpx.runtime import controls as ctl
-from mpx.runtime.config import ChainConfig
-from mpx.train.batches import CONTROL_GROUPS, LanePlanner, conditioned_batch, gather, given_mask
+from mpx.runtime.config import ModelConfig
+from mpx.train.batches import CONTROL_GROUPS, LaneDraws, LanePlanner, conditioned_batch, gather, given_mask
 
-CONFIG = ChainConfig(hidden=8, embedding=4, step_bins=16, duration_bins=16, velocity_bins=8)
+CONFIG = ModelConfig(hidden=8, embedding=4, step_bins=16, duration_bins=16, velocity_bins=8)
 
 
 def files(rng: np.random.Generator, sizes: list[int]) -> list[np.ndarray]:
@@ -61,7 +61,7 @@ def test_controls_are_dropped_per_lane_and_group() -> None:
     planner = LanePlanner.of_notes(files(np.random.default_rng(3), [300] * 8), 32, 8, reset_prob=0.0)
     plan = planner.plan(None)
     _, _, _, k = conditioned_batch(planner.data, plan.starts[0], plan.lengths[0], plan.ends[0], 32, CONFIG,
-                                   rng=np.random.default_rng(4))
+                                   draws=LaneDraws.draw(np.random.default_rng(4), 8, 32, 0.0))
     given = k >= 0
     assert (given == given[:, :1]).all()  # every position of a lane's chunk alike
 
@@ -72,7 +72,7 @@ def test_changed_lanes_are_described_by_their_controls() -> None:
     plan = planner.plan(None)
     args = (planner.data, plan.starts[0], plan.lengths[0], plan.ends[0], seq_len, CONFIG)
     plain, _, _, _ = conditioned_batch(*args)
-    x, _, _, k = conditioned_batch(*args, rng=np.random.default_rng(6), change=1.0)
+    x, _, _, k = conditioned_batch(*args, draws=LaneDraws.draw(np.random.default_rng(6), 16, seq_len, 1.0))
     for lane in range(16):
         given = k[lane, 0] >= 0
         if not given.any():  # a change the model could not know of never happens

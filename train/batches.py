@@ -153,29 +153,52 @@ CONTROL_GROUPS = ((0,), (1,), (2,), (3,), (4,), (5,), tuple(range(6, 18)))
 ALL_GIVEN, NONE_GIVEN, GROUP_GIVEN = 0.3, 0.3, 0.5
 
 
+@dataclasses.dataclass(frozen=True)
+class LaneDraws:
+    """The random choices of a batch's lanes about their controls: which controls each lane is
+    given, and whether (from which note, by how much: CHANGES) its character changes."""
+
+    given: np.ndarray    # [L, C] bool
+    changed: np.ndarray  # [L] bool
+    at: np.ndarray       # [L] int64: the first changed note, counted from the chunk's first input
+    amounts: dict[str, np.ndarray]  # CHANGES name -> [L]: 0 where nothing changes
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, lanes: int, seq_len: int, change: float) -> "LaneDraws":
+        given = given_mask(rng, lanes)
+        changed = rng.random(lanes) < change
+        at = rng.integers(0, seq_len, lanes)
+        amounts = {name: np.where(changed & given[:, column], rng.uniform(low, high, lanes), 0.0)
+                   for name, (low, high, column) in CHANGES.items()}
+        # the register moves by semitones, and with its pitch-class profile: both given or neither
+        amounts["register"] = np.where(given[:, 6], np.round(amounts["register"]), 0.0)
+        return cls(given, changed, at, amounts)
+
+    def select(self, lanes: np.ndarray) -> "LaneDraws":
+        return LaneDraws(self.given[lanes], self.changed[lanes], self.at[lanes],
+                         {k: v[lanes] for k, v in self.amounts.items()})
+
+
 def conditioned_batch(store: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ends: np.ndarray,
                       seq_len: int, config: ModelConfig, shifts: np.ndarray | None = None,
-                      rng: np.random.Generator | None = None, change: float = 0.0
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                      draws: LaneDraws | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`gather` plus the controls of every input position: (inputs [B, T, 4], bins of the next
     notes [B, T, 4], mask [B, T], controls [B, T, C]). The controls of position t are the
     summaries of the notes that follow it in its file (runtime/controls.py), transposed with the
-    chunk. With `rng`, each lane's controls are dropped to "not given" as `given_mask` draws;
-    with `change` > 0, that share of the lanes changes character from a random note on (CHANGES:
-    tempo, articulation, dynamics, register; each only where its control is given): the
-    changed notes are the inputs and targets from there, and the controls describe them, so the
-    model learns to follow controls that disagree with what it has heard."""
+    chunk. With `draws` (LaneDraws, drawn for every lane of the plan and then selected, so a
+    lane's choices do not depend on which rank trains it), a lane's controls not given are
+    NOT_GIVEN, and a lane that changes character does so from note `at` on (CHANGES: tempo,
+    articulation, dynamics, register, each only where its control is given): the changed notes
+    are the inputs and targets from there and the controls describe them, so the model learns to
+    follow controls that disagree with what it has heard."""
     from mpx.runtime import controls as ctl
     lanes = len(starts)
     span = seq_len + ctl.WINDOW + 1
     raw = np.array(store[np.minimum(starts[:, None] + np.arange(span), len(store) - 1)], np.float32)
     if shifts is not None and shifts.any():
         raw[..., 0] = np.clip(raw[..., 0] + shifts[:, None], 0, 127)
-    given = given_mask(rng, lanes) if rng is not None else np.ones((lanes, ctl.C), bool)
-    if rng is not None and change > 0:
-        changed = rng.random(lanes) < change
-        at = rng.integers(0, seq_len, lanes)
-        _change(raw, changed, at, given, rng)
+    if draws is not None and draws.changed.any():
+        _change(raw, draws)
     pos = np.arange(seq_len)
     x = raw[:, :seq_len]
     y = bins.threshold_index(config, raw[:, 1:seq_len + 1])
@@ -184,32 +207,34 @@ def conditioned_batch(store: np.ndarray, starts: np.ndarray, lengths: np.ndarray
     counts = np.clip(ends[:, None] - (starts[:, None] + pos) - 1, 0, ctl.WINDOW)
     controls = ctl.batch_summaries(windows.transpose(0, 1, 3, 2).reshape(-1, ctl.WINDOW, 4),
                                    counts.reshape(-1)).reshape(lanes, seq_len, ctl.C)
-    controls[~given[:, None, :].repeat(seq_len, 1)] = ctl.NOT_GIVEN
+    if draws is not None:
+        controls[~draws.given[:, None, :].repeat(seq_len, 1)] = ctl.NOT_GIVEN
     return x, y, mask, controls
 
 
-# How far a changed lane moves (uniform in these ranges), and which control must be given for
-# each change: a change the model cannot know of would teach it that music jumps at random.
-CHANGES = {"tempo": (np.log(0.6), np.log(1.6), 0), "articulation": (np.log(0.6), np.log(1.6), 5),
+# How far a changed lane moves (uniform in these ranges: log factors of tempo and articulation,
+# velocity steps, semitones), and which control must be given for each change: a change the
+# model cannot know of would teach it that music jumps at random.
+CHANGES = {"tempo": (float(np.log(0.6)), float(np.log(1.6)), 0),
+           "articulation": (float(np.log(0.6)), float(np.log(1.6)), 5),
            "dynamics": (-20.0, 20.0, 4), "register": (-5.0, 5.0, 2)}
 
 
-def _change(raw: np.ndarray, changed: np.ndarray, at: np.ndarray, given: np.ndarray,
-            rng: np.random.Generator) -> None:
+def _change(raw: np.ndarray, draws: LaneDraws) -> None:
     """Change the notes of the chosen lanes from note `at` on, in place (CHANGES)."""
-    after = np.arange(raw.shape[1])[None, :] >= at[:, None]
-    draws = {name: np.where(changed & given[:, column], rng.uniform(low, high, len(raw)), 0.0)
-             for name, (low, high, column) in CHANGES.items()}
-    if "register" in draws:  # the profile moves with the register: both are given or neither
-        draws["register"] = np.where(given[:, 6], np.round(draws["register"]), 0.0)
-    tempo = np.exp(np.where(after, draws["tempo"][:, None], 0.0))
+    after = np.arange(raw.shape[1])[None, :] >= draws.at[:, None]
+
+    def from_at(name: str) -> np.ndarray:
+        return np.where(after, draws.amounts[name][:, None], 0.0)
+
+    tempo = np.exp(from_at("tempo"))
     raw[..., 1] *= tempo
-    raw[..., 2] *= tempo * np.exp(np.where(after, draws["articulation"][:, None], 0.0))
-    raw[..., 3] = np.clip(np.round(raw[..., 3] + np.where(after, draws["dynamics"][:, None], 0.0)), 1, 127)
-    raw[..., 0] = np.clip(raw[..., 0] + np.where(after, draws["register"][:, None], 0.0), 0, 127)
+    raw[..., 2] *= tempo * np.exp(from_at("articulation"))
+    raw[..., 3] = np.clip(np.round(raw[..., 3] + from_at("dynamics")), 1, 127)
+    raw[..., 0] = np.clip(raw[..., 0] + from_at("register"), 0, 127)
 
 
-def given_mask(rng: np.random.Generator, lanes: int) -> np.ndarray:  # noqa: D103
+def given_mask(rng: np.random.Generator, lanes: int) -> np.ndarray:
     """[lanes, C] bool: which controls each lane's chunk is given."""
     from mpx.runtime import controls as ctl
     mode = rng.random(lanes)

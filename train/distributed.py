@@ -145,8 +145,9 @@ class _Scores(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
-        return self.model.training_scores(notes, h0, c0)
+    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor, controls: Tensor,
+                targets: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        return self.model.training_scores(notes, h0, c0, controls, targets)
 
 
 def wrap(model: nn.Module, world: World) -> nn.Module:

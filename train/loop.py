@@ -27,7 +27,7 @@ from mpx.runtime.spec import ModelSpec
 from mpx.runtime.versions import versions
 
 from . import checkpoint, distributed, rundir
-from .batches import EpochPlan, LanePlanner, gather
+from .batches import EpochPlan, LaneDraws, LanePlanner, conditioned_batch
 from .corpus import Corpus
 from .distributed import World
 from .eager import EagerBackend
@@ -252,12 +252,18 @@ class Trainer:
         return self.options.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def batch(self, plan: EpochPlan, s: int) -> tuple[torch.Tensor, ...]:
-        """(inputs [b, T, 4], bins of the next notes [b, T, 4], mask [b, T]) of this rank's lanes
-        at step s of the plan, read from the memory-mapped store."""
-        mine = self.world.lanes(plan.starts.shape[1])
-        x, y, mask = gather(self.planner.data, plan.starts[s, mine], plan.lengths[s, mine],
-                            self.options.seq_len, self.options.model, plan.shifts[s, mine])
-        return tuple(torch.from_numpy(a).to(self.device) for a in (x, y, mask))
+        """(inputs [b, T, 4], bins of the next notes [b, T, 4], mask [b, T], controls [b, T, C])
+        of this rank's lanes at step s of the plan, read from the memory-mapped store. The
+        lanes' control choices are drawn for every lane from (seed, epoch, step), so they do not
+        depend on the ranks, and --resume repeats them."""
+        lanes = plan.starts.shape[1]
+        mine = self.world.lanes(lanes)
+        rng = np.random.default_rng([self.options.seed, self.epoch, s, 1])
+        draws = LaneDraws.draw(rng, lanes, self.options.seq_len, self.options.character_change).select(mine)
+        assert plan.ends is not None
+        arrays = conditioned_batch(self.planner.data, plan.starts[s, mine], plan.lengths[s, mine], plan.ends[s, mine],
+                                   self.options.seq_len, self.options.model, plan.shifts[s, mine], draws)
+        return tuple(torch.from_numpy(a).to(self.device) for a in arrays)
 
     def run(self) -> TrainResult:
         if self.world.main:
@@ -320,11 +326,11 @@ class Trainer:
         self.step = plan.steps  # the epoch's batches are done: a Ctrl-C in its validation resumes there
 
     def _train_step(self, plan: EpochPlan, s: int) -> tuple[float, int]:
-        x, y, mask = self.batch(plan, s)
+        x, y, mask, controls = self.batch(plan, s)
         reset = torch.from_numpy(plan.resets[s, self.world.lanes(plan.starts.shape[1])]).to(self.device)
         h, c = (torch.where(reset[None, :, None], 0.0, t) for t in self.lanes)
         with self.precision.autocast():
-            logits, hn, cn = self.net(x, h, c)
+            logits, hn, cn = self.net(x, h, c, controls, y)
         loss, _ = note_loss(logits, y, mask, self.options.weights)
         local = float(loss.detach())
         if self.world.distributed:

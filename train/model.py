@@ -1,22 +1,33 @@
-"""The next-note model, which is also the whole generator (graph contract v2).
+"""The next-note model, which is also the whole generator (graph contract v3).
 
-One LSTM over raw notes (pitch, step, duration, velocity). At every position it predicts a
-categorical distribution over the bins of each attribute of the next note (runtime/bins.py):
+One LSTM over raw notes (pitch, step, duration, velocity), then one chain of decisions per note:
+the attributes of the next note are drawn in `config.order` (step, pitch, duration, velocity by
+default: timing first, as the compound-word and nested music transformers decode a note), each
+attribute's head seeing the attributes drawn before it for the same note, so whether a note is
+a chord note, its pitch, its length and its loudness agree with each other. At every position
+the model gives a categorical distribution over the bins of each attribute (runtime/bins.py):
 `logits` [B, T, 4, 128], one row per attribute, padded to 128 bins. `forward` is the graph
-contract: it also samples the next note from the last position, with the uniforms and the
-per-attribute temperature and top-p it is given, so every artifact (TorchScript, ONNX, ...) is
-the generator itself and any consumer gets mpx's music by calling it once per note.
+contract: it also draws the next note after the last position with the uniforms and the per-row
+temperature and top-p it is given, so every artifact (TorchScript, ONNX, ...) is the generator
+itself and any consumer gets mpx's music by calling it once per note.
 
 Input encoding happens here, in one place: a learned vector per MIDI pitch (the pitch rounded
 and clipped to 0..127), and log(t + 0.01) of step and duration and log(v + 1) of velocity,
 which make a chord's few milliseconds and a run's sixty far apart.
 
-Sampling, per row and attribute a, with no control flow (docs/contract.md, "Sampling inside the graph"):
-    s = logits[:, -1, a] / max(t_a, 1e-6); sort descending (order o); C = cumsum(softmax(s))
-    greedy (t_a = 0): u := 0, v := 1/2
-    k = min(#{j : C_j <= u * top_p_a}, bins_a - 1); bin = o_k; value = decode(bin, v)
-Choosing the bin takes a one-hot product rather than a gather: onnx's reference evaluator
-rejects the index shape that torch's gather exports, and a product works everywhere.
+Heads: A = W y + b + K f gives every head its pre-activation [.., 4 M] at once (M =
+head_hidden, heads in chain order; f: the controls as the network reads them); head i reads
+relu(A_i) through its own output layer onto its attribute's bins (padded to 128: weight 0,
+bias -1e4, never trained); once bin k of chain attribute i is known (drawn, given, or the real
+note in training), A += E_i[k] (a learned vector per bin, for every later head).
+
+Controls [B, C] (runtime/controls.py): a given control x (>= 0) is read as
+(log(x + offset) - centre) / scale, a control not given (< 0) as a learned value. They go where
+`config.controls_into` says: into the heads (the default: the LSTM state does not depend on them,
+so a caller may change them between notes with immediate effect), the LSTM's input, or both
+(measured: the same figures on the validation side, at a larger graph; docs/v3-model.md).
+
+The sampling rule of one attribute is runtime/sampling.py's (the numpy statement); see `draw`.
 """
 from __future__ import annotations
 
@@ -24,111 +35,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mpx.runtime import bins
-from mpx.runtime.config import ChainConfig, ModelConfig
+from mpx.runtime import bins, controls as ctl, sampling
+from mpx.runtime.config import ModelConfig
 from mpx.runtime.contract import ATTRIBUTES, LOGIT_PAD, VOCAB
 
 A = len(ATTRIBUTES)
 INPUT_OFFSETS = (bins.TIME_OFFSET, bins.TIME_OFFSET, 1.0)  # log(x + offset) of step, duration, velocity
-TEMPERATURE_FLOOR = 1e-6   # the divisor for greedy rows: any positive number keeps the argmax first
 MAX_Z = 10.0               # exp(10) s is beyond every time bin: keeps exp() finite for every column
+BIG = 1e30                 # logits of the bins a nucleus leaves out: -BIG
 
 
 class NoteLSTM(nn.Module):
-    __constants__ = ["attributes", "vocab", "temperature_floor", "max_z", "time_offset"]
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.attributes, self.vocab = A, VOCAB
-        self.temperature_floor, self.max_z, self.time_offset = TEMPERATURE_FLOOR, MAX_Z, bins.TIME_OFFSET
-        self.config = config  # not scripted (TorchScript skips it): forward reads the fields below
-        self.hidden = config.hidden
-        self.layers = config.layers
-        self.pitch_embedding = nn.Embedding(VOCAB, config.embedding)
-        self.lstm = nn.LSTM(config.embedding + 3, config.hidden, config.layers, batch_first=True,
-                            dropout=config.dropout if config.layers > 1 else 0.0)
-        # Training-time only: in eval mode (every export and backend) it is the identity.
-        self.dropout = nn.Dropout(config.dropout)
-        # The four heads as one layer laid out as the contract's [4, 128] logits: one matrix
-        # product per call. Rows past an attribute's bin count are padding: weight 0, bias
-        # LOGIT_PAD. The loss never sees them (it reads each attribute's own bins), so they get
-        # no gradient and keep those values through training.
-        self.heads = nn.Linear(config.hidden, A * VOCAB)
-        counts = bins.counts(config)
-        real = torch.zeros(A, VOCAB, dtype=torch.bool)
-        for a, n in enumerate(counts):
-            real[a, :n] = True
-        with torch.no_grad():
-            self.heads.weight[~real.flatten()] = 0.0
-            self.heads.bias[~real.flatten()] = LOGIT_PAD
-        # Constants of the input encoding and of sampling, derived from config: not saved.
-        k = bins.constants(config)
-        self.register_buffer("offsets", torch.tensor(INPUT_OFFSETS), persistent=False)
-        self.register_buffer("within", torch.tensor(k["within"]), persistent=False)
-        self.register_buffer("scale", torch.tensor(k["scale"]), persistent=False)
-        self.register_buffer("shift", torch.tensor(k["shift"]), persistent=False)
-        self.register_buffer("is_time", torch.tensor(k["time"]) > 0, persistent=False)
-        self.register_buffer("last_rank", torch.tensor(k["last"], dtype=torch.long).unsqueeze(-1), persistent=False)
-        self.register_buffer("ranks", torch.arange(VOCAB), persistent=False)
-        self.register_buffer("greedy_uniforms", torch.tensor([0.0] * A + [0.5] * A), persistent=False)
-        self.counts = counts
-        # The rows of the heads that are some attribute's bins, in order: training computes
-        # these only (the padding is 44% of the rows with the default bins).
-        self.register_buffer("real_rows", torch.nonzero(real.flatten()).flatten(), persistent=False)
-
-    def encode(self, notes: Tensor) -> Tensor:
-        """Raw notes [B, T, 4] -> LSTM input features [B, T, embedding + 3]."""
-        pitch = torch.clamp(notes[..., 0], 0.0, 127.0).round().long()
-        others = torch.log(torch.clamp(notes[..., 1:], min=0.0) + self.offsets)
-        return torch.cat([self.pitch_embedding(pitch), others], dim=-1)
-
-    def scores(self, notes: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(logits [B, T, 4, 128], hn, cn): the distributions at every position (training, eval)."""
-        y, (hn, cn) = self.lstm(self.encode(notes), (h0, c0))
-        logits = self.heads(self.dropout(y))
-        return logits.unflatten(-1, (self.attributes, self.vocab)), hn, cn
-
-    def training_scores(self, notes: Tensor, h0: Tensor, c0: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
-        """([logits [B, T, n] of each attribute's own n bins], hn, cn): what the loss reads, with
-        only the real rows of the heads computed (the padded ones are constants it never sees)."""
-        y, (hn, cn) = self.lstm(self.encode(notes), (h0, c0))
-        rows = self.real_rows
-        logits = F.linear(self.dropout(y), self.heads.weight[rows], self.heads.bias[rows])
-        return list(torch.split(logits, list(self.counts), dim=-1)), hn, cn
-
-    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor, uniforms: Tensor, temperature: Tensor,
-                top_p: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The graph contract: (next_note [B, 4], hn, cn, logits [B, T, 4, 128])."""
-        logits, hn, cn = self.scores(notes, h0, c0)
-        return self.sample(logits[:, -1], uniforms, temperature, top_p), hn, cn, logits
-
-    def sample(self, logits: Tensor, uniforms: Tensor, temperature: Tensor, top_p: Tensor) -> Tensor:
-        """Logits [B, 4, 128] of one position -> the sampled note [B, 4] (module docstring)."""
-        sampling = temperature > 0
-        scaled = logits / torch.clamp(temperature, min=self.temperature_floor).unsqueeze(-1)
-        ranked, order = torch.topk(scaled, self.vocab, dim=-1)
-        cdf = torch.cumsum(torch.softmax(ranked, dim=-1), dim=-1)
-        u = torch.where(torch.cat([sampling, sampling]), uniforms, self.greedy_uniforms)
-        target = (u[:, :self.attributes] * top_p).unsqueeze(-1)
-        rank = torch.minimum((cdf <= target).sum(-1, keepdim=True), self.last_rank)
-        chosen = ((self.ranks == rank).to(logits.dtype) * order.to(logits.dtype)).sum(-1)
-        z = (chosen + u[:, self.attributes:] * self.within) * self.scale + self.shift
-        value = torch.where(self.is_time, torch.exp(torch.clamp(z, max=self.max_z)) - self.time_offset,
-                            torch.floor(z))
-        return torch.relu(value)
-
-    @torch.jit.export
-    def zero_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
-        """The (h0, c0) that starts a sequence, so callers need no shape constants of their own."""
-        h = torch.zeros(self.layers, batch_size, self.hidden, dtype=self.scale.dtype)
-        return h, torch.zeros_like(h)
-
-
-# -- contract v3 -------------------------------------------------------------------------------
-NUCLEUS_CAP = 16  # top_p < 1 looks for its nucleus among this many likeliest bins (a partial sort)
-
-
-class ChainLSTM(nn.Module):
     """The v3 next-note model: one LSTM over raw notes and the controls, then one chain of
     decisions per note. The attributes of the next note are drawn in `config.order`; each
     attribute's head is a small network over the LSTM output plus a learned vector per bin of
@@ -141,8 +58,8 @@ class ChainLSTM(nn.Module):
     training), A += E_i[k] (E_i: [bins of i, 4, M], its rows for heads <= i unused).
 
     Controls [B, C] (runtime/controls.py): a given control (>= 0) is read as
-    (f(x) - centre) / scale, a control not given (< 0) as a learned value; the LSTM reads these
-    C numbers and C flags (1 = given) next to every note's encoding.
+    (log(x + offset) - centre) / scale, a control not given (< 0) as a learned value; these C
+    numbers go into the heads, the LSTM's input or both (`config.controls_into`).
 
     Sampling rule of one attribute (n bins, logits z, temperature t, top_p, uniforms u, v):
         s = z / max(t, 1e-6); p = softmax(s)
@@ -154,23 +71,21 @@ class ChainLSTM(nn.Module):
         bin = min(#{j : Q_j <= u * Q_n}, n - 1); value = decode(bin, v) (runtime/bins.py)
     No sort of all n bins and no cumulative sum over a padded [4, 128]: each attribute is drawn
     over its own bins only; with top_p = 1 the partial sort's result is unused but still computed
-    (no control flow in the graph).
+    (no control flow in the graph). runtime/sampling.py states the rule in numpy.
     """
 
-    __constants__ = ["attributes", "vocab", "temperature_floor", "max_z", "time_offset", "pad", "big", "variant"]
+    __constants__ = ["attributes", "vocab", "temperature_floor", "max_z", "time_offset", "pad", "big"]
 
-    def __init__(self, config: ChainConfig) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        from mpx.runtime import controls as ctl
-        self.attributes, self.vocab, self.pad, self.big = A, VOCAB, LOGIT_PAD, 1e30
-        self.variant = 0
-        self.temperature_floor, self.max_z, self.time_offset = TEMPERATURE_FLOOR, MAX_Z, bins.TIME_OFFSET
+        self.attributes, self.vocab, self.pad, self.big = A, VOCAB, LOGIT_PAD, BIG
+        self.temperature_floor, self.max_z, self.time_offset = sampling.TEMPERATURE_FLOOR, MAX_Z, bins.TIME_OFFSET
         self.config = config
         self.hidden, self.layers, self.head_hidden = config.hidden, config.layers, config.head_hidden
         counts = bins.counts(config)
         self.counts = counts
         self.chain = [ATTRIBUTES.index(name) for name in config.order]  # chain position -> attribute
-        self.caps = [min(NUCLEUS_CAP, counts[a]) for a in self.chain]
+        self.caps = [min(sampling.NUCLEUS_CAP, counts[a]) for a in self.chain]
         self.controls = ctl.C
         self.into_lstm = config.controls_into in ("lstm", "both")
         self.into_heads = config.controls_into in ("heads", "both")
@@ -317,15 +232,11 @@ class ChainLSTM(nn.Module):
         """Chain position i's bin [B, T, 1] (int64) from its logits [B, T, 1, n]; inv_t, top_p,
         u [B, 1, 1, 1]; on: 1 where top_p < 1, else 0 (class docstring)."""
         s = z * inv_t
-        if self.variant == 0:
-            p = torch.softmax(s, dim=-1)
-            top = torch.topk(p, self.caps[i], dim=-1).values
-            before = torch.cumsum(top, dim=-1) - top                        # mass of the likelier bins
-            tau = torch.where(before < top_p, top, 2.0).min(dim=-1, keepdim=True).values * on
-            s = torch.where(p >= tau, s, -self.big)
-        elif self.variant == 1:
-            s = torch.where(s >= s.max(dim=-1, keepdim=True).values + top_p, s, -self.big)
-        q = torch.cumsum(torch.softmax(s, dim=-1), dim=-1)
+        p = torch.softmax(s, dim=-1)
+        top = torch.topk(p, self.caps[i], dim=-1).values
+        before = torch.cumsum(top, dim=-1) - top                        # mass of the likelier bins
+        tau = torch.where(before < top_p, top, 2.0).min(dim=-1, keepdim=True).values * on
+        q = torch.cumsum(torch.softmax(torch.where(p >= tau, s, -self.big), dim=-1), dim=-1)
         return torch.clamp((q <= u).sum(-1), max=self.sizes[i] - 1)
 
     @torch.jit.export

@@ -1,6 +1,5 @@
-"""Contract v3 groundwork that lives beside v2 (docs/v3-model.md): ChainConfig extends
-ModelConfig without changing v2's spec keys, and the v3 binning rule (float32 thresholds)
-gives v2's bins away from the edges."""
+"""Contract v3's config (ModelConfig with the chain's fields: order, head_hidden, controls_into)
+and the v3 binning rule (float32 thresholds), which gives v2's bins away from the edges."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,22 +8,22 @@ import numpy as np
 import pytest
 
 from mpx.runtime import bins
-from mpx.runtime.config import ChainConfig, ModelConfig
+from mpx.runtime.config import ModelConfig
 from mpx.runtime.errors import OptionsError
 
 
-def test_v2_config_keeps_its_keys() -> None:
+def test_config_holds_the_chain() -> None:
     assert set(ModelConfig().to_dict()) == {f.name for f in dataclasses.fields(ModelConfig)}
-    assert not {"order", "head_hidden", "controls_into"} & set(ModelConfig().to_dict())
+    assert {"order", "head_hidden", "controls_into"} <= set(ModelConfig().to_dict())
 
 
 def test_chain_config_round_trips_through_json_form() -> None:
-    config = ChainConfig(hidden=32, order=("pitch", "step", "duration", "velocity"), controls_into="both")
+    config = ModelConfig(hidden=32, order=("pitch", "step", "duration", "velocity"), controls_into="both")
     raw = config.to_dict()
     assert raw["order"] == ["pitch", "step", "duration", "velocity"]
-    assert ChainConfig.from_dict(raw) == config
+    assert ModelConfig.from_dict(raw) == config
     with pytest.raises(OptionsError, match="config lacks"):
-        ChainConfig.from_dict(ModelConfig().to_dict())
+        ModelConfig.from_dict({k: v for k, v in raw.items() if k != "order"})
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -35,7 +34,7 @@ def test_chain_config_round_trips_through_json_form() -> None:
 ])
 def test_chain_config_names_the_bad_field(changes: dict, message: str) -> None:
     with pytest.raises(OptionsError, match=message):
-        ChainConfig(**changes)
+        ModelConfig(**changes)
 
 
 def test_threshold_bins_equal_v2_bins_away_from_the_edges() -> None:
