@@ -178,7 +178,7 @@ def stateful_ce(model: ChainLSTM, notes: list[np.ndarray], chunk: int = 128, lan
     for s in range(plan.steps):
         x, _, mask = gather(planner.data, plan.starts[s], plan.lengths[s], chunk, model.config)
         following = np.minimum(plan.starts[s][:, None] + np.arange(chunk), len(planner.data) - 2) + 1
-        y = bins.threshold_index(model.config, np.asarray(planner.data[following], np.float32))  # the v3 rule
+        y = bins.index(model.config, np.asarray(planner.data[following], np.float32))  # the v3 rule
         if cond == "unset":
             k = np.full((*x.shape[:2], ctl.C), ctl.NOT_GIVEN, np.float32)
         else:

@@ -53,7 +53,7 @@ def test_given_attributes_are_kept_and_teacher_force_the_last_row(model: NoteLST
     x["given"] = torch.from_numpy(seq[:, -1])
     with torch.no_grad():
         note, _, _, logits = model(**x)
-        targets = torch.from_numpy(bins.threshold_index(CONFIG, seq[:, 1:]))
+        targets = torch.from_numpy(bins.index(CONFIG, seq[:, 1:]))
         scored, _, _ = model.training_scores(x["notes"], x["h0"], x["c0"],
                                              torch.from_numpy(ctl.unset(3))[:, None].repeat(1, 6, 1), targets)
     assert torch.equal(note, x["given"])

@@ -201,7 +201,7 @@ def conditioned_batch(store: np.ndarray, starts: np.ndarray, lengths: np.ndarray
         _change(raw, draws)
     pos = np.arange(seq_len)
     x = raw[:, :seq_len]
-    y = bins.threshold_index(config, raw[:, 1:seq_len + 1])
+    y = bins.index(config, raw[:, 1:seq_len + 1])
     mask = (pos < lengths[:, None]).astype(np.float32)
     windows = np.lib.stride_tricks.sliding_window_view(raw[:, 1:], ctl.WINDOW, axis=1)[:, :seq_len]
     counts = np.clip(ends[:, None] - (starts[:, None] + pos) - 1, 0, ctl.WINDOW)
