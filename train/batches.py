@@ -136,9 +136,11 @@ def gather(store: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seq_len: 
     pitch input and the pitch bin move together (transposition).
     """
     pos = np.arange(seq_len)
-    index = np.minimum(starts[:, None] + pos, len(store) - 2)
-    x = np.asarray(store[index], np.float32)
-    y = bins.index(config, np.asarray(store[index + 1], np.float32))
+    index = starts[:, None] + pos
+    # (clipped to the store: x[t + 1] is then always the note y[t] bins, which the v3 graph reads
+    # as the chain's earlier attributes of row t; positions past the store are masked)
+    x = np.asarray(store[np.minimum(index, len(store) - 1)], np.float32)
+    y = bins.index(config, np.asarray(store[np.minimum(index + 1, len(store) - 1)], np.float32))
     mask = (pos < lengths[:, None]).astype(np.float32)
     if shifts is not None and shifts.any():
         x[..., 0] = np.clip(x[..., 0] + shifts[:, None], 0, 127)
