@@ -261,6 +261,13 @@ def run(
     velocity: Annotated[Optional[int], typer.Option(help="One velocity 1..127 for every note.")] = None,
     tempo: Annotated[str, typer.Option(metavar="BPM|auto", help="Tempo the MIDI file says (auto: the seed's); times in seconds stay.")] = f"{WRITE.tempo:g}",
     plot: Annotated[Optional[Path], typer.Option(metavar="PNG", help="Also draw a piano roll (needs matplotlib).")] = None,
+    density: Annotated[Optional[float], typer.Option(metavar="ONSETS/S", help="Controls (default: the primer's character): onsets a second, a chord counting once.")] = None,
+    chord_share: Annotated[Optional[float], typer.Option(metavar="SHARE", help="Share of notes in chords, 0..1.")] = None,
+    pitch_mean: Annotated[Optional[float], typer.Option(metavar="PITCH", help="Mean MIDI pitch (register; default: free).")] = None,
+    pitch_spread: Annotated[Optional[float], typer.Option(metavar="SEMITONES", help="Spread of the pitches (semitones).")] = None,
+    velocity_mean: Annotated[Optional[float], typer.Option(metavar="VELOCITY", help="Mean velocity 1..127 (dynamics).")] = None,
+    duration_median: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Median note duration (articulation).")] = None,
+    key: Annotated[Optional[str], typer.Option(metavar="KEY", help="Key whose pitch-class profile to follow: 'D minor', 'F# major', 'Bb'.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads of the backend; 1 is faster on a busy CPU.  [default: 2]")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace outputs that exist (never the seed).")] = False,
 ) -> None:
@@ -273,7 +280,11 @@ def run(
         notes = notes_for(seconds) if seconds is not None else GENERATION.notes
     options = GenerationOptions(notes=notes, temperature=temperature, top_p=top_p, seed=seed,
                                 mode=_value(mode), num_outputs=num_outputs, primer_notes=primer_notes,
-                                primer_from=primer_from, seconds=seconds)
+                                primer_from=primer_from, seconds=seconds, key=key,
+                                controls={name: value for name, value in (
+                                    ("density", density), ("chord_share", chord_share), ("pitch_mean", pitch_mean),
+                                    ("pitch_spread", pitch_spread), ("velocity_mean", velocity_mean),
+                                    ("duration_median", duration_median)) if value is not None})
     write = WriteOptions(program=program, velocity=velocity, tempo=tempo)
     generator = load(model, _value(backend), threads)
     with _note_progress(options) as progress:

@@ -1,9 +1,11 @@
 """Generation: a Generator wraps any backend and turns a primer into notes, through a session.
 
-The graph samples every note itself (contract v2); a session (runtime/session.py) only feeds
-it: the primer once, then one call per note with the note it just made, the carried state, and
-the uniforms of the portable random stream (runtime/rng.py), so one seed gives the same notes
-from every backend and every consumer that follows the protocol (docs/contract.md, "Generation protocol").
+The graph draws every note itself (contract v3); a session (runtime/session.py) only feeds
+it: the primer once, then one call per note with the note it just made, the carried state, the
+uniforms of the portable random stream (runtime/rng.py) and each row's sampling parameters and
+controls, so one seed gives the same notes from every backend and every consumer that follows
+the protocol (docs/contract.md, "Generation protocol"). The controls are, by default, the
+primer's own summaries (runtime/controls.py `resolve`); `controls` and `key` set some of them.
 
 Stateful mode (default): O(1) work per note. Window mode is the tutorial's way, re-running the
 last `seq_len` notes from a zero state for every note; it is kept as the reference.
@@ -14,12 +16,12 @@ import dataclasses
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Literal
 
 import numpy as np
 
-from . import notes as note_rules
+from . import controls as control_rules, notes as note_rules
 from .backends import Backend
 from .checks import choice, integer, number
 from .errors import OptionsError
@@ -57,6 +59,11 @@ class GenerationOptions:
     # Generate until each take lasts this long (s, from the primer's last onset: every kept
     # note starts before it, at least one note); `notes` is then the most notes a take may have.
     seconds: float | None = None
+    # Controls the model follows (runtime/controls.py: name -> value in its units; None = not
+    # given): those asked for, their family released, the rest held at the primer's summaries
+    # (controls.resolve). `key` ("D minor") sets the pitch-class profile pc0..pc11.
+    controls: Mapping[str, float | None] | None = None
+    key: str | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -77,6 +84,22 @@ class GenerationOptions:
                 per_attribute(name, getattr(self, name))
         Sampling(self.temperature if self.temperature is not None else 1.0,
                  self.top_p if self.top_p is not None else 1.0)
+        if self.controls is not None and not isinstance(self.controls, Mapping):
+            raise OptionsError(f"controls must map control names to values, got {type(self.controls).__name__}",
+                               "controls")
+        # names and ranges, checked now (no primer: nothing is held)
+        control_rules.resolve(np.zeros((0, len(note_rules.COLUMNS)), np.float32), self.requested_controls())
+
+    def requested_controls(self) -> dict[str, float | None]:
+        """The controls asked for, by name, `key` spelled out as pc0..pc11."""
+        requested = dict(self.controls or {})
+        if self.key is not None:
+            both = sorted(set(requested) & set(control_rules.PITCH_CLASSES))
+            if both:
+                raise OptionsError(f"key {self.key!r} sets the pitch-class profile; {', '.join(both)} "
+                                   "cannot be given beside it", "key")
+            requested.update(zip(control_rules.PITCH_CLASSES, map(float, control_rules.key_profile(self.key))))
+        return requested
 
     def sampling(self, spec: ModelSpec) -> Sampling:
         """The per-attribute parameters: these options where given, else the model's defaults."""
@@ -158,11 +181,12 @@ class Generator:
         return primer
 
     def session(self, options: GenerationOptions | None = None, **overrides: object) -> Session:
-        """A session of `num_outputs` rows set up by these options (seed, sampling, mode), not
-        yet primed."""
+        """A session of `num_outputs` rows set up by these options (seed, sampling, controls,
+        mode), not yet primed."""
         opts = self.options(options, **overrides)
         return Session(self.backend, opts.num_outputs, seed=opts.seed, sampling=opts.sampling(self.spec),
-                       window=self.spec.seq_len if opts.mode == "window" else None)
+                       window=self.spec.seq_len if opts.mode == "window" else None,
+                       controls=opts.requested_controls())
 
     def rollout(self, seed_notes: np.ndarray, options: GenerationOptions | None = None,
                 progress: Progress | None = None, source: str = "primer", **overrides: object) -> Rollout:
