@@ -19,7 +19,7 @@ from deploy import assert_same_notes  # noqa: E402
 from mpx.export import pt2  # noqa: E402
 from mpx.export.api import export_artifacts  # noqa: E402
 from mpx.export.options import ExportOptions  # noqa: E402
-from mpx.runtime import load, open_backend, read_notes, zero_state  # noqa: E402
+from mpx.runtime import controls as ctl, load, open_backend, read_notes, zero_state  # noqa: E402
 from mpx.runtime.errors import ArtifactError  # noqa: E402
 from test_cpp import primers, read_csv, run_program  # noqa: E402,F401
 
@@ -31,13 +31,53 @@ CHECKPOINT = ARTIFACTS / "model.safetensors"
 
 
 def random_inputs(spec, batch: int, time: int, seed: int) -> tuple[np.ndarray, ...]:  # type: ignore[no-untyped-def]
+    """Contract v3 inputs: per-row sampling parameters, controls (a row's own summaries, some not
+    given; the last row none), attributes of the next note given on some rows."""
     rng = np.random.default_rng(seed)
     notes = np.stack([rng.integers(0, 128, (batch, time)), rng.exponential(0.2, (batch, time)),
-                      rng.exponential(0.5, (batch, time)), rng.integers(1, 128, (batch, time))], -1)
+                      rng.exponential(0.5, (batch, time)), rng.integers(1, 128, (batch, time))], -1).astype(np.float32)
     h, c = (rng.normal(0, 0.5, (spec.layers, batch, spec.hidden)) for _ in range(2))
-    return (notes.astype(np.float32), h.astype(np.float32), c.astype(np.float32),
-            rng.random((batch, 8)).astype(np.float32), np.float32([1.0, 0.8, 0.8, 0.0]),
-            np.float32([0.95, 0.9, 0.9, 1.0]))
+    t = np.tile(np.float32([1.0, 0.8, 0.8, 0.0]), (batch, 1))
+    t[::2] = 1.2
+    p = np.tile(np.float32([0.95, 0.9, 0.9, 1.0]), (batch, 1))
+    controls = np.stack([ctl.summaries(row) for row in notes]).astype(np.float32)
+    controls[rng.random(controls.shape) < 0.3] = ctl.NOT_GIVEN
+    controls[-1] = ctl.NOT_GIVEN
+    given = np.where(rng.random((batch, 4)) < 0.3, notes[:, -1], -1.0).astype(np.float32)
+    return (notes, h.astype(np.float32), c.astype(np.float32), rng.random((batch, 8)).astype(np.float32), t, p,
+            controls, given)
+
+
+@pytest.fixture(scope="module")
+def chain_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny contract v3 model (untrained, weights scaled so its distributions are not flat)."""
+    from mpx.runtime.config import ModelConfig
+    from mpx.runtime.spec import ModelSpec
+    from mpx.train import checkpoint
+    from mpx.train.model import NoteLSTM
+    torch.manual_seed(0)
+    config = ModelConfig(hidden=32, embedding=8, head_hidden=16, step_bins=48, duration_bins=40, velocity_bins=16)
+    model = NoteLSTM(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+        model.out_bias[model.out_bias < -1000] = -1e4
+    path = tmp_path_factory.mktemp("chain") / "model.safetensors"
+    checkpoint.save(path, ModelSpec(config=config, seq_len=25), model.state_dict())
+    return path
+
+
+def test_pt2_of_a_chain_model_follows_the_contract_and_makes_its_notes(chain_checkpoint: Path, tmp_path: Path) -> None:
+    export_artifacts(chain_checkpoint, tmp_path, ExportOptions(format="pt2"), echo=print)
+    candidate = open_backend(tmp_path / "music_producter.pt2")
+    assert not candidate._one_note  # ScanLSTM keeps T dynamic
+    check_outputs(candidate, open_backend(chain_checkpoint), "pt2 (chain)")
+    seed_notes = read_notes(SEEDS_DIR / "bach_prelude_bwv873.mid")
+    for controls in (None, {"density": 4.0, "velocity_mean": 60.0}, {name: None for name in ctl.CONTROLS}):
+        for seed in (0, 1, 2):
+            assert_same_notes(load(tmp_path / "music_producter.pt2").generate(seed_notes, 64, seed=seed, controls=controls),
+                              load(chain_checkpoint).generate(seed_notes, 64, seed=seed, controls=controls),
+                              f"pt2 seed {seed} controls {controls}")
 
 
 def check_outputs(candidate, reference, label: str) -> None:  # type: ignore[no-untyped-def]
@@ -82,21 +122,23 @@ def test_compiled_artifacts_make_the_checkpoints_notes(compiled_artifacts: Path,
                           f"{kind} seed {seed} temperature {temperature}")
 
 
-def test_time_axis_fallback_primes_note_by_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_time_axis_fallback_primes_note_by_note(chain_checkpoint: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A module whose LSTM export cannot keep T dynamic (here: ScanLSTM switched off, so nn.LSTM
-    specialises T) is exported with T = 1 and fed a longer input one note per call."""
+    specialises T) is exported with T = 1 and fed a longer input one note per call (each
+    call given the next input note, so its logits are the whole call's)."""
     monkeypatch.setattr(pt2, "supports", lambda lstm: False)
-    export_artifacts(CHECKPOINT, tmp_path, ExportOptions(format="pt2"), echo=print)
+    export_artifacts(chain_checkpoint, tmp_path, ExportOptions(format="pt2"), echo=print)
     candidate = open_backend(tmp_path / "music_producter.pt2")
     assert candidate._one_note
-    reference = open_backend(CHECKPOINT)
+    reference = open_backend(chain_checkpoint)
     args = random_inputs(reference.spec, 3, 25, seed=5)
     args = (args[0], *zero_state(reference.spec, 3), *args[3:])
     for a, b in zip(candidate.run(*args), reference.run(*args)):
         assert (np.abs(a - b) <= ATOL + RTOL * np.abs(b)).all()
     seed_notes = read_notes(SEEDS_DIR / "bach_prelude_bwv873.mid")
     assert_same_notes(load(tmp_path / "music_producter.pt2").generate(seed_notes, 64, seed=1),
-                      load(CHECKPOINT).generate(seed_notes, 64, seed=1), "primed note by note")
+                      load(chain_checkpoint).generate(seed_notes, 64, seed=1), "primed note by note")
 
 
 def test_bad_compiled_files_are_named(tmp_path: Path) -> None:
