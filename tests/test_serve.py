@@ -218,7 +218,7 @@ BAD = [
     ({"primer_notes": 5000}, 422, "primer_notes 5000: primer has only"),
     ({"format": "wav"}, 422, "format: Input should be 'json', 'midi' or 'csv'"),
     ({"format": "midi", "stream": True}, 422, "format: a stream sends notes as JSON lines"),
-    ({"controls": {"density": 2.0}}, 422, "controls: this model follows graph contract v2"),
+    ({"controls": {"density": 2.0}}, 422, "controls: the server does not take them yet"),
 ]
 
 
