@@ -149,7 +149,7 @@ class Session:
         of them or [rows, C], negative = not given (checked: runtime/controls.py check). A prime
         sets them again from the requested ones and its primer."""
         index = slice(None) if rows is None else np.asarray(rows, np.int64)
-        checked = control_rules.check(values)
+        checked = self._per_row(control_rules.check(values), index, "controls")
         self._controls = self._controls.copy()
         self._controls[index] = checked
 
@@ -159,10 +159,20 @@ class Session:
         negative = drawn. (Given the real next note, the step's logits are teacher-forced on
         every row: scoring.)"""
         index = slice(None) if rows is None else np.asarray(rows, np.int64)
-        checked = note_rules.check_given(values)
+        checked = self._per_row(note_rules.check_given(values), index, "given")
         self._given = self._given.copy()
         self._given[index] = checked
         self._changed()
+
+    def _per_row(self, values: np.ndarray, index: slice | np.ndarray, name: str) -> np.ndarray:
+        """`values` ([n] or [rows, n], checked) for the rows `index` names; OptionsError naming
+        `name` when they name rows the session lacks or give another number of rows."""
+        count = self.rows if isinstance(index, slice) else len(index)
+        if not isinstance(index, slice) and len(index) and (index.min() < -self.rows or index.max() >= self.rows):
+            raise OptionsError(f"{name}: rows {index.tolist()} are not all among the session's {self.rows}", name)
+        if values.ndim == 2 and len(values) not in (1, count):
+            raise OptionsError(f"{name}: {len(values)} rows of values for {count} rows", name)
+        return values
 
     # -- input ----------------------------------------------------------------------------------
     def reset(self, rows: Sequence[int] | None = None) -> None:

@@ -103,6 +103,12 @@ def test_given_attributes_hold_for_one_step(backend: Counting, primer: np.ndarra
     assert (inputs[-1] < 0).all()  # nothing given at the following step
     with pytest.raises(OptionsError, match="pitch must be"):
         session.give([200, -1, -1, -1])
+    with pytest.raises(OptionsError, match="given: 3 rows of values for 2 rows"):
+        session.give(np.full((3, 4), -1.0))
+    with pytest.raises(OptionsError, match=r"controls: rows \[5\] are not all among the session's 2"):
+        session.set_controls(ctl.unset(), [5])
+    with pytest.raises(OptionsError, match="controls: must hold 18 values per row"):
+        session.set_controls([1.0, 2.0])
 
 
 def test_taken_and_joined_rows_keep_their_settings_and_controls(backend: Counting, primer: np.ndarray) -> None:
