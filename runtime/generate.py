@@ -43,6 +43,17 @@ NOTES_PER_SECOND = 100
 
 
 @dataclasses.dataclass(frozen=True)
+class Take:
+    """One take's own settings (GenerationOptions.takes); None: the options' shared ones. Its
+    controls and key are added to the shared ones (its own win where both name a control)."""
+
+    temperature: float | tuple[float, ...] | None = None
+    top_p: float | tuple[float, ...] | None = None
+    controls: Mapping[str, float | None] | None = None
+    key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class GenerationOptions:
     """Every runtime option of generation, checked in one place (check)."""
 
@@ -64,8 +75,13 @@ class GenerationOptions:
     # (controls.resolve). `key` ("D minor") sets the pitch-class profile pc0..pc11.
     controls: Mapping[str, float | None] | None = None
     key: str | None = None
+    # One Take per output (num_outputs of them): each take's own sampling and controls, all
+    # drawn in one graph call per note (contract v3 takes them per row).
+    takes: tuple[Take, ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.takes, list):
+            object.__setattr__(self, "takes", tuple(self.takes))
         self.check()
 
     def check(self) -> None:
@@ -84,27 +100,57 @@ class GenerationOptions:
                 per_attribute(name, getattr(self, name))
         Sampling(self.temperature if self.temperature is not None else 1.0,
                  self.top_p if self.top_p is not None else 1.0)
-        if self.controls is not None and not isinstance(self.controls, Mapping):
-            raise OptionsError(f"controls must map control names to values, got {type(self.controls).__name__}",
-                               "controls")
         # names and ranges, checked now (no primer: nothing is held)
         control_rules.resolve(np.zeros((0, len(note_rules.COLUMNS)), np.float32), self.requested_controls())
+        if self.takes is not None:
+            if not isinstance(self.takes, tuple) or not all(isinstance(t, Take) for t in self.takes):
+                raise OptionsError("takes must be a sequence of Take, one per output", "takes")
+            if len(self.takes) != self.num_outputs:
+                raise OptionsError(f"takes: {len(self.takes)} given for num_outputs {self.num_outputs}; "
+                                   "give one per output", "takes")
+            for i in range(len(self.takes)):
+                self.take_sampling(i, Sampling(1.0, 1.0))
+                control_rules.resolve(np.zeros((0, len(note_rules.COLUMNS)), np.float32), self.requested_controls(i))
 
-    def requested_controls(self) -> dict[str, float | None]:
-        """The controls asked for, by name, `key` spelled out as pc0..pc11."""
-        requested = dict(self.controls or {})
-        if self.key is not None:
-            both = sorted(set(requested) & set(control_rules.PITCH_CLASSES))
-            if both:
-                raise OptionsError(f"key {self.key!r} sets the pitch-class profile; {', '.join(both)} "
-                                   "cannot be given beside it", "key")
-            requested.update(zip(control_rules.PITCH_CLASSES, map(float, control_rules.key_profile(self.key))))
+    def requested_controls(self, take: int | None = None) -> dict[str, float | None]:
+        """The controls asked for (of take `take`: the shared ones and its own), by name, a key
+        spelled out as pc0..pc11."""
+        requested = _spelled(self.controls, self.key, "key")
+        if take is not None and self.takes is not None:
+            own = self.takes[take]
+            mine = _spelled(own.controls, own.key, f"takes[{take}].key")
+            if own.key is not None:  # its key replaces the shared profile
+                requested = {k: v for k, v in requested.items() if k not in control_rules.PITCH_CLASSES}
+            requested.update(mine)
         return requested
+
+    def take_sampling(self, take: int, base: Sampling) -> Sampling:
+        """Take `take`'s sampling: its own where it gives them, else `base` (the shared one)."""
+        own = self.takes[take] if self.takes is not None else Take()
+        for name in ("temperature", "top_p"):
+            if getattr(own, name) is not None:
+                per_attribute(f"takes[{take}].{name}", getattr(own, name))
+        return Sampling(own.temperature if own.temperature is not None else base.temperature,
+                        own.top_p if own.top_p is not None else base.top_p)
 
     def sampling(self, spec: ModelSpec) -> Sampling:
         """The per-attribute parameters: these options where given, else the model's defaults."""
         return Sampling(self.temperature if self.temperature is not None else spec.sampling.temperature,
                         self.top_p if self.top_p is not None else spec.sampling.top_p)
+
+
+def _spelled(controls: Mapping[str, float | None] | None, key: str | None, field: str) -> dict[str, float | None]:
+    """Controls by name with a key spelled out as pc0..pc11."""
+    if controls is not None and not isinstance(controls, Mapping):
+        raise OptionsError(f"controls must map control names to values, got {type(controls).__name__}", "controls")
+    requested = dict(controls or {})
+    if key is not None:
+        both = sorted(set(requested) & set(control_rules.PITCH_CLASSES))
+        if both:
+            raise OptionsError(f"{field} {key!r} sets the pitch-class profile; {', '.join(both)} "
+                               "cannot be given beside it", "key")
+        requested.update(zip(control_rules.PITCH_CLASSES, map(float, control_rules.key_profile(key))))
+    return requested
 
 
 def notes_for(seconds: float) -> int:
@@ -188,6 +234,14 @@ class Generator:
                        window=self.spec.seq_len if opts.mode == "window" else None,
                        controls=opts.requested_controls())
 
+    def _prime(self, session: Session, primer: np.ndarray, opts: GenerationOptions, source: str = "primer") -> None:
+        """Prime the session, then give each take its own sampling and controls (opts.takes)."""
+        session.prime(primer, source)
+        for i, take in enumerate(opts.takes or ()):
+            session.set_sampling(opts.take_sampling(i, opts.sampling(self.spec)), [i])
+            if take.controls is not None or take.key is not None:
+                session.set_controls(control_rules.resolve(primer, opts.requested_controls(i)), [i])
+
     def rollout(self, seed_notes: np.ndarray, options: GenerationOptions | None = None,
                 progress: Progress | None = None, source: str = "primer", **overrides: object) -> Rollout:
         """The primer cut from `seed_notes`, the K continuations [K, n, 4] and the seed used;
@@ -195,7 +249,7 @@ class Generator:
         opts = self.options(options, **overrides)
         primer = self.primer_from(seed_notes, opts, source)
         session = self.session(opts)
-        session.prime(primer, source)
+        self._prime(session, primer, opts, source)
         if opts.seconds is None:
             return Rollout(primer, session.generate(opts.notes, progress), session.seed)
         notes, lengths = _lasting(session, opts.seconds, opts.notes, progress)
@@ -208,7 +262,7 @@ class Generator:
         if opts.seconds is not None:  # a stream ends where its reader stops reading
             raise OptionsError("seconds applies to generate and rollout, not to stream", "seconds")
         session = self.session(opts)
-        session.prime(self.primer_from(primer, opts))
+        self._prime(session, self.primer_from(primer, opts), opts)
         for note in session.notes(opts.notes):
             yield note[0] if opts.num_outputs == 1 else note
 

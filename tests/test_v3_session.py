@@ -175,3 +175,25 @@ def test_mpx_run_follows_control_flags(tiny_checkpoint: Path, tmp_path: Path) ->
                   "--out", str(tmp_path / "bad.csv"))
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "is not a key" in bad.stderr
     assert not (tmp_path / "bad.csv").exists()
+
+
+def test_each_take_has_its_own_sampling_and_controls_in_one_call(backend: Counting, primer: np.ndarray) -> None:
+    from mpx.runtime.generate import Take
+    takes = (Take(), Take(temperature=0.0), Take(top_p=0.5, controls={"density": 3.0}, key="A minor"))
+    options = GenerationOptions(notes=6, seed=7, num_outputs=3, controls={"velocity_mean": 50.0}, takes=takes)
+    generator = Generator(backend)
+    before = backend.calls
+    together = generator.generate(primer, options=options)
+    assert backend.calls - before == 1 + 6  # the primer's head once, then one call per note
+    for i, take in enumerate(takes):
+        asked = {"velocity_mean": 50.0, **(take.controls or {})}
+        if take.key:
+            asked.update(zip(ctl.PITCH_CLASSES, map(float, ctl.key_profile(take.key))))
+        assert options.requested_controls(i) == asked
+        setting = options.take_sampling(i, backend.spec.sampling)
+        np.testing.assert_allclose(together[i], alone(backend, primer, 6, i, setting, asked), rtol=1e-5, atol=1e-6)
+    for bad, message in (({"takes": (Take(),)}, "takes: 1 given for num_outputs 3"),
+                         ({"takes": (Take(), Take(), Take(temperature=-1.0))}, "temperature"),
+                         ({"takes": (Take(), Take(), Take(key="X"))}, "is not a key")):
+        with pytest.raises(OptionsError, match=message):
+            GenerationOptions(num_outputs=3, **bad)  # type: ignore[arg-type]
