@@ -205,8 +205,8 @@ class NoteLSTM(nn.Module):
         following = torch.cat([notes, given.unsqueeze(1)], dim=1)[:, 1:]  # [B, T, 4]
         known = self.bin_of(following).split(1, dim=-1)                  # [B, T, 1] each
         draw_here = (following < 0).split(1, dim=-1)
-        sampling = temperature > 0
-        u = torch.where(torch.cat([sampling, sampling], dim=-1), uniforms, self.greedy_uniforms)
+        drawing = temperature > 0  # (greedy rows take u = 0, v = 1/2)
+        u = torch.where(torch.cat([drawing, drawing], dim=-1), uniforms, self.greedy_uniforms)
         per_row = torch.cat([1.0 / torch.clamp(temperature, min=self.temperature_floor), top_p,
                              (top_p < 1.0).to(top_p.dtype), u[:, :self.attributes]], dim=-1)
         per_row = per_row.view(-1, 1, 1, 4 * self.attributes).split(1, dim=-1)  # 16 x [B, 1, 1, 1]
