@@ -80,17 +80,20 @@ def verify(data: bytes, path: str | os.PathLike[str]) -> tuple[Header, str]:
     NOT_RECORDED for a checkpoint written before mpx recorded one); ArtifactError naming the
     file when it is damaged: a tensor, the header or the spec changed since it was written."""
     header = parse_header(data, path)
+    return header, checksum(data, header, path)
+
+
+def checksum(data: bytes, header: Header, path: str | os.PathLike[str]) -> str:
+    """The integrity status of a checkpoint's bytes (their header parsed)."""
     _, content = integrity.safetensors_parts(data, str(path), MAX_HEADER)
-    spec = integrity.spec_dict(header.spec_json, str(path))
-    return header, integrity.verify(spec, content, path)
+    return integrity.verify(integrity.spec_dict(header.spec_json, str(path)), content, path)
 
 
-def inspect(path: str | os.PathLike[str]) -> tuple[Header, str]:
-    """`verify` of a checkpoint file, read whole (no torch, no safetensors package)."""
+def read_whole(path: str | os.PathLike[str]) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such checkpoint")
-    return verify(integrity.read_file(path, MAX_FILE), path)
+    return integrity.read_file(path, MAX_FILE)
 
 
 def read_header(path: str | os.PathLike[str]) -> Header:

@@ -189,8 +189,10 @@ def _check_torchscript(path: Path) -> dict[str, Any]:
 
 
 def _check_checkpoint(path: Path) -> dict[str, Any]:
-    header, status = checkpoints.inspect(path)
+    data = checkpoints.read_whole(path)
+    header = checkpoints.parse_header(data, path)
     check_sizes(header.spec, lstm_sizes(header.weights), path, "weights")
+    status = checkpoints.checksum(data, header, path)
     facts: dict[str, Any] = {"spec": header.spec, "integrity": status, "weights": header.weights}
     if header.progress:
         facts["training_state"] = {k: header.progress.get(k) for k in ("epoch", "step", "best_val", "seconds")}

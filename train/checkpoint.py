@@ -51,9 +51,7 @@ def load(path: str | os.PathLike[str]) -> Checkpoint:
     damaged (its checksum, recorded when it was written, is checked on the bytes the tensors
     are then read from)."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such checkpoint")
-    data = integrity.read_file(path, layout.MAX_FILE)
+    data = layout.read_whole(path)
     header, status = layout.verify(data, path)
     if status == integrity.NOT_RECORDED:
         log.warning("%s: carries no checksum (written before mpx recorded one): damage to it cannot "
