@@ -225,20 +225,22 @@ def _spec(text: str | None, path: Path) -> ModelSpec:
 # -- the registry --------------------------------------------------------------------------------
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", "onnx", "ONNX graph", (".onnx",), "music_producter.onnx",
-           f'ONNX metadata_props["{contract.SPEC_KEY}"]', needs_torch=False, program=False,
-           runs="", writer="onnx", bundled=True, opener=_open_onnx, checker=_check_onnx, reader=_read_onnx),
+           f'ONNX metadata_props["{contract.SPEC_KEY}"]', needs_torch=False, program=False, runs="",
+           writer="onnx", bundled=True, opener=_open_onnx, checker=_check_onnx, reader=_read_onnx),
     Format("torchscript", "torchscript", "TorchScript archive", (".pt",), "music_producter.pt",
            f"archive extra file {contract.TORCHSCRIPT_SPEC_FILE}", needs_torch=True, program=True,
-           runs="TorchScript code", writer="torchscript", bundled=True, opener=_open_torchscript, checker=_check_torchscript),
+           runs="TorchScript code", writer="torchscript", bundled=True, opener=_open_torchscript,
+           checker=_check_torchscript),
     Format("eager", "checkpoint", "checkpoint", (".safetensors",), "model.safetensors",
-           f'safetensors metadata["{contract.SPEC_KEY}"]', needs_torch=True, program=False,
-           runs="", writer=None, bundled=True, opener=_open_checkpoint, checker=_check_checkpoint),
+           f'safetensors metadata["{contract.SPEC_KEY}"]', needs_torch=True, program=False, runs="",
+           writer=None, bundled=True, opener=_open_checkpoint, checker=_check_checkpoint),
     Format("pt2", "pt2", "torch.export archive", (".pt2",), "music_producter.pt2",
-           f"archive extra file {contract.PT2_SPEC_FILE}", needs_torch=True, program=False,
-           runs="", writer="pt2", bundled=False, opener=_open_pt2, checker=_check_pt2),
+           f"archive extra file {contract.PT2_SPEC_FILE}", needs_torch=True, program=False, runs="",
+           writer="pt2", bundled=False, opener=_open_pt2, checker=_check_pt2),
     Format("aoti", "aoti", "AOTInductor package", (".aoti.pt2",), "music_producter.aoti.pt2",
            f'AOTInductor package metadata["{contract.SPEC_KEY}"]', needs_torch=True, program=True,
-           runs="native code: a compiled shared library", writer="aoti", bundled=False, opener=_open_aoti, checker=_check_aoti),
+           runs="native code: a compiled shared library", writer="aoti", bundled=False, opener=_open_aoti,
+           checker=_check_aoti),
 )}
 NAMES = tuple(FORMATS)
 EXPORTED = tuple(f.name for f in FORMATS.values() if f.writer)        # what `mpx export` writes

@@ -206,14 +206,6 @@ def seal_onnx(data: bytes, source: str = "") -> bytes:
     return sealed
 
 
-def check_onnx(data: bytes, source: str) -> tuple[str | None, str]:
-    """(spec text, OK or NOT_RECORDED) of an ONNX file's bytes; ArtifactError when damaged."""
-    spec, content, _ = onnx_parts(data, source)
-    if spec is None:
-        return None, NOT_RECORDED
-    return spec, verify(spec_dict(spec, source), content, source)
-
-
 # -- safetensors (checkpoints) --------------------------------------------------------------
 def _safetensors_header(data: bytes, source: str, limit: int) -> tuple[dict[str, Any], int]:
     from .bounded_json import JsonLimit, loads
@@ -263,14 +255,6 @@ def seal_safetensors(data: bytes, source: str = "") -> bytes:
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the tensors stay 8-byte aligned, as safetensors writes them
     return struct.pack("<Q", len(text)) + text + data[8 + size:]
-
-
-def check_safetensors(data: bytes, source: str) -> tuple[str | None, str]:
-    """(spec text, OK or NOT_RECORDED) of a checkpoint's bytes; ArtifactError when damaged."""
-    spec, content = safetensors_parts(data, source)
-    if spec is None:
-        return None, NOT_RECORDED
-    return spec, verify(spec_dict(spec, source), content, source)
 
 
 # -- zip archives (TorchScript .pt, torch.export .pt2, AOTInductor .aoti.pt2) ---------------
