@@ -1188,7 +1188,8 @@ def write_json(path: Path, results: list[Result], notes: dict[str, str], args: a
                 for r in results if r.category not in ("ok", "clean error") or r.clobbered or r.litter]
     path.write_text(json.dumps({
         "command": "python benchmarks/reliability.py" + (" --quick" if args.quick else "")
-                   + (f" --groups '{args.groups}'" if args.groups else ""),
+                   + (" --no-faults" if args.no_faults else "") + (f" --groups '{args.groups}'" if args.groups else "")
+                   + f" --json {args.json}",
         "seed": args.seed, "seconds": round(elapsed, 1), "python": sys.version.split()[0], "notes": notes,
         "table": table(results), "findings": findings,
         "cases": [[r.group, r.name, r.category, r.seconds] for r in results]}, indent=None)
