@@ -32,6 +32,7 @@ import io
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,10 +93,16 @@ class _Archive:
     def text(self, name: str, limit: int = MAX_MEMBER) -> str:
         if self.zip.getinfo(self.top + name).file_size > limit:
             raise ArtifactError(f"{self.path}: {name} is too large for an mpx artifact")
-        return self.zip.read(self.top + name).decode("utf-8", "replace")
+        return self.data(name).decode("utf-8", "replace")
 
     def data(self, name: str) -> bytes:
-        return self.zip.read(self.top + name)
+        """A member's bytes, its CRC checked (as the checksum's reading says it)."""
+        try:
+            return self.zip.read(self.top + name)
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, ValueError, zlib.error) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise ArtifactError(f"{self.path}: damaged: archive member {self.top}{name} does not read back "
+                                f"({reason})") from None
 
     def json(self, name: str, depth: int = 16) -> Any:
         try:

@@ -150,9 +150,14 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def _one_line(done, *needles: str) -> None:  # type: ignore[no-untyped-def]
+def _one_line(done, *needles: str, unrecorded: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """One error line naming the file; after the warning a file without a checksum opens with
+    when `unrecorded`."""
     assert done.returncode == 1, (done.returncode, done.stderr)
     lines = done.stderr.strip().splitlines()
+    if unrecorded:
+        assert lines and lines[0].startswith("mpx: ") and "carries no checksum" in lines[0], done.stderr
+        lines = lines[1:]
     assert len(lines) == 1 and lines[0].startswith("mpx: error: "), done.stderr
     assert all(n in lines[0] for n in needles), (needles, lines[0])
 
@@ -187,15 +192,19 @@ def test_a_flipped_byte_in_a_compiled_archive_is_refused_before_it_loads(compile
 
 def test_a_pt2_whose_spec_disagrees_with_its_graph_is_refused_when_opened(compiled_artifacts: Path,
                                                                           tmp_path: Path) -> None:
-    """Before: it opened, and failed on its first call with `AssertionError: Guard failed`."""
+    """Before: it opened, and failed on its first call with `AssertionError: Guard failed`. The
+    spec is compared with the weights before the checksum (the specific message first), so a
+    file with a checksum and one without say the same."""
     path = compiled_artifacts / "music_producter.pt2"
     hidden_128 = lambda spec: spec["config"].update(hidden=128)  # noqa: E731
     edited = damage.edit_spec(path, tmp_path / "edited.pt2", hidden_128)
-    with pytest.raises(ArtifactError, match="damaged: its spec was changed after export"):
-        open_backend(edited)
     old = damage.edit_spec(damage.unrecorded(path, tmp_path / "old.pt2"), tmp_path / "old-edited.pt2", hidden_128)
-    with pytest.raises(ArtifactError, match="spec says 1 LSTM layer\\(s\\) of hidden size 128, but its weights has 1 of 256"):
-        open_backend(old)
+    for damaged in (edited, old):
+        with pytest.raises(ArtifactError, match="spec says 1 LSTM layer\\(s\\) of hidden size 128, but its weights has 1 of 256"):
+            open_backend(damaged)
+    sampling = damage.edit_spec(path, tmp_path / "sampling.pt2", lambda spec: spec["sampling"].update(top_p=[0.5] * 4))
+    with pytest.raises(ArtifactError, match="damaged: its spec was changed after export"):
+        open_backend(sampling)
 
 
 def test_an_aoti_package_whose_spec_disagrees_with_its_library_is_refused(compiled_artifacts: Path,
@@ -283,5 +292,5 @@ def test_a_failed_aoti_load_leaves_no_temporary_folders(compiled_artifacts: Path
     other = damage.rewrite_zip(path, tmp_path / "other.aoti.pt2", {".wrapper.so": lambda _: system.read_bytes()})
     temp = tmp_path / "temp"
     temp.mkdir()
-    _one_line(_run(other, tmp_path, TMPDIR=str(temp)), str(other), "not a loadable aoti archive")
+    _one_line(_run(other, tmp_path, TMPDIR=str(temp)), str(other), "not a loadable aoti archive", unrecorded=True)
     assert [p.name for p in temp.iterdir() if p.name.startswith(("aotinductor", "mpx-load"))] == []
