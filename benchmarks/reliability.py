@@ -224,7 +224,8 @@ def listing(folder: Path | None) -> set[str]:
 def is_one_line_error(answer: dict) -> bool:
     lines = [l for l in answer["err"].splitlines() if l.strip()]
     return (bool(lines) and all(l.startswith("mpx: ") for l in lines)
-            and (lines[-1].startswith("mpx: error") or lines[-1] == "mpx: interrupted")
+            and (lines[-1].startswith("mpx: error") or lines[-1] == "mpx: interrupted"
+                 or lines[-1].startswith("mpx: interrupted "))  # a training says where it saved
             and "Traceback" not in answer["err"])
 
 
