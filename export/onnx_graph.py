@@ -10,6 +10,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from mpx.runtime import integrity
 from mpx.runtime.contract import FIXED_AXES, INPUTS, OUTPUTS, SPEC_KEY, dynamic_axes, example_inputs
 from mpx.runtime.spec import ModelSpec
 from mpx.train.model import NoteLSTM
@@ -61,8 +62,9 @@ def set_spec(proto: onnx.ModelProto, spec: ModelSpec) -> None:
 
 
 def save(proto: onnx.ModelProto, path: Path) -> None:
-    """Serialised in memory first (as the TorchScript writer), then written with plain file I/O:
-    a full disk is one OSError, never a half-written file left by a library's writer."""
-    data = proto.SerializeToString()
+    """Serialised in memory first (as the TorchScript writer), sealed with its checksum
+    (runtime/integrity.py), then written with plain file I/O: a full disk is one OSError, never
+    a half-written file left by a library's writer."""
+    data = integrity.seal_onnx(proto.SerializeToString(), str(path))
     with open(path, "wb") as fh:
         fh.write(data)

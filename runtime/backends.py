@@ -14,10 +14,14 @@ code) lives in mpx.train and is found by the registry as a plugin.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -267,7 +271,10 @@ class CompiledBackend(Checked):
     """A torch.export archive (`.pt2`, run by torch's own kernels) or an AOTInductor package
     (`.aoti.pt2`, compiled C++ for the CPU that built it). Both follow the contract; an export
     whose time axis was fixed to one note (`mpx_time_axis` = 1) is fed one note per call over
-    a longer input, the state carried, which gives the same numbers up to float rounding."""
+    a longer input, the state carried, which gives the same numbers up to float rounding.
+    Open them through the format registry: its checks (runtime/pt2_archive.py) refuse what
+    torch's loaders would unpickle or evaluate before they run; `_guarded_load` is the second
+    guard."""
 
     def __init__(self, path: str | os.PathLike[str], kind: str, threads: int | None = None) -> None:
         torch = import_torch(f"the {kind} backend")
@@ -275,7 +282,8 @@ class CompiledBackend(Checked):
         require_file(self.path)
         use_torch_kernels(torch, threads)
         try:
-            run, spec, axis = _load_pt2(torch, self.path) if kind == "pt2" else _load_aoti(torch, self.path)
+            with _guarded_load():
+                run, spec, axis = _load_pt2(torch, self.path) if kind == "pt2" else _load_aoti(torch, self.path)
         except MpxError:
             raise
         except Exception as exc:  # torch's loaders raise many types on a foreign or damaged file
@@ -301,6 +309,38 @@ class CompiledBackend(Checked):
                 note, h, c, step_logits = self._run(x[:, t:t + 1].contiguous(), h, c, *rest, following.contiguous())
                 logits.append(step_logits)
             return Outputs(note.numpy(), h.numpy(), c.numpy(), torch.cat(logits, 1).numpy())
+
+
+_LOADING = threading.Lock()
+_FORCE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+
+
+@contextlib.contextmanager
+def _guarded_load() -> Iterator[None]:
+    """While torch loads a compiled archive: every torch.load it makes is weights_only (torch
+    falls back to full unpickling where the first try fails; the archive checks make sure
+    nothing gets there, this makes sure nothing unpickles if it did); torch's own log lines are
+    held back (a failed load logged a 13-line traceback before mpx's line); and the temporary
+    files torch makes go into a folder of mpx's own, removed afterwards (a failed AOTInductor
+    load left two aotinductor_* folders, 3.6 MB, in the temp folder each time). The settings
+    are the process's: loads take turns."""
+    with _LOADING:
+        saved = {key: os.environ.get(key) for key in (_FORCE, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "TMPDIR")}
+        folder = tempfile.mkdtemp(prefix="mpx-load-")
+        quiet = logging.root.manager.disable
+        os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # both set: torch refuses every load
+        os.environ[_FORCE], os.environ["TMPDIR"] = "1", folder  # AOTInductor's C++ loader reads TMPDIR
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(quiet)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            shutil.rmtree(folder, ignore_errors=True)  # a loaded library stays mapped
 
 
 def _load_pt2(torch: Any, path: Path) -> tuple[Any, str, str]:

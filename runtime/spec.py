@@ -13,13 +13,15 @@ import json
 import math
 from typing import Any
 
-from . import bins, contract, controls
+from . import bins, bounded_json, contract, controls
 from .checks import is_integer, number
 from .config import ModelConfig
 from .errors import OptionsError, SpecError
 
 SPEC_VERSION = contract.CONTRACT_VERSION
 N = len(contract.ATTRIBUTES)
+MAX_SPEC_BYTES = 1 << 20   # a spec is a few kB; its free-form records (training, data, metrics) included
+MAX_SPEC_DEPTH = 16        # levels of [ and {: the spec mpx writes nests 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,11 +102,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "spec") -> "ModelSpec":
-        try:
-            raw = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SpecError(f"{source}: spec is not valid JSON ({exc})") from None
-        return cls.from_dict(raw, source)
+        return cls.from_dict(parse(text, source), source)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "spec") -> "ModelSpec":
@@ -148,6 +146,17 @@ class ModelSpec:
                             f"differ from the contract {list(contract.INPUTS)} -> {list(contract.OUTPUTS)}")
         if not is_integer(self.seq_len) or not 1 <= self.seq_len <= 100_000:
             raise SpecError(f"{source}: seq_len must be an integer 1..100000, got {self.seq_len!r}")
+
+
+def parse(text: str | bytes, source: str = "spec") -> Any:
+    """A spec's JSON text as Python values, its size and nesting checked before it is parsed
+    (100,000 nested `[` would end in RecursionError); SpecError naming `source` otherwise."""
+    try:
+        return bounded_json.loads(text, MAX_SPEC_BYTES, MAX_SPEC_DEPTH)
+    except bounded_json.JsonLimit as exc:
+        raise SpecError(f"{source}: spec {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{source}: spec is not valid JSON ({exc})") from None
 
 
 def _check_version(version: Any, source: str) -> None:
