@@ -117,7 +117,7 @@ def check_sizes(spec: ModelSpec, found: tuple[object, object] | None, source: ob
     layers, hidden = found
     if (layers, hidden) != (spec.layers, spec.hidden):
         raise ArtifactError(f"{source}: its spec says {spec.layers} LSTM layer(s) of hidden size "
-                            f"{spec.hidden}, but its {where} has {layers} of {hidden}; the file is "
+                            f"{spec.hidden}, its {where} {layers} of {hidden}; the file is "
                             "damaged or its spec was altered")
 
 

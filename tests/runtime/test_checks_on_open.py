@@ -207,7 +207,7 @@ AOTI_DAMAGE = {
     "two libraries": (dict(extra={"data/aotinductor/model/def.wrapper.so": fake_archives.elf()}),
                       "holds 2 compiled libraries"),
     "a program inside": (dict(extra={"models/model.json": b"{}"}), "holds models/model.json"),
-    "compiled for 128": (dict(hidden=128), "spec says 1 LSTM layer(s) of hidden size 256, but its compiled weights has 1 of 128"),
+    "compiled for 128": (dict(hidden=128), "spec says 1 LSTM layer(s) of hidden size 256, its compiled weights 1 of 128"),
 }
 
 

@@ -86,7 +86,7 @@ def test_info_on_a_damaged_or_foreign_compiled_file_is_one_line(tmp_path: Path, 
     with zipfile.ZipFile(tmp_path / "other.aoti.pt2", "w") as archive:
         archive.writestr("x/data.bin", b"")
     for name, message in (("text.pt2", "not a readable torch.export archive"), ("nospec.pt2", "carries no mpx spec"),
-                          ("wrong.pt2", "its weights has 1 of 256"),
+                          ("wrong.pt2", "its weights 1 of 256"),
                           ("other.aoti.pt2", "not an AOTInductor package")):
         code, _, err = mpx(capsys, "info", str(tmp_path / name))
         one_line_error(code, err, str(tmp_path / name), message)
