@@ -23,7 +23,11 @@ OPSETS = range(13, 24)
 class ExportOptions:
     format: str = SHIPPED_SET      # which artifacts: one format, the shipped set, or all
     opset: int = 17                # ONNX opset
-    atol: float = 1e-5             # parity: |artifact - eager| <= atol + rtol * |eager|
+    # parity: |artifact - eager| <= atol + rtol * |eager|. The chain's heads (a hidden layer per
+    # link) round more than v2's one linear layer: the bundled model's ONNX logits differ from
+    # eager by up to 1.9e-5 where |logit| is small (v2: 9.5e-6), with every draw the same; a
+    # wrong graph differs by 1e-2 and more
+    atol: float = 1e-4
     rtol: float = 1e-5
     quantize: str | None = None    # also write an int8 ONNX variant
     force: bool = False            # replace existing artifacts in the output folder
