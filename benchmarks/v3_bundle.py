@@ -28,7 +28,7 @@ from mpx.runtime.versions import versions
 from mpx.train.loop import fingerprint
 from mpx.train.model import NoteLSTM
 from mpx.train.options import TrainOptions
-from mpx.runtime.spec import ModelSpec
+from mpx.runtime.spec import ModelSpec, Sampling
 
 LICENCE = "CC BY-NC-SA 4.0 (inherited from the ASAP dataset)"
 
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     val["train_loss"] = last["train_loss"]
     spec = ModelSpec(
         config=config, seq_len=args.primer_len, licence=LICENCE,
+        # the sampling docs/v3-model.md's generation figures were measured with
+        sampling=Sampling(temperature=(1.0,) * 4, top_p=(1.0,) * 4),
         training={**options.to_dict(), "data_fingerprint": fingerprint(train),
                   "trained_by": "benchmarks/v3_experiment.py train (docs/v3-model.md, run F-full256)"},
         data=corpus.summary(), versions=versions("torch"),
