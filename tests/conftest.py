@@ -258,3 +258,14 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untype
             for line in changed:
                 reporter.write_line(line)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def graph_run(backend, notes, h0, c0, uniforms, temperature, top_p, controls=None, given=None):  # type: ignore[no-untyped-def]
+    """One graph call with contract v3's inputs from v2-style ones: temperature/top_p of [4] given
+    to every row, controls not given, no attribute of the next note given."""
+    from mpx.runtime import controls as control_rules
+    rows = np.asarray(notes).shape[0]
+    per_row = [np.broadcast_to(np.asarray(v, np.float32), (rows, 4)) for v in (temperature, top_p)]
+    controls = control_rules.unset(rows) if controls is None else controls
+    given = np.full((rows, 4), -1.0, np.float32) if given is None else given
+    return backend.run(notes, h0, c0, uniforms, *per_row, controls, given)

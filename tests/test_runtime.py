@@ -14,7 +14,7 @@ from mpx.runtime import GenerationOptions, bins, load, read_csv, read_notes, zer
 from mpx.runtime.contract import SPEC_KEY
 from mpx.runtime.errors import SpecError
 
-from conftest import ROOT, run_cli, torch_blocked
+from conftest import ROOT, graph_run, run_cli, torch_blocked
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_greedy_takes_the_likeliest_bin_and_its_centre(generators: dict, seed_no
     h, c = zero_state(gen.spec, 1)
     zeros = np.zeros(4, np.float32)
     for i in range(20):
-        out = gen.backend.run(x, h, c, np.zeros((1, 8), np.float32), zeros, np.ones(4, np.float32))
+        out = graph_run(gen.backend, x, h, c, np.zeros((1, 8), np.float32), zeros, np.ones(4, np.float32))
         for a, attribute in enumerate(bins.of(config)):
             best = int(np.argmax(out.logits[0, -1, a, :attribute.count]))
             assert notes[i, a] == pytest.approx(float(attribute.value(best, 0.5)), rel=1e-5)

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from mpx.runtime import GenerationOptions, bins, load, read_notes, sampling, uniforms, zero_state
+from mpx.runtime import GenerationOptions, bins, controls, load, read_notes, sampling, uniforms, zero_state
 from mpx.runtime.errors import OptionsError
 from mpx.runtime.rng import UniformStream, splitmix64
 
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, graph_run
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_the_graph_samples_by_the_documented_rule(generator, seed_notes: np.ndar
                                ((0, 0, 0, 0), (1, 1, 1, 1)), ((1, 0, 2, 0), (0.6, 1, 0.95, 1))):
         u = rng.random((len(x), 8)).astype(np.float32)
         t, p = np.float32(temperature), np.float32(top_p)
-        out = backend.run(x, *zero_state(backend.spec, len(x)), u, t, p)
+        out = graph_run(backend, x, *zero_state(backend.spec, len(x)), u, t, p)
         want = sampling.sample(out.logits[:, -1], u, t, p, config)
         near = sampling.margin(out.logits[:, -1], u, t, p, bins.counts(config)) < 1e-5
         assert not near.any()  # no draw here sits on a boundary where rounding decides
@@ -89,7 +89,7 @@ def test_the_rule_takes_sampling_parameters_per_row(generator, seed_notes: np.nd
     backend = generator.backend
     x = np.stack([seed_notes[:20]] * 2)
     u = np.random.default_rng(1).random((2, 8)).astype(np.float32)
-    out = backend.run(x, *zero_state(backend.spec, 2), u, np.ones(4, np.float32), np.ones(4, np.float32))
+    out = graph_run(backend, x, *zero_state(backend.spec, 2), u, np.ones(4, np.float32), np.ones(4, np.float32))
     rows = sampling.sample(out.logits[:, -1], u, np.float32([[1, 1, 1, 1], [0, 0, 0, 0]]), np.ones((2, 4)),
                            backend.spec.config)
     shared = [sampling.sample(out.logits[:, -1], u, np.float32([t] * 4), np.ones(4), backend.spec.config)[i]
@@ -98,21 +98,26 @@ def test_the_rule_takes_sampling_parameters_per_row(generator, seed_notes: np.nd
 
 
 def test_sampled_bins_follow_the_softmax_and_the_nucleus(generator, seed_notes: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """The pitch link of the chain, every row given the same step (the link before it), so that
+    every row draws from the same distribution."""
     backend = generator.backend
     n = 20000
     ones = np.ones(4, np.float32)
-    primed = backend.run(seed_notes[None, :29], *zero_state(backend.spec, 1), np.zeros((1, 8), np.float32), ones, ones)
-    # n rows in the primed state, each drawing the 30th note with its own uniforms
+    primed = graph_run(backend, seed_notes[None, :29], *zero_state(backend.spec, 1), np.zeros((1, 8), np.float32), ones, ones)
+    # n rows in the primed state, each drawing the 30th note's pitch with its own uniforms
     x = np.repeat(seed_notes[None, 29:30], n, axis=0)
     h, c = (np.repeat(s, n, axis=1) for s in primed.state)
     u = np.random.default_rng(1).random((n, 8)).astype(np.float32)
-    out = backend.run(x, h, c, u, ones, ones)
+    given = np.full((n, 4), -1.0, np.float32)
+    given[:, 1] = seed_notes[30, 1]
+    out = graph_run(backend, x, h, c, u, ones, ones, given=given)
+    assert (out.logits[:, -1, 0] == out.logits[0, -1, 0]).all()
     logits = out.logits[0, -1, 0].astype(np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     seen = np.bincount(out.next_note[:, 0].astype(int), minlength=128) / n
     assert np.abs(seen - probs).max() < 0.015
-    nucleus = backend.run(x, h, c, u, ones, np.float32([0.5, 1, 1, 1]))
+    nucleus = graph_run(backend, x, h, c, u, ones, np.float32([0.5, 1, 1, 1]), given=given)
     ranked = np.argsort(-probs)
     smallest = ranked[: int(np.searchsorted(np.cumsum(probs[ranked]), 0.5)) + 1]
     assert set(np.unique(nucleus.next_note[:, 0]).astype(int)) <= set(smallest.tolist())
@@ -134,9 +139,11 @@ def tutorial_window_loop(backend, primer: np.ndarray, n: int, seed: int) -> np.n
     spec = backend.spec
     window = primer[-spec.seq_len:].copy()
     t, p = np.float32(spec.sampling.temperature), np.float32(spec.sampling.top_p)
+    held = controls.resolve(window)[None]  # contract v3: the primer's own summaries, held throughout
     out = []
     for i in range(n):
-        note = backend.run(window[None], *zero_state(spec, 1), uniforms(seed, 1, i, 1)[0], t, p).next_note[0]
+        note = graph_run(backend, window[None], *zero_state(spec, 1), uniforms(seed, 1, i, 1)[0], t, p,
+                         controls=held).next_note[0]
         out.append(note)
         window = np.append(np.delete(window, 0, axis=0), note[None], axis=0)
     return np.array(out)
@@ -186,17 +193,21 @@ def test_options_are_checked_in_one_place_and_name_the_parameter(field: str, val
 
 
 def test_graph_inputs_given_to_the_python_api_are_checked(generator, seed_notes: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    from mpx.runtime import controls as control_rules
     backend = generator.backend
     x, (h, c) = seed_notes[None, :10], zero_state(backend.spec, 1)
-    u, t, p = np.full((1, 8), 0.5, np.float32), np.ones(4, np.float32), np.ones(4, np.float32)
-    assert backend.run(x, h, c, u, t, p).next_note.shape == (1, 4)
-    for args, message in ((((x, h, c, np.full((1, 8), 1.0), t, p)), "uniforms must lie in \\[0, 1\\)"),
-                          (((x, h, c, np.full((1, 8), -0.1), t, p)), "uniforms must lie in \\[0, 1\\)"),
-                          (((x, h, c, np.full((2, 8), 0.5), t, p)), "uniforms must have shape \\[1, 8\\]"),
-                          (((x, h, c, u, np.ones(3), p)), "temperature must have shape \\[4\\]"),
-                          (((x, h, c, u, np.float32([1, np.nan, 1, 1]), p)), "temperature holds NaN"),
-                          (((x, h[:, :, :5], c, u, t, p)), "h0 must have shape"),
-                          (((x[0], h, c, u, t, p)), "notes must have shape")):
+    u, t, p = np.full((1, 8), 0.5, np.float32), np.ones((1, 4), np.float32), np.ones((1, 4), np.float32)
+    k, g = control_rules.unset(1), np.full((1, 4), -1.0, np.float32)
+    assert backend.run(x, h, c, u, t, p, k, g).next_note.shape == (1, 4)
+    for args, message in (((x, h, c, np.full((1, 8), 1.0), t, p, k, g), "uniforms must lie in \\[0, 1\\)"),
+                          ((x, h, c, np.full((1, 8), -0.1), t, p, k, g), "uniforms must lie in \\[0, 1\\)"),
+                          ((x, h, c, np.full((2, 8), 0.5), t, p, k, g), "uniforms must have shape \\[1, 8\\]"),
+                          ((x, h, c, u, np.ones(4), p, k, g), "temperature must have shape \\[1, 4\\]"),
+                          ((x, h, c, u, np.float32([[1, np.nan, 1, 1]]), p, k, g), "temperature holds NaN"),
+                          ((x, h, c, u, t, p, control_rules.unset(2), g), "controls must have shape \\[1, 18\\]"),
+                          ((x, h, c, u, t, p, k, np.full((1, 3), -1.0)), "given must have shape \\[1, 4\\]"),
+                          ((x, h[:, :, :5], c, u, t, p, k, g), "h0 must have shape"),
+                          ((x[0], h, c, u, t, p, k, g), "notes must have shape")):
         with pytest.raises(OptionsError, match=message):
             backend.run(*args)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpx.runtime import load, read_notes
+from mpx.runtime import controls, load, read_notes
 from mpx.runtime.errors import OptionsError
 from mpx.runtime.rng import uniforms
 from mpx.runtime.session import Session
 from mpx.runtime.spec import Sampling
 
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, graph_run
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,9 @@ def test_a_session_is_the_documented_protocol(backend, primer: np.ndarray) -> No
     spec = backend.spec
     x, (h, c) = primer[None], (np.zeros((spec.layers, 1, spec.hidden), np.float32),) * 2
     t, p = np.float32(spec.sampling.temperature), np.float32(spec.sampling.top_p)
+    held = controls.resolve(primer)[None]  # v3: the primer's own summaries unless asked otherwise
     for n in range(20):
-        out = backend.run(x, h, c, uniforms(3, 1, n, 1)[0], t, p)
+        out = graph_run(backend, x, h, c, uniforms(3, 1, n, 1)[0], t, p, controls=held)
         np.testing.assert_array_equal(got[n], out.next_note[0])
         x, h, c = out.next_note[:, None], out.hn, out.cn
     assert session.drawn.tolist() == [20] and session.seed == 3
@@ -89,8 +90,9 @@ def test_appended_notes_are_fed_with_the_state_carried(backend, primer: np.ndarr
     spec = backend.spec
     zeros = np.zeros((spec.layers, 1, spec.hidden), np.float32)
     t, p = np.float32(spec.sampling.temperature), np.float32(spec.sampling.top_p)
-    first = backend.run(primer[None], zeros, zeros, uniforms(5, 1, 0, 1)[0], t, p)
-    want = backend.run(played[None], first.hn, first.cn, uniforms(5, 1, 1, 1)[0], t, p)
+    held = controls.resolve(primer[:-3])[None]  # summaries of what was primed
+    first = graph_run(backend, primer[None], zeros, zeros, uniforms(5, 1, 0, 1)[0], t, p, controls=held)
+    want = graph_run(backend, played[None], first.hn, first.cn, uniforms(5, 1, 1, 1)[0], t, p, controls=held)
     np.testing.assert_array_equal(second, want.next_note)
     np.testing.assert_array_equal(live.pending(0), second)
 
@@ -103,10 +105,14 @@ def test_state_can_be_read_and_set(backend, primer: np.ndarray) -> None:  # type
     saved = session.state
     session.step()
     other = Session(backend, seed=1)
+    other.set_controls(session.controls(0)[None])
     other.state = saved
     other.append(note)
     other.step()
-    np.testing.assert_array_equal(other.last[1].logits, session.last[1].logits)  # type: ignore[index]
+    # the chain's first link sees only the state and the note fed (the later links also see the
+    # bins drawn before them, from each session's own uniforms)
+    first = ("pitch", "step", "duration", "velocity").index(backend.spec.config.order[0])
+    np.testing.assert_array_equal(other.last[1].logits[:, :, first], session.last[1].logits[:, :, first])  # type: ignore[index]
     with pytest.raises(OptionsError, match="state must be two arrays of shape"):
         other.state = (saved[0][:, :, :3], saved[1])
 
@@ -151,15 +157,15 @@ def test_rows_taken_out_and_joined_keep_their_notes(backend, primer: np.ndarray)
         assert_same_notes(np.stack(made[row_id]), want)
 
 
-def test_mixed_settings_are_stepped_in_groups(backend, primer: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    """Contract v2 takes one temperature and top-p per call: rows of other settings are called
-    apart, and each row draws what it draws alone."""
+def test_mixed_settings_are_drawn_in_one_call(backend, primer: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Contract v3 takes temperature and top-p per row: rows of other settings share the call,
+    and each row draws what it draws alone."""
     session = Session(backend, rows=3, seed=2)
     session.prime(primer)
     cold = Sampling((0.0, 0.5, 0.5, 0.5), 1.0)
     session.set_sampling(cold, rows=[1])
     notes = session.generate(12)
-    assert session.last is None  # the last step was two calls
+    assert session.last is not None  # the last step was one call
     assert_same_notes(notes[1], alone(backend, primer, 12, seed=2, stream=1, sampling=cold))
     assert_same_notes(notes[2], alone(backend, primer, 12, seed=2, stream=2))
     assert session.sampling(1) == cold
@@ -174,8 +180,10 @@ def test_window_mode_reruns_the_last_notes_from_a_zero_state(backend, primer: np
     spec = backend.spec
     t, p = np.float32(spec.sampling.temperature), np.float32(spec.sampling.top_p)
     zeros = np.zeros((spec.layers, 1, spec.hidden), np.float32)
+    held = controls.resolve(primer)[None]
     for n in range(12):
-        note = backend.run(window[None], zeros, zeros, uniforms(6, 1, n, 1)[0], t, p).next_note[0]
+        note = graph_run(backend, window[None], zeros, zeros, uniforms(6, 1, n, 1)[0], t, p,
+                         controls=held).next_note[0]
         np.testing.assert_array_equal(got[n], note)
         window = np.concatenate([window[1:], note[None]])
     np.testing.assert_array_equal(session.pending(0), window)
