@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import contract, formats, integrity
+from . import controls as control_rules
 from .spec import ModelSpec
 
 
@@ -63,6 +64,9 @@ def format_description(info: dict[str, Any]) -> str:
              f"{config['embedding']}; bins: step {config['step_bins']} (to {config['step_max']:g} s), "
              f"duration {config['duration_bins']} (to {config['duration_max']:g} s), velocity "
              f"{config['velocity_bins']}; dropout {config['dropout']:g} (training only)",
+             f"chain    {', '.join(config['order'])}, each drawn knowing the ones before (heads of "
+             f"{config['head_hidden']}); controls: {', '.join(control_rules.CONTROLS[:6])}, "
+             f"pc0..pc11 (into the {config['controls_into']})",
              f"contract v{spec['spec_version']}; primer/window {spec['seq_len']} notes; default sampling "
              f"temperature {spec['sampling']['temperature']}, top-p {spec['sampling']['top_p']} "
              "(pitch, step, duration, velocity)",
