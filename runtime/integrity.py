@@ -222,6 +222,13 @@ def _safetensors_header(data: bytes, source: str, limit: int) -> tuple[dict[str,
         raise ArtifactError(f"{source}: not a readable safetensors checkpoint (its header is not JSON)") from None
     if not isinstance(header, dict):
         raise ArtifactError(f"{source}: not a readable safetensors checkpoint (its header is not an object)")
+    ends = [entry["data_offsets"][1] for entry in header.values() if isinstance(entry, dict)
+            and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
+            and isinstance(entry["data_offsets"][1], int)]
+    held = len(data) - 8 - size
+    if ends and max(ends) > held:  # a cut file: say so before any checksum calls it changed
+        raise ArtifactError(f"{source}: not a readable safetensors checkpoint (cut short: its header "
+                            f"describes {max(ends):,} bytes of tensors, the file holds {held:,})")
     return header, size
 
 
