@@ -97,6 +97,7 @@ def test_64_concurrent_requests_get_the_notes_they_get_alone_and_mpx_runs() -> N
     steps, calls = _histogram_count(metrics, "mpx_step_seconds"), _counter(metrics, "mpx_graph_calls_total")
     primed = _counter(metrics, "mpx_streams_total", 'outcome="completed"')
     assert calls <= steps + primed, f"{calls} graph calls for {steps} steps and {primed} primers: one call per step"
+    print(f"\nmean rows per batched call {mean_rows:.1f}; {calls:.0f} graph calls for {steps:.0f} steps and {primed:.0f} requests")
     primer_all = seed_notes()
     for body, got, solo in zip(requests, batched, single):
         assert got.shape == (body["notes"], 4)
