@@ -109,7 +109,7 @@ class Job:
     notes: int
     seed: int
     sampling: Sampling
-    controls: dict            # asked for: {name: value or None} (requested_of)
+    controls: dict[str, float | None]   # asked for: {name: value or None} (requested_of)
     format: str = "json"
     stream: bool = False
     exact: bool = False
