@@ -466,6 +466,24 @@ def test_session_continues_appends_and_follows_the_random_stream(exact: bool) ->
     assert replies[-1]["type"] == "generated" and replies[-1]["drawn"] == 100
 
 
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "batched"])
+def test_a_session_opened_empty_takes_its_primer_and_controls_from_what_is_appended(exact: bool) -> None:
+    """Notes appended before the first `generate` are the primer: the held controls are their
+    summaries, and the notes are `mpx run`'s with that primer and the same key."""
+    played = seed_notes()[:40]
+    replies = _session(_app(), [
+        {"type": "open", "primer": [], "seed": 11, "exact": exact, "controls": {"velocity_mean": 50}},
+        {"type": "append", "notes": played.tolist()}, {"type": "set", "key": "A minor", "controls": {"velocity_mean": 50}},
+        {"type": "generate", "notes": 24}])
+    from mpx.runtime import controls as ctl
+    assert replies[0]["type"] == "opened" and replies[0]["controls"]["density"] is None  # no primer yet
+    requested = {"velocity_mean": 50.0, **dict(zip(ctl.PITCH_CLASSES, map(float, ctl.key_profile("A minor"))))}
+    np.testing.assert_array_equal(_controls(replies[2]["controls"]), ctl.resolve(played, requested))
+    (got,) = _collect(replies)
+    want = reference(played, 11, 24, controls={"velocity_mean": 50}, key="A minor")
+    (np.testing.assert_array_equal if exact else assert_same_notes)(got, want)
+
+
 def _controls(answer: dict) -> np.ndarray:
     """An answer's controls {name: value or null} as the graph's float32 [C] (-1: not given)."""
     from mpx.runtime import controls as ctl
