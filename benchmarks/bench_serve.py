@@ -12,6 +12,11 @@ and its RSS after the round. Every stream is checked: all notes, indices in orde
 or duplicated; the batched streams' notes are compared with the unbatched server's (which
 calls the graph at B = 1, as `mpx run` does).
 
+`--mixed`: the clients take turns over four samplings and five sets of controls (none, a
+density, a key, dynamics and register with a key, an articulation): contract v3 draws every row
+with its own in one call, so the batch is the same size as without; the ceiling gets the same
+mix (GenerationOptions.takes).
+
 `--soak S`: for S seconds, clients that disconnect mid-stream, send garbage (bytes that are no
 HTTP, bad JSON, bad fields) or read very slowly, beside normal ones; then the server must be up,
 every stream freed (mpx_active_streams 0, mpx_buffered_notes 0) and its log free of tracebacks.
@@ -37,6 +42,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT  # noqa: E402
+
+MIX_SAMPLING = [{}, {"temperature": 0.7, "top_p": 0.9}, {"temperature": 0.0, "top_p": 1.0},
+                {"temperature": [1.0, 0.9, 0.9, 1.0], "top_p": [0.95, 0.9, 0.9, 1.0]}]
+MIX_CONTROLS = [{}, {"controls": {"density": 9.0}}, {"key": "D minor"},
+                {"controls": {"velocity_mean": 40, "pitch_mean": 72}, "key": "Bb"}, {"controls": {"duration_median": 0.3}}]
+
+
+def client_settings(i: int, mixed: bool) -> dict[str, Any]:
+    """Client i's sampling and controls (none unless --mixed)."""
+    return {**MIX_SAMPLING[i % len(MIX_SAMPLING)], **MIX_CONTROLS[i % len(MIX_CONTROLS)]} if mixed else {}
+
 
 TARGETS = {"speedup_vs_unbatched": 5.0, "share_of_ceiling": 0.5, "ttfn_p99_s": 0.25, "gap_p99_s": 0.05}
 
@@ -111,12 +127,13 @@ class RssSampler:
         self.thread.join()
 
 
-async def one_stream(client: Any, seed: int, notes: int) -> dict[str, Any]:
+async def one_stream(client: Any, seed: int, notes: int, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Stream one request; its arrival times and notes, checked for order and completeness."""
     sent = time.perf_counter()
     first, arrivals, parts, expected, problems = None, [], [], 0, []
+    body = {"notes": notes, "seed": seed, "stream": True, **(settings or {})}
     try:
-        async with client.stream("POST", "/v1/generate", json={"notes": notes, "seed": seed, "stream": True}) as response:
+        async with client.stream("POST", "/v1/generate", json=body) as response:
             if response.status_code != 200:
                 return {"error": f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"}
             ended = False
@@ -145,20 +162,21 @@ async def one_stream(client: Any, seed: int, notes: int) -> dict[str, Any]:
             "error": "; ".join(problems) or None}
 
 
-async def round_of(url: str, clients: int, notes: int, seed0: int) -> tuple[list[dict], float]:
+async def round_of(url: str, clients: int, notes: int, seed0: int, mixed: bool = False) -> tuple[list[dict], float]:
     import httpx
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(600), limits=limits) as client:
         started = time.perf_counter()
-        results = await asyncio.gather(*(one_stream(client, seed0 + i, notes) for i in range(clients)))
+        results = await asyncio.gather(*(one_stream(client, seed0 + i, notes, client_settings(i, mixed))
+                                         for i in range(clients)))
         return results, time.perf_counter() - started
 
 
-def measure_server(server: Server, clients: int, notes: int, label: str) -> tuple[dict[str, Any], list]:
+def measure_server(server: Server, clients: int, notes: int, label: str, mixed: bool = False) -> tuple[dict[str, Any], list]:
     asyncio.run(round_of(server.url, 1, 8, 1))  # warm: onnxruntime's first calls of each shape allocate
     idle = rss_mb(server.proc.pid)
     with RssSampler(server.proc.pid) as rss:
-        results, wall = asyncio.run(round_of(server.url, clients, notes, 10_000))
+        results, wall = asyncio.run(round_of(server.url, clients, notes, 10_000, mixed))
     time.sleep(0.5)
     errors = [r["error"] for r in results if r.get("error")]
     ttfn = [r["ttfn"] for r in results if r.get("ttfn") is not None]
@@ -173,15 +191,23 @@ def measure_server(server: Server, clients: int, notes: int, label: str) -> tupl
     return row, results
 
 
-def measure_ceiling(clients: int, notes: int) -> dict[str, Any]:
-    from mpx.runtime import load, read_notes
+def measure_ceiling(clients: int, notes: int, mixed: bool = False) -> dict[str, Any]:
+    from mpx.runtime import GenerationOptions, Take, load, read_notes
     gen = load(threads=1)
     primer = read_notes(ROOT / "artifacts" / "seed.mid")
-    gen.generate(primer, 8, num_outputs=clients, seed=0)
+    takes = None
+    if mixed:
+        def take(settings: dict[str, Any]) -> Take:
+            t, p = settings.get("temperature"), settings.get("top_p")
+            return Take(temperature=tuple(t) if isinstance(t, list) else t, top_p=tuple(p) if isinstance(p, list) else p,
+                        controls=settings.get("controls"), key=settings.get("key"))
+        takes = tuple(take(client_settings(i, True)) for i in range(clients))
+    options = GenerationOptions(num_outputs=clients, seed=0, takes=takes)
+    gen.generate(primer, 8, options)
     walls = []
     for _ in range(3):  # short: the median of three
         started = time.perf_counter()
-        gen.generate(primer, notes, num_outputs=clients, seed=0)
+        gen.generate(primer, notes, options)
         walls.append(time.perf_counter() - started)
     wall = statistics.median(walls)
     return {"server": "in-process Generator (ceiling)", "clients": clients, "notes_per_s": clients * notes / wall, "wall_s": wall}
@@ -267,8 +293,10 @@ def run_soak(seconds: float, notes: int) -> dict[str, Any]:
 
 # -- rounding: batched rows against one call per note at B = 1 ----------------------------------
 
-ROUNDING_SETTINGS = {"model default": (None, None), "t 0.7, p 0.9": (0.7, 0.9), "greedy": (0.0, 1.0),
-                     "t 1,0.9,0.9,1, p 0.95,0.9,0.9,1": ((1.0, 0.9, 0.9, 1.0), (0.95, 0.9, 0.9, 1.0))}
+ROUNDING_SETTINGS = {"model default": (None, None, None), "t 0.7, p 0.9": (0.7, 0.9, None),
+                     "greedy": (0.0, 1.0, None),
+                     "t 1,0.9,0.9,1, p 0.95,0.9,0.9,1": ((1.0, 0.9, 0.9, 1.0), (0.95, 0.9, 0.9, 1.0), None),
+                     "density 9, key D minor": (None, None, {"density": 9.0, "key": "D minor"})}
 
 
 def rounding(streams: int, notes: int) -> dict[str, Any]:
@@ -277,7 +305,7 @@ def rounding(streams: int, notes: int) -> dict[str, Any]:
     makes them (the whole primer in one call, then one call per note, all at B = 1): how many
     steps leave a row's state with other bits, and how many streams draw a different note (and
     where, first)."""
-    from mpx.runtime import load, read_notes
+    from mpx.runtime import GenerationOptions, load, read_notes
     from mpx.runtime.backends import zero_state
     from mpx.runtime.rng import uniforms
     from mpx.runtime.serve import rows as rowops
@@ -287,11 +315,13 @@ def rounding(streams: int, notes: int) -> dict[str, Any]:
     backend, spec = gen.backend, gen.spec
     primer = read_notes(ROOT / "artifacts" / "seed.mid")[-spec.seq_len:]
     out = {}
-    for name, (t, p) in ROUNDING_SETTINGS.items():
+    for name, (t, p, asked) in ROUNDING_SETTINGS.items():
         sampling = Sampling(t if t is not None else spec.sampling.temperature, p if p is not None else spec.sampling.top_p)
+        asked = dict(asked or {})
+        requested = GenerationOptions(key=asked.pop("key", None), controls=asked).requested_controls()
         seeds = [10_000 + i for i in range(streams)]
         padded, heads = PaddedBackend(backend, 4), rowops.PrimerStates()
-        listeners = [rowops.Listener(s, sampling, primer) for s in seeds]
+        listeners = [rowops.Listener(s, sampling, primer, requested=requested) for s in seeds]
         for listener in listeners:
             listener.start(padded, backend, heads)
         batch = rowops.Batch(padded)
@@ -303,14 +333,15 @@ def rounding(streams: int, notes: int) -> dict[str, Any]:
             h = batch.session.state[0]
             where = {row: i for i, row in enumerate(batch.session.ids.tolist())}
             states.append([h[:, where[listener.id]:where[listener.id] + 1] for listener in listeners])
-        tt, pp = np.array(sampling.temperature, np.float32), np.array(sampling.top_p, np.float32)
+        tt, pp = np.array([sampling.temperature], np.float32), np.array([sampling.top_p], np.float32)
+        controls, drawn = listeners[0].controls[None], -np.ones((1, 4), np.float32)
         state_differs, flips = 0, []
         for i, seed in enumerate(seeds):
             h, c = zero_state(spec, 1)
             x = primer[None]
             u = uniforms(seed, 1, 0, notes)
             for n in range(notes):
-                o = backend.call(x, h, c, u[n], tt, pp)
+                o = backend.call(x, h, c, u[n], tt, pp, controls, drawn)
                 h, c, x = o.hn, o.cn, o.next_note[:, None]
                 state_differs += not np.array_equal(h[:, 0], states[n][i][:, 0])
                 if not np.array_equal(o.next_note[0], got[i, n]):
@@ -333,6 +364,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every case, taken in turns; medians reported")
     parser.add_argument("--rounding", type=int, nargs=2, metavar=("STREAMS", "NOTES"),
                         help="only measure batched rows against B = 1 calls (bits and notes)")
+    parser.add_argument("--mixed", action="store_true", help="clients with mixed sampling and controls")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.rounding:
@@ -348,9 +380,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for repeat in range(args.repeat):
             for clients in args.clients:
-                b_row, b_results = measure_server(batched, clients, args.notes, "mpx serve (batched)")
-                u_row, u_results = measure_server(unbatched, clients, args.notes, "mpx serve --max-batch 1")
-                c_row = measure_ceiling(clients, args.notes)
+                b_row, b_results = measure_server(batched, clients, args.notes, "mpx serve (batched)", args.mixed)
+                u_row, u_results = measure_server(unbatched, clients, args.notes, "mpx serve --max-batch 1", args.mixed)
+                c_row = measure_ceiling(clients, args.notes, args.mixed)
                 for b, u in zip(b_results, u_results):
                     if b.get("notes") is not None and u.get("notes") is not None:
                         streams_compared += 1
@@ -362,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     runs.setdefault((row["server"], clients), []).append(row)
                     print_row(row)
         # the largest round once more: the server's memory after two rounds is at a plateau, not growing
-        plateau, _ = measure_server(batched, max(args.clients), args.notes, "mpx serve (batched)")
+        plateau, _ = measure_server(batched, max(args.clients), args.notes, "mpx serve (batched)", args.mixed)
     finally:
         codes = [batched.stop()[0], unbatched.stop()[0]]
     rows = [median_row(group) for group in runs.values()]
@@ -370,7 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for row in rows:
         print_row(row)
     result: dict[str, Any] = {
-        "rows": rows, "runs": [r for group in runs.values() for r in group], "repeat": args.repeat,
+        "rows": rows, "runs": [r for group in runs.values() for r in group], "repeat": args.repeat, "mixed": args.mixed,
         "rss_after_another_round_mb": plateau["rss_after_mb"], "notes": args.notes, "targets": TARGETS, "server_exit_codes": codes,
         "batched_vs_unbatched_streams_compared": streams_compared, "batched_vs_unbatched_streams_differing": flips,
         "load_before": load_before, "load_after": os.getloadavg(), "cpus": os.cpu_count(),

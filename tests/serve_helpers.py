@@ -58,13 +58,14 @@ async def stream_notes(client: Any, body: dict[str, Any], headers: dict[str, str
 _generators: dict[int, Any] = {}
 
 
-def reference(primer: np.ndarray, seed: int, n: int, temperature: Any = None, top_p: Any = None) -> np.ndarray:
-    """`mpx run`'s notes: the Generator, one call per note at B = 1."""
+def reference(primer: np.ndarray, seed: int, n: int, temperature: Any = None, top_p: Any = None,
+              controls: dict[str, Any] | None = None, key: str | None = None) -> np.ndarray:
+    """`mpx run`'s notes: the Generator with the same GenerationOptions, one call per note at B = 1."""
     from mpx.runtime import load
     gen = _generators.setdefault(0, load(MODEL, threads=1))
     t = None if temperature is None else tuple(np.atleast_1d(np.asarray(temperature, float)))
     p = None if top_p is None else tuple(np.atleast_1d(np.asarray(top_p, float)))
-    return gen.generate(primer, n, seed=seed, temperature=t, top_p=p)
+    return gen.generate(primer, n, seed=seed, temperature=t, top_p=p, controls=controls, key=key)
 
 
 def seed_notes() -> np.ndarray:

@@ -17,20 +17,29 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.te
 from serve_helpers import MODEL, notes_of, reference, run_app, seed_notes, stream_notes  # noqa: E402
 from deploy import assert_same_notes  # noqa: E402
 
-SETTINGS = [  # (temperature, top_p): four sampling groups share the server
+SETTINGS = [  # (temperature, top_p): every row of a call has its own (contract v3)
     (None, None), (0.7, 0.9), (0.0, 1.0), ([1.0, 0.9, 0.9, 1.0], [0.95, 0.9, 0.9, 1.0])]
+CONTROLS = [  # (controls, key): none (the primer's summaries), some, a key, both, "not given"
+    (None, None), ({"density": 9.0}, None), (None, "D minor"), ({"velocity_mean": 40, "pitch_mean": 72}, "Bb"),
+    ({"density": None, "duration_median": 0.3}, None)]
 
 
 def mixed_requests(count: int) -> list[dict]:
-    """Mixed lengths, settings, seeds, primers, and how the answer comes (whole or streamed)."""
+    """Mixed lengths, settings, controls, seeds, primers, and how the answer comes (whole or
+    streamed)."""
     rng = np.random.default_rng(20)
     seed = seed_notes()
     out = []
     for i in range(count):
         temperature, top_p = SETTINGS[i % len(SETTINGS)]
+        controls, key = CONTROLS[i % len(CONTROLS)]
         body = {"notes": int(rng.integers(1, 300)), "seed": 1000 + i}
         if temperature is not None:
             body.update(temperature=temperature, top_p=top_p)
+        if controls is not None:
+            body["controls"] = controls
+        if key is not None:
+            body["key"] = key
         if i % 5 == 1:  # another primer: a cut of the seed, sometimes a single note
             end = int(rng.integers(1, len(seed)))
             body["primer"] = seed[max(0, end - int(rng.integers(1, 200))):end].tolist()
@@ -61,9 +70,10 @@ def test_one_request_continues_the_seed_as_mpx_run() -> None:
 
 def test_64_concurrent_requests_get_the_notes_they_get_alone_and_mpx_runs() -> None:
     """The key property: a listener's notes do not depend on who else is served. 64 requests
-    of mixed lengths, settings and primers at once (four sampling groups, batches of every
-    size as streams start and end) give bit for bit the notes each gets alone, and `mpx run`'s
-    notes (pitch and velocity identical, times within 1e-5: the bar of every consumer)."""
+    of mixed lengths, sampling, controls and primers at once (every row of a call with its own
+    sampling and controls, batches of every size as streams start and end) give bit for bit the
+    notes each gets alone, and `mpx run`'s notes (Generator, same GenerationOptions: pitch and
+    velocity identical, times within 1e-5, the bar of every consumer)."""
     requests = mixed_requests(64)
 
     async def together(client, app):
@@ -84,13 +94,21 @@ def test_64_concurrent_requests_get_the_notes_they_get_alone_and_mpx_runs() -> N
     single = run_app(alone)
     mean_rows = _histogram_mean(metrics, "mpx_batch_rows")
     assert mean_rows > 4, f"the requests were not batched (mean rows per call {mean_rows:.1f})"
+    steps, calls = _histogram_count(metrics, "mpx_step_seconds"), _counter(metrics, "mpx_graph_calls_total")
+    primed = _counter(metrics, "mpx_streams_total", 'outcome="completed"')
+    assert calls <= steps + primed, f"{calls} graph calls for {steps} steps and {primed} primers: one call per step"
+    print(f"\nmean rows per batched call {mean_rows:.1f}; {calls:.0f} graph calls for {steps:.0f} steps and {primed:.0f} requests")
     primer_all = seed_notes()
     for body, got, solo in zip(requests, batched, single):
         assert got.shape == (body["notes"], 4)
         np.testing.assert_array_equal(got, solo, err_msg=f"request {body['seed']}: notes depend on the company")
         primer = np.asarray(body["primer"], np.float32) if "primer" in body else primer_all
-        assert_same_notes(got, reference(primer, body["seed"], body["notes"], body.get("temperature"), body.get("top_p")),
-                          f"request {body['seed']}")
+        assert_same_notes(got, reference_of(primer, body), f"request {body['seed']}")
+
+
+def reference_of(primer: np.ndarray, body: dict) -> np.ndarray:
+    return reference(primer, body["seed"], body["notes"], body.get("temperature"), body.get("top_p"),
+                     controls=body.get("controls"), key=body.get("key"))
 
 
 def test_exact_requests_are_bit_for_bit_mpx_run() -> None:
@@ -100,7 +118,16 @@ def test_exact_requests_are_bit_for_bit_mpx_run() -> None:
         return await asyncio.gather(*(answer(client, body) for body in requests))
     for body, got in zip(requests, run_app(test)):
         primer = np.asarray(body["primer"], np.float32) if "primer" in body else seed_notes()
-        np.testing.assert_array_equal(got, reference(primer, body["seed"], body["notes"], body.get("temperature"), body.get("top_p")))
+        np.testing.assert_array_equal(got, reference_of(primer, body))
+
+
+def _histogram_count(text: str, name: str) -> float:
+    return float(re.search(rf"^{name}_count (\S+)$", text, re.M).group(1))
+
+
+def _counter(text: str, name: str, label: str = "") -> float:
+    pattern = rf"^{name}(\{{[^}}]*{re.escape(label)}[^}}]*\}})? (\S+)$" if label else rf"^{name} (\S+)$"
+    return float(re.search(pattern, text, re.M).groups()[-1])
 
 
 def _histogram_mean(text: str, name: str) -> float:
@@ -218,7 +245,16 @@ BAD = [
     ({"primer_notes": 5000}, 422, "primer_notes 5000: primer has only"),
     ({"format": "wav"}, 422, "format: Input should be 'json', 'midi' or 'csv'"),
     ({"format": "midi", "stream": True}, 422, "format: a stream sends notes as JSON lines"),
-    ({"controls": {"density": 2.0}}, 422, "controls: the server does not take them yet"),
+    ({"controls": {"loudness": 2.0}}, 422, ("controls: unknown loudness", "known: density")),
+    ({"controls": {"density": 200}}, 422, ("controls: density 200 is out of range", "[0.1, 50] onsets/s")),
+    ({"controls": {"pc3": 1.5}}, 422, ("controls: pc3 1.5 is out of range", "[0, 1]")),
+    ({"controls": {"density": "fast"}}, 422, "controls.density: Input should be a valid number"),
+    ({"controls": [6, 0.5]}, 422, "controls: Input should be a valid dictionary"),
+    ({"key": "H minor"}, 422, ("key 'H minor' is not a key", "D minor")),
+    ({"key": "D minor", "controls": {"pc2": 0.2}}, 422, "key 'D minor' sets the pitch-class profile; pc2"),
+    ({"key": 3}, 422, "key: Input should be a valid string"),
+    ({"controls": {"density": 6, "velocity_mean": None}, "key": "Eb major"}, 200, ""),
+    ({"controls": {"velocity_mean": -1}}, 200, ""),                # negative: not given
 ]
 
 
@@ -289,8 +325,14 @@ def test_model_health_and_metrics() -> None:
         await client.post("/v1/generate", json={"notes": 20, "seed": 0})
         return (await client.get("/v1/model")).json(), (await client.get("/healthz")).json(), (await client.get("/metrics"))
     model, health, metrics = run_app(test)
-    assert model["contract"] == 2 and model["spec"]["seq_len"] == 128 and model["limits"]["max_notes"] == 100_000
-    assert model["limits"]["row_quantum"] == 4 and model["controls"] == []
+    assert model["contract"] == 3 and model["spec"]["seq_len"] == 128 and model["limits"]["max_notes"] == 100_000
+    assert model["limits"]["row_quantum"] == 4
+    from mpx.runtime import controls
+    described = controls.describe()
+    assert model["controls"]["names"] == described["names"] == list(controls.CONTROLS)
+    assert model["controls"]["controls"]["density"] == {"unit": "onsets/s", "range": [0.1, 50.0],
+                                                        "typical": list(controls.TYPICAL["density"])}
+    assert model["controls"]["not_given"] == -1.0 and "D minor" in model["controls"]["key"]
     assert health == {"status": "ok", "streams": 0}
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = metrics.text
@@ -370,40 +412,83 @@ def _collect(replies: list[dict]) -> list[np.ndarray]:
     return out
 
 
-def test_session_continues_appends_and_follows_the_random_stream() -> None:
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "batched"])
+def test_session_continues_appends_and_follows_the_random_stream(exact: bool) -> None:
     """A session is `mpx run` cut into pieces: 50 notes then 30 more are the first 80 of one
-    run (the random stream's counter carries on). Notes the client appends are fed with the
-    note just made at the next call; the reference does exactly that with the graph."""
+    run with the same options (the random stream's counter carries on; the key asked for at
+    open). Notes the client appends are fed with the note just made at the next call; a `set`
+    changes sampling and controls from the next note on, the controls it does not name held at
+    the summaries of the stream's last 64 notes (primer, made, appended). The reference does
+    exactly that with the graph, one call per note at B = 1."""
+    from mpx.runtime import controls as ctl
     played = [[60, 0.5, 0.4, 90], [64, 0.0, 0.4, 80], [67, 0.0, 0.4, 85]]
     replies = _session(_app(), [
-        {"type": "open", "seed": 5, "exact": True}, {"type": "generate", "notes": 50},
+        {"type": "open", "seed": 5, "exact": exact, "key": "D minor"}, {"type": "generate", "notes": 50},
         {"type": "generate", "notes": 30}, {"type": "append", "notes": played},
-        {"type": "set", "temperature": 0.8}, {"type": "generate", "notes": 20}, {"type": "close"}])
-    assert replies[0]["type"] == "opened" and replies[0]["seed"] == "5" and replies[0]["primer_notes"] == 128
+        {"type": "set", "temperature": 0.8, "controls": {"density": 8}}, {"type": "generate", "notes": 20},
+        {"type": "close"}])
+    same = np.testing.assert_array_equal if exact else assert_same_notes
+    primer = seed_notes()[-128:]
+    opened = replies[0]
+    assert opened["type"] == "opened" and opened["seed"] == "5" and opened["primer_notes"] == 128
+    wanted = ctl.resolve(primer, {name: float(v) for name, v in zip(ctl.PITCH_CLASSES, ctl.key_profile("D minor"))})
+    np.testing.assert_array_equal(_controls(opened["controls"]), wanted)
     first, second, third = _collect(replies)
-    whole = reference(seed_notes(), 5, 80)
-    np.testing.assert_array_equal(np.concatenate([first, second]), whole)
+    whole = reference(seed_notes(), 5, 80, key="D minor")
+    same(np.concatenate([first, second]), whole)
     # the reference for the rest: the graph fed [last note + played] with the state carried
     from mpx.runtime import load
     from mpx.runtime.backends import zero_state
     from mpx.runtime.rng import uniforms
     gen = load(MODEL, threads=1)
     b, spec = gen.backend, gen.spec
-    t, p = np.array(spec.sampling.temperature, np.float32), np.array(spec.sampling.top_p, np.float32)
+    t, p = np.array([spec.sampling.temperature], np.float32), np.array([spec.sampling.top_p], np.float32)
+    drawn = -np.ones((1, 4), np.float32)
     h, c = zero_state(spec, 1)
-    x = seed_notes()[-128:][None]
+    x = primer[None]
     for n in range(80):
-        out = b.call(x, h, c, uniforms(5, 1, n, 1)[0], t, p)
+        out = b.call(x, h, c, uniforms(5, 1, n, 1)[0], t, p, wanted[None], drawn)
         h, c, x = out.hn, out.cn, out.next_note[:, None]
     x = np.concatenate([x[0], np.asarray(played, np.float32)])[None]
-    t = np.full(4, 0.8, np.float32)
+    recent = np.concatenate([primer, whole, np.asarray(played, np.float32)])
+    changed = ctl.resolve(recent[-ctl.WINDOW:], {"density": 8.0})
+    assert changed[0] == 8.0 and changed[1] < 0 and (changed[6:] == ctl.primer_summaries(recent)[6:]).all()
+    set_reply = next(r for r in replies if r["type"] == "set")
+    assert set_reply["sampling"]["temperature"] == [0.8] * 4
+    np.testing.assert_array_equal(_controls(set_reply["controls"]), changed)
+    t = np.full((1, 4), 0.8, np.float32)
     want = []
     for n in range(80, 100):
-        out = b.call(x, h, c, uniforms(5, 1, n, 1)[0], t, p)
+        out = b.call(x, h, c, uniforms(5, 1, n, 1)[0], t, p, changed[None], drawn)
         h, c, x = out.hn, out.cn, out.next_note[:, None]
         want.append(out.next_note[0])
-    np.testing.assert_array_equal(third, np.array(want))
+    same(third, np.array(want))
     assert replies[-1]["type"] == "generated" and replies[-1]["drawn"] == 100
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "batched"])
+def test_a_session_opened_empty_takes_its_primer_and_controls_from_what_is_appended(exact: bool) -> None:
+    """Notes appended before the first `generate` are the primer: the held controls are their
+    summaries, and the notes are `mpx run`'s with that primer and the same key."""
+    played = seed_notes()[:40]
+    replies = _session(_app(), [
+        {"type": "open", "primer": [], "seed": 11, "exact": exact, "controls": {"velocity_mean": 50}},
+        {"type": "append", "notes": played.tolist()}, {"type": "set", "key": "A minor", "controls": {"velocity_mean": 50}},
+        {"type": "generate", "notes": 24}])
+    from mpx.runtime import controls as ctl
+    assert replies[0]["type"] == "opened" and replies[0]["controls"]["density"] is None  # no primer yet
+    requested = {"velocity_mean": 50.0, **dict(zip(ctl.PITCH_CLASSES, map(float, ctl.key_profile("A minor"))))}
+    np.testing.assert_array_equal(_controls(replies[2]["controls"]), ctl.resolve(played, requested))
+    (got,) = _collect(replies)
+    want = reference(played, 11, 24, controls={"velocity_mean": 50}, key="A minor")
+    (np.testing.assert_array_equal if exact else assert_same_notes)(got, want)
+
+
+def _controls(answer: dict) -> np.ndarray:
+    """An answer's controls {name: value or null} as the graph's float32 [C] (-1: not given)."""
+    from mpx.runtime import controls as ctl
+    assert list(answer) == list(ctl.CONTROLS)
+    return np.array([-1.0 if v is None else v for v in answer.values()], np.float32)
 
 
 def test_session_errors_keep_the_session() -> None:
@@ -411,12 +496,16 @@ def test_session_errors_keep_the_session() -> None:
         {"type": "generate", "notes": 5}, {"type": "dance"}, {"type": "open", "primer": []},
         {"type": "generate", "notes": 5}, {"type": "append", "notes": [[300, 0, 0, 1]]},
         {"type": "append", "notes": [[60, 0, 0.5, 70]]}, {"type": "generate", "notes": 0},
-        {"type": "generate", "notes": 3}])
+        {"type": "set", "controls": {"density": 99}}, {"type": "set", "key": "X major"},
+        {"type": "set", "controls": {"tempo": 1}}, {"type": "generate", "notes": 3}])
     kinds = [r["type"] for r in replies if r["type"] != "notes"]
-    assert kinds == ["error", "error", "opened", "error", "error", "appended", "error", "generated"], replies
+    assert kinds == ["error", "error", "opened", "error", "error", "appended", "error", "error", "error", "error",
+                     "generated"], replies
     errors = [r["error"] for r in replies if r["type"] == "error"]
     assert errors[0].startswith("type: open the session first") and errors[1].startswith("type: must be one of")
     assert "append notes first" in errors[2] and "pitch must be 0..127" in errors[3] and errors[4].startswith("notes: must be")
+    assert errors[5].startswith("controls: density 99 is out of range") and errors[6].startswith("key 'X major' is not a key")
+    assert errors[7].startswith("controls: unknown tempo")
 
 
 def test_idle_sessions_expire_and_the_count_is_limited() -> None:
@@ -465,4 +554,7 @@ def test_openapi_documentation_is_served() -> None:
     assert docs == 200 and {"/v1/generate", "/v1/model", "/healthz", "/metrics"} <= set(spec["paths"])
     body = spec["paths"]["/v1/generate"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(body)
-    assert {"notes", "seed", "temperature", "top_p", "controls", "stream", "exact"} <= set(body["application/json"]["schema"]["properties"])
+    fields = body["application/json"]["schema"]["properties"]
+    assert {"notes", "seed", "temperature", "top_p", "controls", "key", "stream", "exact"} <= set(fields)
+    assert "GET /v1/model" in json.dumps(fields["controls"]) and "D minor" in json.dumps(fields["key"])
+    assert {"controls", "key"} <= set(body["multipart/form-data"]["schema"]["properties"])

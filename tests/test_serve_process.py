@@ -85,13 +85,14 @@ def _metric(text: str, name: str) -> float:
 
 @pytest.mark.slow
 def test_load_benchmark_smoke(tmp_path) -> None:
-    """benchmarks/bench_serve.py end to end, small: both servers, the ceiling, a short soak."""
+    """benchmarks/bench_serve.py end to end, small: both servers, the ceiling, a short soak; the
+    clients with mixed sampling and controls."""
     import subprocess
     import sys
     from conftest import ROOT
     out = tmp_path / "serve.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_serve.py"), "--clients", "1", "8",
-                           "--notes", "48", "--soak", "4", "--json", str(out)], capture_output=True, text=True, timeout=600)
+                           "--notes", "48", "--mixed", "--soak", "4", "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     servers = [r for r in result["rows"] if "errors" in r]

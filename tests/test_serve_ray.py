@@ -1,5 +1,5 @@
 """The server on Ray Serve: a local Ray instance (2 CPUs, small object store) with 2 replicas
-gives the one-process server's notes, spreads requests over both replicas, and keeps every
+gives the one-process server's notes (mixed sampling and controls; a session that changes them), spreads requests over both replicas, and keeps every
 message of a session on the replica that holds it."""
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ pytest.importorskip("ray.serve", reason="the ray extra is not installed: pip ins
 
 from serve_helpers import MODEL, free_port, notes_of, run_app  # noqa: E402
 
-REQUESTS = [{"notes": 40 + 7 * i, "seed": 500 + i, **({"temperature": 0.8} if i % 2 else {})} for i in range(16)]
-SESSION = [{"type": "open", "seed": 77}, {"type": "generate", "notes": 30}, {"type": "append", "notes": [[60, 0.3, 0.5, 70]]},
+CONTROLS = [{}, {"controls": {"density": 9.0}}, {"key": "D minor"}, {"controls": {"velocity_mean": 40}, "key": "Bb"}]
+REQUESTS = [{"notes": 40 + 7 * i, "seed": 500 + i, **({"temperature": 0.8} if i % 2 else {}), **CONTROLS[i // 2 % 4]}
+            for i in range(16)]
+SESSION = [{"type": "open", "seed": 77, "key": "G major"}, {"type": "generate", "notes": 30},
+           {"type": "append", "notes": [[60, 0.3, 0.5, 70]]}, {"type": "set", "top_p": 0.9, "controls": {"density": 4}},
            {"type": "generate", "notes": 30}]
 
 

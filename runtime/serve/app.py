@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
+from .. import controls as control_rules
 from ..artifacts import bundled_dir, SEED
 from ..backends import Backend
 from ..formats import open_backend
@@ -62,12 +63,27 @@ class Service:
     def model_info(self) -> dict[str, Any]:
         o = self.options
         return {"file": self.backend.path.name, "backend": self.backend.name,
-                "contract": CONTRACT_VERSION, "controls": [], "spec": self.backend.spec.to_dict(),
+                "contract": CONTRACT_VERSION, "controls": controls_info(), "spec": self.backend.spec.to_dict(),
                 "default_primer_notes": int(len(self.default_primer)),
                 "limits": {"max_streams": o.max_streams, "max_queue": o.max_queue, "max_notes": o.max_notes,
                            "max_primer_notes": o.max_primer_notes, "max_body_bytes": o.max_body_bytes,
                            "max_sessions": o.max_sessions, "session_ttl": o.session_ttl,
                            "max_batch": o.max_batch, "row_quantum": o.row_quantum}}
+
+
+def controls_info() -> dict[str, Any]:
+    """The controls a request may set (runtime/controls.describe: names, units, ranges, ...),
+    by name, and how a key is written."""
+    d = control_rules.describe()
+    return {"names": d["names"],
+            "controls": {name: {"unit": unit, "range": rng, "typical": list(control_rules.TYPICAL[name])}
+                         for name, unit, rng in zip(d["names"], d["units"], d["ranges"])},
+            "families": [list(f) for f in control_rules.FAMILIES], "held_by_default": list(control_rules.HELD),
+            "window": d["window"], "min_notes": d["min_notes"], "not_given": d["not_given"],
+            "key": "a tonic A-G, optionally # or b, then major or minor ('D minor', 'F# major', 'Bb'): "
+                   "sets pc0..pc11",
+            "default": "the primer's summaries (its last `window` notes) for the controls held by default; "
+                       "a control given releases the others of its family"}
 
 
 def default_seed_notes(path: str | os.PathLike[str] | None = None) -> np.ndarray:
@@ -151,15 +167,17 @@ def _routes(app: FastAPI, service: Service) -> None:
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
                       "primer": {"type": "string", "format": "binary", "description": "a MIDI file or CSV notes"},
                       "notes": {"type": "integer"}, "seed": {"type": "string"}, "temperature": {"type": "string"},
-                      "top_p": {"type": "string"}, "format": {"type": "string"}, "stream": {"type": "boolean"}}}}}}})
+                      "top_p": {"type": "string"}, "controls": {"type": "string", "description": "JSON: " + rq.CONTROLS_HELP},
+                      "key": {"type": "string", "description": rq.KEY_HELP},
+                      "format": {"type": "string"}, "stream": {"type": "boolean"}}}}}}})
     async def generate(request: Request) -> Response:
         raw, uploaded = await _request_fields(request, options)
         job = rq.job_of(rq.parse(rq.GenerateRequest, raw), service.generator, service.default_primer,
                         options, uploaded)
-        row = Row(job.seed, job.sampling, job.primer, exact=job.exact)
+        row = Row(job.seed, job.sampling, job.primer, exact=job.exact, requested=job.controls)
         stream = service.batcher.submit(row, job.notes)
         head = {"seed": str(job.seed), "count": job.notes, "primer_notes": int(len(job.primer)),
-                "sampling": job.sampling.to_dict()}
+                "sampling": job.sampling.to_dict(), "controls": rq.controls_dict(row.controls)}
         if job.stream:
             sse = "text/event-stream" in request.headers.get("accept", "")
             return StreamingResponse(_stream_body(stream, head, sse, service.batcher),
@@ -319,8 +337,12 @@ async def _session_message(ws: WebSocket, service: Service, key: str, row: Row |
         row.append(rq.appended_notes(message.notes, row.pending, service.options))
         await ws.send_json({"type": "appended", "pending": row.pending})
     elif message.type == "set":
-        row.set_sampling(rq.sampling_of(message, service.generator, row.sampling))
-        await ws.send_json({"type": "set", "sampling": row.sampling.to_dict()})
+        sampling = rq.sampling_of(message, service.generator, row.sampling)
+        requested = rq.requested_of(message) if rq.gives_controls(message) else None
+        row.set_sampling(sampling)
+        if requested is not None:  # the others held at the summaries of the stream's last notes
+            row.set_controls(requested)
+        await ws.send_json({"type": "set", "sampling": row.sampling.to_dict(), "controls": rq.controls_dict(row.controls)})
     else:
         rq.check_count("notes", message.notes, service.options.max_notes)
         if not row.pending:
@@ -345,10 +367,12 @@ async def _open(ws: WebSocket, service: Service, key: str, message: rq.SessionOp
     if seed is None:
         import secrets
         seed = secrets.randbelow(2**64)
-    row = Row(seed, rq.sampling_of(message, service.generator), primer, exact=message.exact)
+    row = Row(seed, rq.sampling_of(message, service.generator), primer, exact=message.exact,
+              requested=rq.requested_of(message))
     service.sessions[key] = row
     await ws.send_json({"type": "opened", "session": key, "seed": str(seed), "primer_notes": int(len(primer)),
-                        "sampling": row.sampling.to_dict(), "replica": service.replica})
+                        "sampling": row.sampling.to_dict(), "controls": rq.controls_dict(row.controls),
+                        "replica": service.replica})
     return row
 
 

@@ -1,5 +1,5 @@
 """The continuous batcher: one scheduler advances every active stream with one graph call per
-step (per sampling group until contract v3 takes sampling per row).
+step, whatever each stream's sampling and controls (contract v3 takes them per row).
 
 Each stream is a listener, a row of the generation session (runtime/serve/rows.py,
 runtime/session.py). A new request starts in a session of its own (its primer's head once per
@@ -86,6 +86,7 @@ class Stream:
             await self.ready.wait()
         notes = np.stack(list(self.buffer))
         self.buffer.clear()
+        self.listener.remember(notes)
         self.last_read = time.monotonic()
         if self.batcher is not None:
             self.batcher.wake()   # the row may have been waiting for room in its buffer
@@ -225,7 +226,8 @@ class Batcher:
             listener = stream.listener
             if not stream.cancelled and not listener.started:
                 head = listener.primer[:-1]
-                costly = not listener.exact and len(head) and not self._primers.known(head)
+                costly = not listener.exact and len(head) and not self._primers.known(self.backend, head,
+                                                                                        listener.controls)
                 if calls and costly and time.monotonic() - begun > self.options.prime_budget:
                     continue
                 try:

@@ -63,7 +63,7 @@ class Metrics:
                 ("mpx_batch_rows", "rows per batched graph call (before padding)", ROW_BUCKETS),
                 ("mpx_queue_wait_seconds", "from a request's arrival to its first graph call", LATENCY_BUCKETS),
                 ("mpx_time_to_first_note_seconds", "from a request's arrival to its first note", LATENCY_BUCKETS),
-                ("mpx_step_seconds", "one step of the batch (every group's call)", LATENCY_BUCKETS),
+                ("mpx_step_seconds", "one step of the batch (one graph call; rows with appended notes pending: one more)", LATENCY_BUCKETS),
                 ("mpx_request_seconds", "whole requests, arrival to last note", LATENCY_BUCKETS)):
             self.help[name] = ("histogram", text)
             self.histograms[name] = Histogram(buckets)

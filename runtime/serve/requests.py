@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .. import controls as control_rules
 from ..contract import FEATURES
 from ..errors import MpxError
 from ..generate import GenerationOptions, Generator
@@ -35,13 +36,26 @@ class InputError(MpxError):
         self.status = status
 
 
+CONTROLS_HELP = (
+    "musical controls the model follows, {name: value} in each one's units (GET /v1/model lists "
+    f"them with units and ranges: {', '.join(control_rules.CONTROLS[:6])}, pc0..pc11); null or a negative "
+    "value = not given (the model's learned default). Default: the primer's own summaries, as `mpx run`; "
+    "a control given releases the others of its family (timing: density, chord_share, duration_median; "
+    "register; dynamics; key: pc0..pc11)")
+KEY_HELP = ("a key, e.g. \"D minor\", \"F# major\", \"Bb\": sets the pitch-class profile pc0..pc11 "
+            "(not beside pc0..pc11 in controls)")
+
+
 class Sampled(BaseModel):
-    """Sampling of one stream; every field optional (the model's defaults)."""
+    """Sampling and controls of one stream; every field optional (the model's defaults, the
+    primer's summaries)."""
 
     model_config = ConfigDict(extra="forbid")
     temperature: Optional[Number] = Field(None, description="one value or four (pitch, step, duration, velocity); 0 = greedy; default: the model's own")
     top_p: Optional[Number] = Field(None, description="one value or four, in (0, 1]; 1 = off; default: the model's own")
-    controls: Optional[dict[str, float]] = Field(None, description="musical controls of a contract v3 model (runtime/controls.py: density, chord_share, ...); refused by a v2 model")
+    controls: Optional[dict[str, Optional[float]]] = Field(None, description=CONTROLS_HELP,
+                                                            examples=[{"density": 6.0, "velocity_mean": 50}])
+    key: Optional[str] = Field(None, description=KEY_HELP, examples=["D minor"])
 
 
 class GenerateRequest(Sampled):
@@ -95,6 +109,7 @@ class Job:
     notes: int
     seed: int
     sampling: Sampling
+    controls: dict[str, float | None]   # asked for: {name: value or None} (requested_of)
     format: str = "json"
     stream: bool = False
     exact: bool = False
@@ -153,7 +168,6 @@ def seed_of(value: int | str | None) -> int | None:
 
 def sampling_of(request: Sampled, generator: Generator, base: Sampling | None = None) -> Sampling:
     """The request's sampling, the model's defaults (or `base`) where it gives none."""
-    check_controls(request.controls)
     base = base or generator.spec.sampling
     try:
         return Sampling(request.temperature if request.temperature is not None else base.temperature,
@@ -162,10 +176,25 @@ def sampling_of(request: Sampled, generator: Generator, base: Sampling | None = 
         raise InputError(field_message(exc)) from None
 
 
-def check_controls(controls: dict[str, float] | None) -> None:
-    if controls:
-        raise InputError("controls: the server does not take them yet (the model follows them through "
-                         "`mpx run --density ...` and the Python API's GenerationOptions.controls)")
+def gives_controls(request: Sampled) -> bool:
+    return request.controls is not None or request.key is not None
+
+
+def requested_of(request: Sampled) -> dict[str, float | None]:
+    """The controls a request asks for ({name: value}, its key spelled out as pc0..pc11),
+    checked as GenerationOptions checks them: InputError naming the field and the control. The
+    graph gets them with the rest held at the primer's summaries (rows.Listener, by
+    controls.resolve, the rule of `mpx run`), so the same request gives `mpx run`'s notes."""
+    try:
+        return GenerationOptions(controls=request.controls, key=request.key).requested_controls()
+    except MpxError as exc:
+        raise InputError(field_message(exc)) from None
+
+
+def controls_dict(controls: np.ndarray) -> dict[str, float | None]:
+    """[C] -> {name: value, None where not given}, for answers."""
+    values = np.asarray(controls, np.float32)
+    return {name: (None if v < 0 else float(str(v))) for name, v in zip(control_rules.CONTROLS, values)}
 
 
 def primer_of(notes: Any, generator: Generator, primer_notes: int | None, options: ServeOptions,
@@ -212,7 +241,7 @@ def job_of(request: GenerateRequest, generator: Generator, default_primer: np.nd
     notes = uploaded if uploaded is not None else request.primer if request.primer is not None else default_primer
     primer = primer_of(notes, generator, request.primer_notes, options)
     return Job(primer=primer, notes=request.notes, seed=seed, sampling=sampling_of(request, generator),
-               format=request.format, stream=request.stream, exact=request.exact)
+               controls=requested_of(request), format=request.format, stream=request.stream, exact=request.exact)
 
 
 def notes_of_file(data: bytes, name: str) -> np.ndarray:
