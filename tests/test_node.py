@@ -282,3 +282,29 @@ def test_bad_midi_files_never_crash(node: str, model: Path, tmp_path: Path) -> N
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 0 or (done.returncode == 1 and len(lines) == 1
                                         and lines[0].startswith("generate.mjs: ")), f"{path.name}: {done.stderr}"
+
+
+def test_out_is_written_in_the_format_its_suffix_names(node: str, model: Path, tmp_path: Path) -> None:
+    as_csv, as_midi = tmp_path / "out.csv", tmp_path / "out.mid"
+    for out in (as_csv, as_midi):
+        done = generate(node, model, SEED_MIDI, out, "--notes", 48, "--seed", 3)
+        assert done.returncode == 0, done.stderr
+    assert as_midi.read_bytes()[:4] == b"MThd"  # MIDI, not CSV text under a .mid name
+    notes, midi = read_csv(as_csv), read_midi_notes(as_midi)
+    np.testing.assert_array_equal(midi[:, [0, 3]], notes[:, [0, 3]])
+    onsets = np.cumsum(notes[:, 1])  # a MIDI file's first note starts its time: read back, its step is 0
+    np.testing.assert_allclose(np.cumsum(midi[:, 1]), onsets - onsets[0], atol=6e-4)  # a tick at 120 bpm, 960 ppq
+
+
+def test_outputs_are_not_replaced_without_force(node: str, model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mid"
+    out.write_bytes(b"the user's file")
+    refused = generate(node, model, SEED_MIDI, out, "--notes", 8)
+    assert refused.returncode == 1 and f"OUT {out}: exists; pass --force" in refused.stderr
+    assert out.read_bytes() == b"the user's file"
+    assert generate(node, model, SEED_MIDI, out, "--notes", 8, "--force").returncode == 0
+    for bad, message, code in ((tmp_path / "out.txt", "writes .csv, .mid or .midi files only (not '.txt')", 2),
+                               (SEED_MIDI, "is the input", 1)):
+        done = generate(node, model, SEED_MIDI, bad, "--notes", 8, "--force")
+        assert done.returncode == code and message in done.stderr, done.stderr
+    assert not (tmp_path / "out.txt").exists()

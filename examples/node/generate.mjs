@@ -2,18 +2,22 @@
 // Generate notes from a contract-v2 ONNX artifact with onnxruntime-node.
 //
 //   node examples/node/generate.mjs MODEL PRIMER [OUT] [--notes 256] [--seed 0]
-//        [--temperature T] [--top-p P] [--threads 1] [--bench]
+//        [--temperature T] [--top-p P] [--threads 1] [--bench] [--force]
 //
 // PRIMER is a MIDI file or a CSV of notes (`pitch,step,duration,velocity`, header optional);
-// its last seq_len notes (from the model's spec) are the primer. OUT is a CSV of the generated
-// notes (stdout when omitted or "-"). T and P are one value or four comma-separated values
+// its last seq_len notes (from the model's spec) are the primer. OUT is written in the format its
+// suffix names, as mpx does: .csv (notes as text), .mid or .midi (MIDI); CSV on stdout when
+// omitted or "-". An OUT that exists is replaced only with --force, and never when it is MODEL
+// or PRIMER. T and P are one value or four comma-separated values
 // (pitch, step, duration, velocity); the defaults come from the model's spec. The protocol
 // lives in ../web/mpx.js, shared with the web page.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as mpx from '../web/mpx.js';
 
-const USAGE = 'usage: generate.mjs MODEL PRIMER [OUT] [--notes N] [--seed S] [--temperature T] [--top-p P] [--threads N] [--bench]';
+const USAGE = 'usage: generate.mjs MODEL PRIMER [OUT.csv|OUT.mid|-] [--notes N] [--seed S] [--temperature T] [--top-p P] [--threads N] [--bench] [--force]';
+const OUTPUTS = { '.csv': 'csv', '.mid': 'midi', '.midi': 'midi' };  // what an OUT's suffix asks for
 
 function parseCommandLine(argv) {
   let parsed;
@@ -28,6 +32,7 @@ function parseCommandLine(argv) {
         'top-p': { type: 'string' },
         threads: { type: 'string', default: '1' },
         bench: { type: 'boolean', default: false },
+        force: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -48,6 +53,7 @@ function parseCommandLine(argv) {
       topP: values['top-p'] === undefined ? undefined : mpx.parseTopP(values['top-p']),
       threads: mpx.parseCount(values.threads, 'threads'),
       bench: values.bench,
+      force: values.force,
     };
   } catch (err) {
     throw new UsageError(err.message);
@@ -65,17 +71,44 @@ function readBytes(path, what) {
   }
 }
 
-/** Write through a temporary file and a rename, so a failure leaves no half-written CSV. */
-function writeOutput(path, text) {
+function sameFile(a, b) {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return resolve(a) === resolve(b);
+  }
+}
+
+/** The output's format, checked before any work as mpx checks its outputs: a known suffix, not
+ * one of the inputs, new unless --force. */
+function checkOutput(args) {
+  if (args.out === '-') return 'csv';
+  const suffix = (/\.[^./\\]+$/.exec(args.out.toLowerCase()) || [''])[0];
+  const format = OUTPUTS[suffix];
+  if (!format) throw new UsageError(`OUT ${args.out}: writes .csv, .mid or .midi files only (${suffix ? `not '${suffix}'` : 'the name has no suffix'})`);
+  for (const input of [args.model, args.primer]) {
+    if (sameFile(args.out, input)) throw new mpx.MpxError(`OUT ${args.out}: is the input ${input}; choose another output (--force does not replace an input)`);
+  }
+  if (existsSync(args.out)) {
+    if (statSync(args.out).isDirectory()) throw new mpx.MpxError(`OUT ${args.out}: is a directory, expected a file path`);
+    if (!args.force) throw new mpx.MpxError(`OUT ${args.out}: exists; pass --force to replace it, or choose another OUT`);
+  }
+  return format;
+}
+
+/** Write through a temporary file and a rename, so a failure leaves no half-written file. */
+function writeOutput(path, format, notes) {
+  const data = format === 'midi' ? mpx.notesToMidi(notes) : mpx.notesToCsv(notes);
   if (path === '-') {
-    process.stdout.write(text);
+    process.stdout.write(data);
     return;
   }
   const tmp = `${path}.tmp-${process.pid}`;
   try {
-    writeFileSync(tmp, text);
+    writeFileSync(tmp, data);
     renameSync(tmp, path);
   } catch (err) {
+    try { unlinkSync(tmp); } catch { /* never made */ }
     throw new mpx.MpxError(`cannot write ${path}: ${err.message}`);
   }
 }
@@ -94,6 +127,7 @@ async function main(argv) {
     console.log(USAGE);
     return;
   }
+  const format = checkOutput(args);
   const ort = await loadRuntime();
   const modelBytes = readBytes(args.model, 'model');
   const seedNotes = mpx.notesFromFile(readBytes(args.primer, 'primer'), args.primer);
@@ -105,7 +139,7 @@ async function main(argv) {
   const t0 = performance.now();
   const notes = await generator.generate(primer, args.notes, options);
   const seconds = (performance.now() - t0) / 1000;
-  writeOutput(args.out, mpx.notesToCsv(notes));
+  writeOutput(args.out, format, notes);
   if (args.bench) {
     const line = `${args.notes} notes in ${seconds.toFixed(3)} s: ${(args.notes / seconds).toFixed(0)} notes/s (onnxruntime-node, ${args.threads} thread${args.threads > 1 ? 's' : ''})`;
     (args.out === '-' ? console.error : console.log)(line);
