@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         measure("Python onnxruntime", "mpx Generator, 1 thread", lambda: python_rate(onnx, 1, args))
         measure("Python TorchScript", "mpx Generator, 1 thread", lambda: python_rate(pt, 1, args))
         csv = primer_csv(tmp)
-        flags = ["--seed", str(args.seed), "--bench"]
+        flags = ["--seed", str(args.seed), "--bench", "--force"]  # each repeat replaces the last run's output
         build = args.build_dir or tmp / "build"
 
         def cpp(kind: str, model: Any) -> float:

@@ -234,3 +234,27 @@ def test_errors_are_one_line(binary: Path, torchscript_model: Path, primer: Path
         assert "line 3" in lines[0]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("out")]
     assert leftovers == [], f"partial output left behind: {leftovers}"
+
+
+def test_an_existing_output_needs_force(binary: Path, torchscript_model: Path, primer: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    out.write_text("the user's file\n")
+    refused = run_program(binary, torchscript_model, primer, out, "--notes", "4")
+    assert refused.returncode == 1 and f"{out}: exists; pass --force" in refused.stderr
+    assert out.read_text() == "the user's file\n"
+    replaced = run_program(binary, torchscript_model, primer, out, "--notes", "4", "--force")
+    assert replaced.returncode == 0, replaced.stderr
+    assert len(read_csv(out)) == 4
+    kept = primer.read_bytes()
+    into_input = run_program(binary, torchscript_model, primer, primer, "--notes", "4", "--force")
+    assert into_input.returncode == 1 and "is the input" in into_input.stderr
+    assert primer.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+def test_bench_reports_the_primer_it_used(binary: Path, torchscript_model: Path, tmp_path: Path) -> None:
+    seed = read_notes(SEEDS_DIR / "bach_prelude_bwv873.mid")
+    long_primer = write_csv(seed[:300], tmp_path / "long.csv")  # longer than the model's seq_len
+    seq_len = spec_of(torchscript_model).seq_len
+    done = run_program(binary, torchscript_model, long_primer, tmp_path / "out.csv", "--notes", "80", "--bench")
+    assert done.returncode == 0, done.stderr
+    assert f"primer of {min(seq_len, 300)} notes included" in done.stdout, done.stdout

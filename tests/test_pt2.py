@@ -117,7 +117,7 @@ def test_aoti_cpp_equals_torchscript_cpp(cpp_programs: dict[str, Path], compiled
         runs = {}
         for kind, model in (("torchscript", ARTIFACTS / "music_producter.pt"),
                             ("aoti", compiled_artifacts / "music_producter.aoti.pt2")):
-            out = tmp_path / f"{kind}.csv"
+            out = tmp_path / f"{kind}-{seed}.csv"  # a new output each run: the programs replace none
             done = run_program(cpp_programs[kind], model, primers[name], out, *flags)
             assert done.returncode == 0, done.stderr
             runs[kind] = read_csv(out)

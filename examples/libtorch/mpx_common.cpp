@@ -34,17 +34,19 @@ struct Options {
   uint64_t seed = 0;
   std::optional<Four> temperature, top_p;  // unset: the model's defaults
   bool bench = false;
+  bool force = false;  // replace an OUT that exists (never MODEL or PRIMER)
 };
 
 std::string usage(const char* program, const char* model_arg) {
   return std::string("usage: ") + program + " " + model_arg +
-         " PRIMER.csv OUT.csv|OUT.mid [--notes N] [--seed S] [--temperature T] [--top-p P] [--bench]\n"
+         " PRIMER.csv OUT.csv|OUT.mid [--notes N] [--seed S] [--temperature T] [--top-p P] [--bench] [--force]\n"
          "  Continues PRIMER.csv (pitch,step,duration,velocity; every note primes the model) with N notes\n"
          "  (default 256), sampled inside the model's graph from the contract v2 random stream of seed S\n"
          "  (default 0, 0..2^64-1): the same notes as mpx for the same primer, seed and sampling.\n"
          "  --temperature, --top-p: one value, or four comma-separated (pitch,step,duration,velocity);\n"
          "  default: the model spec's `sampling`, else temperature 1 and top-p 0.95. Temperature 0 is greedy.\n"
-         "  --bench: also print the generation speed (notes/s, one stream, one thread).";
+         "  --bench: also print the generation speed (notes/s, one stream, one thread).\n"
+         "  --force: replace OUT if it exists (an existing OUT is refused without it).";
 }
 
 std::string trim(const std::string& s) {
@@ -112,13 +114,13 @@ Options parse_args(int argc, char** argv, const char* program, const char* model
       std::puts(usage(program, model_arg).c_str());
       std::exit(0);
     }
-    if (arg == "--bench") {
-      o.bench = true;
+    if (arg == "--bench" || arg == "--force") {
+      (arg == "--bench" ? o.bench : o.force) = true;
       continue;
     }
     const bool valued = arg == "--notes" || arg == "--seed" || arg == "--temperature" || arg == "--top-p";
     if (!valued && arg.rfind("--", 0) == 0)
-      throw Failure(arg + ": unknown option (known: --notes, --seed, --temperature, --top-p, --bench)");
+      throw Failure(arg + ": unknown option (known: --notes, --seed, --temperature, --top-p, --bench, --force)");
     if (!valued) {
       positional.push_back(arg);
       continue;
@@ -250,7 +252,8 @@ std::string midi_bytes(const std::vector<Note>& notes) {
 // unwritable path fails before any generation.
 class OutputFile {
  public:
-  explicit OutputFile(const std::string& path) : path_(path), midi_(ends_with(path, ".mid") || ends_with(path, ".midi")) {
+  OutputFile(const std::string& path, bool replace)
+      : path_(path), midi_(ends_with(path, ".mid") || ends_with(path, ".midi")), replace_(replace) {
     if (!midi_ && !ends_with(path, ".csv")) throw Failure(path + ": unknown output type (use .csv, .mid or .midi)");
     std::vector<char> name(path.begin(), path.end());
     const char suffix[] = ".tmp-XXXXXX";
@@ -274,16 +277,39 @@ class OutputFile {
     bool ok = fchmod(fd_, 0666 & ~mask) == 0 && write(fd_, bytes.data(), bytes.size()) == ssize_t(bytes.size());
     ok = close(fd_) == 0 && ok;
     fd_ = -1;
-    if (!ok || std::rename(tmp_.c_str(), path_.c_str()) != 0)
+    if (!ok) throw Failure(path_ + ": write failed (" + std::strerror(errno) + ")");
+    // Without --force, link() puts the file in place only where none is: a file that appeared
+    // since the check before the work is not replaced either (rename would replace it).
+    if (!replace_ && link(tmp_.c_str(), path_.c_str()) != 0)
+      throw Failure(path_ + (errno == EEXIST ? ": exists; pass --force to replace it" : ": write failed (" + std::string(std::strerror(errno)) + ")"));
+    if (replace_ && std::rename(tmp_.c_str(), path_.c_str()) != 0)
       throw Failure(path_ + ": write failed (" + std::strerror(errno) + ")");
+    if (!replace_) unlink(tmp_.c_str());
     tmp_.clear();
   }
 
  private:
   std::string path_, tmp_;
-  bool midi_;
+  bool midi_, replace_;
   int fd_ = -1;
 };
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+// mpx's rules for an output, checked before any work: not one of the inputs (even with
+// --force), not a folder, and replaced only with --force.
+void check_output(const Options& o) {
+  for (const std::string& input : {o.model, o.primer})
+    if (same_file(o.out, input)) throw Failure(o.out + ": is the input " + input + "; choose another output (--force does not replace an input)");
+  struct stat st;
+  if (stat(o.out.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) throw Failure(o.out + ": is a directory, expected a file path");
+    if (!o.force) throw Failure(o.out + ": exists; pass --force to replace it, or choose another OUT");
+  }
+}
 
 // -- sampling defaults -------------------------------------------------------------------------
 struct Sampling {
@@ -310,6 +336,13 @@ Sampling choose_sampling(const Options& o, const Model& model, std::vector<std::
 // -- the generation protocol (docs/contract.md, "Generation protocol") ------------------------------------
 at::Tensor four_tensor(const Four& v) { return at::tensor(at::ArrayRef<float>(v.data(), 4), at::kFloat); }
 
+// The primer: the last seq_len notes of the seed (the spec's), or all of a shorter one.
+int64_t primer_length(const Model& model, const std::vector<Note>& seed) {
+  const auto seq_len = json_numbers(model.spec, {"seq_len"});
+  const int64_t n = int64_t(seed.size());
+  return seq_len && !seq_len->empty() ? std::min<int64_t>(n, int64_t((*seq_len)[0])) : n;
+}
+
 // One stream: the primer in one call (or note by note for a T = 1 graph), then one call per
 // note with the state carried; next_note of call i is generated note i, with the uniforms of
 // note i. The graph samples; this loop only feeds it.
@@ -325,10 +358,7 @@ std::vector<Note> generate(const Model& model, const std::vector<Note>& primer, 
     c = y[2];
     return y[0].contiguous();
   };
-  // the primer: the last seq_len notes of the seed (the spec's), or all of a shorter one
-  const auto seq_len = json_numbers(model.spec, {"seq_len"});
-  const int64_t n = int64_t(primer.size());
-  const int64_t p = seq_len && !seq_len->empty() ? std::min<int64_t>(n, int64_t((*seq_len)[0])) : n;
+  const int64_t n = int64_t(primer.size()), p = primer_length(model, primer);
   at::Tensor x = at::from_blob(const_cast<Note*>(primer.data() + (n - p)), {1, p, 4}, at::kFloat).clone();
   if (!model.whole_primer) {  // only the last primer call's next_note is kept
     for (int64_t j = 0; j + 1 < p; ++j) call(x.slice(1, j, j + 1).contiguous(), 0);
@@ -354,8 +384,8 @@ std::vector<Note> generate_and_time(const Model& model, const std::vector<Note>&
   const auto start = std::chrono::steady_clock::now();
   std::vector<Note> notes = generate(model, primer, o, s);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%s: %ld notes in %.3f s: %.0f notes/s (one stream, 1 thread, primer of %zu notes included)\n",
-              model.kind.c_str(), o.notes, seconds, double(o.notes) / seconds, primer.size());
+  std::printf("%s: %ld notes in %.3f s: %.0f notes/s (one stream, 1 thread, primer of %lld notes included)\n",
+              model.kind.c_str(), o.notes, seconds, double(o.notes) / seconds, (long long)primer_length(model, primer));
   return notes;
 }
 
@@ -412,12 +442,13 @@ std::pair<at::Tensor, at::Tensor> zero_state_from_spec(const std::string& spec, 
 int run(int argc, char** argv, const char* program, const char* model_arg, Loader load) {
   try {
     const Options o = parse_args(argc, argv, program, model_arg);
+    check_output(o);  // before the model loads: a refused OUT costs nothing
     configure_torch();
     const Model model = load(o.model);
     std::vector<std::string> notices;  // printed only once every input is known good
     const std::vector<Note> primer = read_primer(o.primer, notices);
     const Sampling sampling = choose_sampling(o, model, notices);
-    OutputFile out(o.out);
+    OutputFile out(o.out, o.force);
     for (const std::string& notice : notices) std::fprintf(stderr, "%s: %s\n", program, notice.c_str());
     out.commit(generate_and_time(model, primer, o, sampling));
     return 0;
