@@ -88,6 +88,166 @@ export function parseFour(value, name, check, allowed) {
 export const parseTemperature = (v) => parseFour(v, 'temperature', (x) => x >= 0, '>= 0 (0 = greedy)');
 export const parseTopP = (v) => parseFour(v, 'top-p', (x) => x > 0 && x <= 1, 'in (0, 1] (1 = off)');
 
+// ---- controls (graph contract v3) ---------------------------------------------------------------
+// The musical summaries a v3 model follows, computed exactly as mpx computes them
+// (runtime/controls.py): every sum and quotient in float64 in the same order, then rounded to
+// float32, so the page, Node, C++ and Python give the same bits for the same notes.
+
+export const CHORD = 0.030;           // seconds: onsets closer than this form one chord
+export const WINDOW = 64;             // the primer's last WINDOW notes give the default controls
+export const MIN_NOTES = 16;          // fewer notes give no summaries (every control not given)
+export const NOT_GIVEN = -1;          // any negative value: not given (the model's learned default)
+export const PITCH_CLASSES = Array.from({ length: 12 }, (_, k) => `pc${k}`);
+export const CONTROLS = ['density', 'chord_share', 'pitch_mean', 'pitch_spread', 'velocity_mean', 'duration_median', ...PITCH_CLASSES];
+const UNITS = {
+  density: 'onsets/s', chord_share: 'share of notes', pitch_mean: 'MIDI pitch', pitch_spread: 'semitones (standard deviation)',
+  velocity_mean: 'MIDI velocity', duration_median: 'seconds', ...Object.fromEntries(PITCH_CLASSES.map((n) => [n, 'share of notes'])),
+};
+// What a caller may request (inclusive); values outside are refused naming the control.
+export const CONTROL_RANGES = {
+  density: [0.1, 50], chord_share: [0, 1], pitch_mean: [0, 127], pitch_spread: [0, 64], velocity_mean: [1, 127],
+  duration_median: [0, 8], ...Object.fromEntries(PITCH_CLASSES.map((n) => [n, [0, 1]])),
+};
+// A control a caller sets releases the others of its family from the primer's values; the
+// register is left to the model unless asked for (runtime/controls.py, FAMILIES and HELD).
+const FAMILIES = [['density', 'chord_share', 'duration_median'], ['pitch_mean', 'pitch_spread'], ['velocity_mean'], PITCH_CLASSES];
+const HELD = CONTROLS.filter((n) => n !== 'pitch_mean' && n !== 'pitch_spread');
+// Pitch-class profiles of major and minor music, tonic at 0 (runtime/controls.py KEY_PROFILES).
+const KEY_PROFILES = {
+  major: [0.1553, 0.0343, 0.1016, 0.0435, 0.1103, 0.1002, 0.0384, 0.1429, 0.0521, 0.0940, 0.0468, 0.0806],
+  minor: [0.1575, 0.0527, 0.0791, 0.1118, 0.0474, 0.1031, 0.0373, 0.1371, 0.1005, 0.0403, 0.0740, 0.0592],
+};
+const TONICS = { c: 0, d: 2, e: 4, f: 5, g: 7, a: 9, b: 11 };
+const ACCIDENTALS = { '': 0, '#': 1, '♯': 1, b: -1, '♭': -1 };
+const MODES = { '': 'major', major: 'major', maj: 'major', minor: 'minor', min: 'minor', m: 'minor' };
+
+/** The controls of a run of notes (Float32Array [m * 4]): Float32Array [C]. Every control not
+ * given below MIN_NOTES notes, density not given when the run is one chord. */
+export function summaries(notes) {
+  const m = Math.floor(notes.length / NOTE_WIDTH);
+  const out = new Float32Array(CONTROLS.length).fill(NOT_GIVEN);
+  if (m < MIN_NOTES) return out;
+  const pitch = new Float64Array(m);
+  const durations = new Float64Array(m);
+  const classes = new Array(12).fill(0);
+  let s1 = 0;
+  let s2 = 0;
+  let velocities = 0;
+  let chords = 1;      // note 1 starts the first chord
+  let lastStart = 0;
+  let inChord = 0;
+  for (let i = 0; i < m; i++) {
+    const p = Math.floor(notes[i * NOTE_WIDTH] + 0.5);
+    const step = notes[i * NOTE_WIDTH + 1];
+    pitch[i] = p;
+    durations[i] = notes[i * NOTE_WIDTH + 2];
+    s1 += p;             // sums of integers: exact in float64, in any order
+    s2 += p * p;
+    velocities += Math.floor(notes[i * NOTE_WIDTH + 3] + 0.5);
+    classes[((p % 12) + 12) % 12] += 1;
+    if (i > 0 && step >= CHORD) { chords += 1; lastStart = i; }
+    const joinsPrevious = i > 0 && step < CHORD;
+    const joinedByNext = i + 1 < m && notes[(i + 1) * NOTE_WIDTH + 1] < CHORD;
+    if (joinsPrevious || joinedByNext) inChord += 1;
+  }
+  let span = 0;          // s_2 + ... + s_j, left to right: the one sum of non-integers
+  for (let i = 1; i <= lastStart; i++) span += notes[i * NOTE_WIDTH + 1];
+  durations.sort();
+  const median = (durations[(m - 1) >> 1] + durations[m >> 1]) / 2;
+  const values = [
+    chords > 1 ? (chords - 1) / (span > 0 ? span : 1) : NOT_GIVEN,
+    inChord / m,
+    s1 / m,
+    Math.sqrt(Math.max(m * s2 - s1 * s1, 0) / (m * m)),
+    velocities / m,
+    median,
+    ...classes.map((k) => k / m),
+  ];
+  out.set(values);       // rounded to float32, the graph's input type
+  return out;
+}
+
+/** The generation default: the summaries of the primer's last WINDOW notes. */
+export function primerSummaries(primer) {
+  return summaries(primer.subarray(Math.max(primer.length / NOTE_WIDTH - WINDOW, 0) * NOTE_WIDTH));
+}
+
+const familyOf = (name) => FAMILIES.find((f) => f.includes(name));
+
+/** The controls generation feeds after `primer` (Float32Array [C]), as `mpx run` resolves them:
+ * the requested ones ({name: value}, null or negative = not given), the other members of their
+ * families not given, the held ones at the primer's summaries, the rest (the register) not given. */
+export function resolveControls(primer, requested = {}) {
+  const unknown = Object.keys(requested).filter((n) => !CONTROLS.includes(n));
+  if (unknown.length) throw new MpxError(`controls: unknown ${unknown.sort().join(', ')}; known: ${CONTROLS.join(', ')}`);
+  const own = primerSummaries(primer);
+  const released = new Set(Object.keys(requested).flatMap(familyOf));
+  const out = new Float32Array(CONTROLS.length).fill(NOT_GIVEN);
+  CONTROLS.forEach((name, i) => {
+    if (Object.hasOwn(requested, name)) out[i] = requested[name] ?? NOT_GIVEN;
+    else if (HELD.includes(name) && !released.has(name)) out[i] = own[i];
+  });
+  CONTROLS.forEach((name, i) => checkControl(name, out[i]));
+  return out;
+}
+
+const showRange = (name) => `${CONTROL_RANGES[name][0]}..${CONTROL_RANGES[name][1]} ${UNITS[name]}`;
+
+/** A control's value must be a number in its range, or negative (not given). */
+export function checkControl(name, value, label = name) {
+  const [low, high] = CONTROL_RANGES[name];
+  if (!Number.isFinite(value) || (value >= 0 && (value < low || value > high))) {
+    throw new MpxError(`${label} ${value} is out of range; allowed ${showRange(name)}, or none (not given)`);
+  }
+  return value;
+}
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A control as a user types it: a number in its range, or "none" (null) or a negative number
+ * for not given (the model's learned default). */
+export function parseControl(name, text, label = `--${name.replaceAll('_', '-')}`) {
+  const t = String(text).trim();
+  if (/^none$/i.test(t)) return null;
+  const value = NUMBER.test(t) ? Number(t) : NaN;
+  if (!Number.isFinite(value)) throw new MpxError(`${label} must be a number (${showRange(name)}) or none, got '${t}'`);
+  return checkControl(name, value, label);
+}
+
+/** "D minor", "F# major", "Bb", "eb min" -> the 12 pitch-class shares of that key (Float32Array). */
+export function keyProfile(name) {
+  const text = String(name).trim().split(/\s+/).join(' ');
+  const chars = Array.from(text);   // code points, as Python indexes a str
+  const tonic = (chars[0] ?? '').toLowerCase();
+  const rest = chars.slice(1);
+  const accidental = ['#', '♯', 'b', '♭'].includes(rest[0]) ? rest[0] : '';
+  const mode = rest.slice(accidental ? 1 : 0).join('').trim().toLowerCase();
+  if (!Object.hasOwn(TONICS, tonic) || !Object.hasOwn(MODES, mode)) {
+    throw new MpxError(`--key '${name}' is not a key; write a tonic A-G, optionally # or b, then major or minor (e.g. 'D minor', 'F# major', 'Bb')`);
+  }
+  const shift = (((TONICS[tonic] + ACCIDENTALS[accidental]) % 12) + 12) % 12;
+  const base = Float32Array.from(KEY_PROFILES[MODES[mode]]);
+  return Float32Array.from(base, (_, k) => base[(k - shift + 12) % 12]);
+}
+
+/** The requested controls {name: value|null} from what a user typed per control (a control's
+ * name, or `key`, -> text; blank = follow the primer). */
+export function requestedControls(typed) {
+  const requested = {};
+  for (const [name, text] of Object.entries(typed)) {
+    if (text === undefined || String(text).trim() === '') continue;
+    if (name === 'key') {
+      const profile = /^none$/i.test(String(text).trim()) ? null : keyProfile(text);
+      PITCH_CLASSES.forEach((pc, k) => { requested[pc] = profile ? profile[k] : null; });
+    } else if (CONTROLS.includes(name)) {
+      requested[name] = parseControl(name, text);
+    } else {
+      throw new MpxError(`unknown control '${name}'; known: ${CONTROLS.slice(0, 6).join(', ')}, key`);
+    }
+  }
+  return requested;
+}
+
 // ---- the spec inside the ONNX file ------------------------------------------------------------
 
 /** The key/value pairs of ModelProto.metadata_props (field 14), read from the model's bytes.
