@@ -242,6 +242,27 @@ export function describeControls(controls, requested = {}) {
   });
 }
 
+const KEY_NAMES = ['C', 'C#', 'D', 'Eb', 'E', 'F', 'F#', 'G', 'Ab', 'A', 'Bb', 'B'];
+
+/** The key whose profile (KEY_PROFILES rotated) is closest in direction (cosine) to a
+ * pitch-class profile: what a page can show for a seed's pc0..pc11. null when not given. */
+export function closestKey(profile) {
+  if (profile.length !== 12 || profile.some((x) => !(x >= 0))) return null;
+  let best = null;
+  let bestScore = -Infinity;
+  for (const mode of ['major', 'minor']) {
+    for (let tonic = 0; tonic < 12; tonic++) {
+      const key = keyProfile(`${KEY_NAMES[tonic]} ${mode}`);
+      let dot = 0;
+      let norm = 0;
+      for (let k = 0; k < 12; k++) { dot += key[k] * profile[k]; norm += key[k] * key[k]; }
+      const score = dot / Math.sqrt(norm);
+      if (score > bestScore) { bestScore = score; best = `${KEY_NAMES[tonic]} ${mode}`; }
+    }
+  }
+  return best;
+}
+
 /** The requested controls {name: value|null} from what a user typed per control (a control's
  * name, or `key`, -> text; blank = follow the primer). */
 export function requestedControls(typed) {
