@@ -1,7 +1,10 @@
-# The two set-up commands of the README:
-#   make run    installs the runtime (no torch) and generates music from the bundled model
-#   make test   runs the torch-free tier in a runtime-only venv, then installs everything (CPU
-#               torch, onnx, test tools) and runs the whole suite
+# The two set-up commands of the README. One install mode per virtual environment, so that
+# neither command replaces what the other installed:
+#   .venv-runtime  mpx installed as a copy of this checkout (`pip install .`, no torch, no extras),
+#                  as a user gets it: `make run` generates music from the bundled model there, and
+#                  `make test` runs the torch-free tier there first (with pytest added)
+#   .venv          everything (CPU torch, onnx, test tools), mpx installed editable (the checkout
+#                  itself): `make test` runs the whole suite there
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -15,7 +18,7 @@ TORCH  ?= torch==2.13.0
 SEED   ?= artifacts/seed.mid
 OUT    ?= seed-continuation.mid
 
-.PHONY: run test test-runtime venv
+.PHONY: run test test-runtime runtime venv screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,25 +26,34 @@ $(BIN)/python:
 
 venv: $(BIN)/python
 
-run: venv
-	$(BIN)/python -m pip install -q .
-	$(BIN)/mpx run --backend onnx $(SEED) --notes 256 --seed 0 --out $(OUT) --force
+run: runtime
+	$(RUNTIME_BIN)/mpx run --backend onnx $(SEED) --notes 256 --seed 0 --out $(OUT) --force
 
+# MPX_CHECK_CHECKOUT=1: the run fails when the tests changed what `git status` shows (tests/conftest.py)
 test: test-runtime venv web-deps
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	$(BIN)/python -m pytest
+	MPX_CHECK_CHECKOUT=1 $(BIN)/python -m pytest
 
 $(RUNTIME_BIN)/python:
 	$(PYTHON) -m venv $(RUNTIME_VENV)
 	$(RUNTIME_BIN)/python -m pip install -q --upgrade pip
 
-# A fresh `pip install .` each time (not editable: what a user gets); pytest runs from the
-# repository root on tests/runtime, importing the installed mpx.
-test-runtime: $(RUNTIME_BIN)/python
+# A fresh copy of this checkout each time (not editable: what a user gets), then its dependencies.
+runtime: $(RUNTIME_BIN)/python
 	$(RUNTIME_BIN)/python -m pip install -q --force-reinstall --no-deps .
-	$(RUNTIME_BIN)/python -m pip install -q . pytest hypothesis
-	$(RUNTIME_BIN)/python -m pytest -p no:cacheprovider tests/runtime
+	$(RUNTIME_BIN)/python -m pip install -q .
+
+# pytest runs from the repository root on tests/runtime, importing the installed mpx.
+test-runtime: runtime
+	$(RUNTIME_BIN)/python -m pip install -q pytest hypothesis
+	MPX_CHECK_CHECKOUT=1 $(RUNTIME_BIN)/python -m pytest -p no:cacheprovider tests/runtime
+
+# The picture of the web page that docs/deployment.md and examples/web/README.md show: the tests
+# draw the page into a temporary folder; this redraws the tracked file (after `make test`, which
+# installs the tools).
+screenshot: web-deps
+	MPX_WEB_SCREENSHOT=$(CURDIR)/examples/web/screenshot.png $(BIN)/python -m pytest -q tests/test_web.py -k screenshot
 
 # The JavaScript examples (examples/web, examples/node) and their tests: the npm packages pinned
 # by examples/package-lock.json, and Debian's Chromium for the page's tests (npm never downloads

@@ -5,16 +5,23 @@
     python benchmarks/reliability.py --json benchmarks/results/reliability.json
 
 Everything it needs it makes itself, seeded, from tests/data: a tiny model (trained and
-exported here), a fuzz corpus (mutated and hand-made MIDI files), damaged models and
-checkpoints, pickle payloads. Then it runs them through the commands a user runs and counts:
+exported here, in every format: ONNX, TorchScript, torch.export, AOTInductor), a fuzz corpus
+(mutated and hand-made MIDI files), damaged and forged models and checkpoints, payloads (pickles,
+Python in the strings torch evaluates, native code). Then it runs them through the commands a
+user runs and counts:
 
     clean error   non-zero exit, stderr one line ("mpx: error: ..." / "mpx: interrupted")
     traceback     an exception escaped (or the process crashed)          goal 0
     hang          no answer within the case's time limit                 goal 0
     wrong         exit 0 with a result that is not what was asked for,
                   or a bad value accepted                                goal 0
+    code ran      a payload's code ran (a marker file appeared)          goal 0
     clobbered     an input, or a file that existed, changed without --force   goal 0
-    litter        a temporary or partial file left behind                goal 0
+    litter        a temporary or partial file left behind, beside the output or in
+                  the temp folder (TMPDIR points to a folder of the audit's own)  goal 0
+
+A damaged model may also run (a flipped byte in a zip header field nothing reads): it must then
+make the intact model's notes for the same seed, or it counts as wrong.
 
 Most cases run `mpx.cli.main` inside a worker process (the console script's own entry point,
 without a Python start-up per case); the worker is killed and restarted when a case hangs.
@@ -50,6 +57,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
+sys.path.insert(0, str(ROOT / "tests"))
+import damage  # noqa: E402 - the tests' torch-free tools for damaging model files
 CATEGORIES = ("ok", "clean error", "traceback", "hang", "wrong", "not one line")
 
 
@@ -70,6 +79,8 @@ def serve() -> None:
         logging.getLogger().handlers.clear()  # main() configures logging onto this case's stderr
         os.chdir(case["cwd"])
         sys.argv = ["mpx", *case["argv"]]
+        native = tempfile.TemporaryFile()  # what libraries write to fd 2 (torch's own log lines)
+        os.dup2(native.fileno(), 2)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _fault(case.get("fault")):
             try:
                 main()
@@ -78,9 +89,13 @@ def serve() -> None:
                 answer["code"] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except BaseException:  # noqa: BLE001 - what a user would see as a traceback
                 answer["exception"] = traceback.format_exc(limit=-3)
-        # whole lines only: the classifier reads every line of stderr
+        os.dup2(null, 2)
+        native.seek(0)
+        below = native.read().decode("utf-8", "replace")
+        native.close()
+        # whole lines only: the classifier reads every line of stderr, the libraries' first
         answer.update(out="\n".join(out.getvalue().splitlines()[-40:]),
-                      err="\n".join(err.getvalue().splitlines()[-200:]))
+                      err="\n".join((below + err.getvalue()).splitlines()[-200:]))
         protocol.write(json.dumps(answer) + "\n")
         protocol.flush()
 
@@ -186,6 +201,11 @@ class Result:
     litter: list[str]
     detail: str = ""
     seconds: float = 0.0
+    ran: bool = False       # a payload's code ran
+
+
+MARKER: Path | None = None   # the file a payload creates when its code runs (set by main)
+TEMP: Path | None = None     # the temp folder every mpx process of the audit uses (TMPDIR)
 
 
 def sha(path: Path) -> str | None:
@@ -204,13 +224,15 @@ def listing(folder: Path | None) -> set[str]:
 def is_one_line_error(answer: dict) -> bool:
     lines = [l for l in answer["err"].splitlines() if l.strip()]
     return (bool(lines) and all(l.startswith("mpx: ") for l in lines)
-            and (lines[-1].startswith("mpx: error") or lines[-1] == "mpx: interrupted")
+            and (lines[-1].startswith("mpx: error") or lines[-1] == "mpx: interrupted"
+                 or lines[-1].startswith("mpx: interrupted "))  # a training says where it saved
             and "Traceback" not in answer["err"])
 
 
 def run_case(case: Case, worker: Worker) -> Result:
     before = {p: sha(p) for p in case.protect}
     seen = listing(case.watch)
+    temp_before = listing(TEMP)
     started = time.monotonic()
     answer = case.runner() if case.runner else worker.run(case.argv, case.watch or ROOT, case.timeout, case.fault)
     seconds = time.monotonic() - started
@@ -239,7 +261,14 @@ def run_case(case: Case, worker: Worker) -> Result:
         litter = sorted(set(litter) | {n for n in new if not n.startswith("cache")})
     if answer is not None and answer.get("litter"):  # a runner's own count (its folder keeps a saved state)
         litter = sorted(set(litter) | set(answer["litter"]))
-    return Result(case.group, case.name, category, clobbered, litter, detail, round(seconds, 2))
+    # in the temp folder: anything new but torch's compile cache, which it keeps on purpose
+    litter += sorted(f"$TMPDIR/{n}" for n in listing(TEMP) - temp_before
+                     if "/" not in n and not n.startswith("torchinductor_"))
+    ran = MARKER is not None and MARKER.exists()
+    if ran:
+        MARKER.unlink()
+        category, detail = "wrong", "a payload's code ran"
+    return Result(case.group, case.name, category, clobbered, litter, detail, round(seconds, 2), ran)
 
 
 # == the fuzz corpus =========================================================================
@@ -343,7 +372,8 @@ def big_midi(path: Path, notes: int) -> Path:
 
 # == models ==================================================================================
 def tiny_model(work: Path) -> dict[str, Path]:
-    """A hidden-16 checkpoint trained for one epoch on tests/data/midi, exported both ways."""
+    """A hidden-16 checkpoint trained for one epoch on tests/data/midi, exported in every
+    format (the compiled ones into a folder of their own: the kill -9 case copies the other)."""
     from mpx.export.api import export_artifacts
     from mpx.export.options import ExportOptions
     from mpx.runtime.config import ModelConfig
@@ -356,8 +386,11 @@ def tiny_model(work: Path) -> dict[str, Path]:
     model = ModelConfig(hidden=16, embedding=4, step_bins=24, duration_bins=24, velocity_bins=8)
     train(corpus, run, TrainOptions(model=model, epochs=1, batch_size=8, seq_len=64, primer_len=25, seed=0))
     export_artifacts(run / "best.safetensors", run, ExportOptions(), echo=lambda _: None)
+    for fmt in ("pt2", "aoti"):  # AOTInductor compiles for a minute or two
+        export_artifacts(run / "best.safetensors", work / "compiled", ExportOptions(format=fmt), echo=lambda _: None)
     return {"checkpoint": run / "best.safetensors", "last": run / "last.safetensors",
-            "onnx": run / "music_producter.onnx", "pt": run / "music_producter.pt"}
+            "onnx": run / "music_producter.onnx", "pt": run / "music_producter.pt",
+            "pt2": work / "compiled" / "music_producter.pt2", "aoti": work / "compiled" / "music_producter.aoti.pt2"}
 
 
 def _edit_json(text: str, change: Callable[[dict], None]) -> str:
@@ -383,39 +416,35 @@ SPEC_DAMAGE: dict[str, Callable[[str], str]] = {
     "sampling-top-p-2": lambda t: _edit_json(t, lambda s: s["sampling"].update(top_p=[2, 2, 2, 2])),
     "inputs-renamed": lambda t: _edit_json(t, lambda s: s.update(inputs=["x"])),
     "licence-number": lambda t: _edit_json(t, lambda s: s.update(licence=4)),
+    # valid specs that no longer describe the weights: every note would be decoded to other values
+    "bins-velocity-minus-1": lambda t: _edit_json(t, lambda s: s["config"].update(velocity_bins=s["config"]["velocity_bins"] - 1)),
+    "range-step-max-x2": lambda t: _edit_json(t, lambda s: s["config"].update(step_max=s["config"]["step_max"] * 2)),
+    "sampling-top-p-half": lambda t: _edit_json(t, lambda s: s["sampling"].update(top_p=[0.5] * 4)),
+    # past the schema's limits
+    "spec-nested-100000": lambda t: "[" * 100_000,
+    "spec-2-mb": lambda t: _edit_json(t, lambda s: s.update(data={"x": "y" * (2 << 20)})),
 }
+# the spec edited in a file written before mpx recorded checksums: its sizes checked against the graph
+UNRECORDED_DAMAGE = {"unrecorded-config-hidden-x8": lambda t: _edit_json(t, lambda s: s["config"].update(hidden=s["config"]["hidden"] * 8)),
+                     "unrecorded-config-layers-2": lambda t: _edit_json(t, lambda s: s["config"].update(layers=2))}
+KINDS = {"onnx": ".onnx", "pt": ".pt", "checkpoint": ".safetensors", "pt2": ".pt2", "aoti": ".aoti.pt2"}
 
 
 def damaged_models(models: dict[str, Path], folder: Path, rng: random.Random) -> dict[str, Path]:
-    """name -> a damaged model file: specs edited, bytes truncated or flipped, foreign files,
-    pickle payloads. Every one must be refused in one line (or, for damaged weights that still
-    form a valid graph, run to a valid result)."""
-    import onnx
+    """name -> a damaged model file of every format: specs edited (the file's checksum kept, as
+    an edit keeps it; and in files without one), bytes truncated or flipped, foreign files. Every
+    one must be refused in one line, or (a flipped byte nothing reads) make the intact notes."""
     import torch
-    from safetensors import safe_open
     from safetensors.torch import save_file
-    from mpx.runtime.contract import SPEC_KEY, TORCHSCRIPT_SPEC_FILE
     folder.mkdir(parents=True)
     out: dict[str, Path] = {}
-    proto = onnx.load(str(models["onnx"]))
-    spec_text = next(p.value for p in proto.metadata_props if p.key == SPEC_KEY)
-    extra = {TORCHSCRIPT_SPEC_FILE: ""}
-    module = torch.jit.load(str(models["pt"]), _extra_files=extra)  # our own file: trusted
-    with safe_open(str(models["checkpoint"]), framework="pt") as fh:
-        meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
-    for name, damage in SPEC_DAMAGE.items():
-        copy = onnx.ModelProto()
-        copy.CopyFrom(proto)
-        next(p for p in copy.metadata_props if p.key == SPEC_KEY).value = damage(spec_text)
-        out[f"{name}.onnx"] = folder / f"{name}.onnx"
-        out[f"{name}.onnx"].write_bytes(copy.SerializeToString())
-        out[f"{name}.pt"] = folder / f"{name}.pt"
-        torch.jit.save(module, str(out[f"{name}.pt"]), _extra_files={TORCHSCRIPT_SPEC_FILE: damage(spec_text)})
-        out[f"{name}.safetensors"] = folder / f"{name}.safetensors"
-        save_file(tensors, str(out[f"{name}.safetensors"]), metadata={**meta, SPEC_KEY: damage(meta[SPEC_KEY])})
-    for kind in ("onnx", "pt", "checkpoint"):
+    for kind, suffix in KINDS.items():
+        for name, change in SPEC_DAMAGE.items():
+            out[f"{name}{suffix}"] = damage.edit_spec_text(models[kind], folder / f"{name}{suffix}", change)
+        old = damage.unrecorded(models[kind], folder / f"unrecorded{suffix}")
+        for name, change in UNRECORDED_DAMAGE.items():
+            out[f"{name}{suffix}"] = damage.edit_spec_text(old, folder / f"{name}{suffix}", change)
         data = models[kind].read_bytes()
-        suffix = models[kind].suffix
         for cut in (0, 8, 100, len(data) // 3, len(data) - 10):
             out[f"truncated-{cut}{suffix}"] = folder / f"truncated-{kind}-{cut}{suffix}"
             out[f"truncated-{cut}{suffix}"].write_bytes(data[:cut])
@@ -439,6 +468,35 @@ def damaged_models(models: dict[str, Path], folder: Path, rng: random.Random) ->
     return out
 
 
+def forged_formats(models: dict[str, Path], folder: Path) -> dict[str, Path]:
+    """Files that are another format, or no format, under a model suffix; archives torch would
+    not have written."""
+    folder.mkdir(parents=True)
+    out: dict[str, Path] = {}
+
+    def put(name: str, data: bytes) -> None:
+        out[name] = folder / name
+        out[name].write_bytes(data)
+
+    put("text.pt2", b"not an archive")
+    put("text.aoti.pt2", b"not an archive")
+    put("empty.pt2", b"")
+    put("zip-header-only.aoti.pt2", b"PK\x03\x04 broken zip")
+    for kind, other in (("onnx", "pt2"), ("pt", "pt2"), ("checkpoint", "pt2"), ("aoti", "pt2"), ("pt2", "aoti"),
+                        ("onnx", "aoti"), ("pt", "aoti"), ("pt2", "pt"), ("aoti", "pt"), ("pt2", "onnx"),
+                        ("aoti", "onnx"), ("pt2", "checkpoint")):
+        put(f"{kind}-as{KINDS[other]}", models[kind].read_bytes())
+    many = folder / "many-members.pt2"
+    with zipfile.ZipFile(many, "w") as z:
+        for i in range(20_000):
+            z.writestr(f"archive/extra/{i}", b"")
+    out["many-members.pt2"] = many
+    out["two-folders.pt2"] = damage.rewrite_zip(models["pt2"], folder / "two-folders.pt2", {})
+    with zipfile.ZipFile(out["two-folders.pt2"], "a") as z:
+        z.writestr("other/models/model.json", "{}")
+    return out
+
+
 class Payload:
     """A pickle that would create MARKER if anything ever unpickled it with the real classes."""
 
@@ -449,15 +507,25 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def pickle_payloads(models: dict[str, Path], folder: Path, marker: Path) -> dict[str, Path]:
-    """Files of every model suffix that carry a code-running pickle: raw pickles, torch.save
-    archives, a TorchScript archive whose data.pkl is the payload, a checkpoint whose metadata
-    holds it, an ONNX file with it in its spec."""
+EVIL_LIBRARY = """
+#include <stdio.h>
+__attribute__((constructor)) static void ran(void) { FILE *f = fopen("%s", "w"); if (f) fclose(f); }
+"""
+
+
+def payloads(models: dict[str, Path], folder: Path, marker: Path) -> dict[str, Path]:
+    """Files of every model suffix that carry code: raw pickles, torch.save archives, a
+    TorchScript archive whose data.pkl is the payload; torch.export archives (written by torch,
+    their checksum taken out) with a pickle where torch unpickles (a weight marked use_pickle,
+    the sample inputs, an opaque constant, a legacy weights file), Python where torch evaluates
+    strings (a symbolic size, the guards), a graph node calling a loader, an AOTInductor model
+    inside; an AOTInductor package whose library is swapped for one whose constructor writes
+    the marker (with its checksum kept: refused; `info` never loads it either way)."""
     import torch
     folder.mkdir(parents=True)
     blob = pickle.dumps(Payload(marker))
     out: dict[str, Path] = {}
-    for suffix in (".pt", ".onnx", ".safetensors"):
+    for suffix in (".pt", ".onnx", ".safetensors", ".pt2", ".aoti.pt2"):
         out[f"raw-pickle{suffix}"] = folder / f"raw-pickle{suffix}"
         out[f"raw-pickle{suffix}"].write_bytes(blob)
         out[f"torch-save{suffix}"] = folder / f"torch-save{suffix}"
@@ -467,6 +535,64 @@ def pickle_payloads(models: dict[str, Path], folder: Path, marker: Path) -> dict
         for item in good.infolist():
             bad.writestr(item, blob if item.filename.endswith("/data.pkl") else good.read(item))
     out["evil-data-pkl.pt"] = evil
+
+    base = damage.unrecorded(models["pt2"], folder / "base.pt2")
+    pickled, samples = io.BytesIO(), io.BytesIO()
+    torch.save(Payload(marker), pickled)
+    torch.save(((Payload(marker),), {}), samples)
+    with zipfile.ZipFile(base) as archive:
+        config_name = next(n for n in archive.namelist() if n.endswith("model_weights_config.json"))
+        config = json.loads(archive.read(config_name))
+    victim = next(iter(config["config"]))
+    victim_file = config["config"][victim]["path_name"]
+    config["config"][victim]["use_pickle"] = True
+    with zipfile.ZipFile(models["aoti"]) as package:
+        native = {n.split("/", 1)[1]: package.read(n) for n in package.namelist() if "/aotinductor/" in n}
+    code = f"__import__('os').system('touch {marker}')"
+
+    def graph(change: Callable[[dict], None]) -> Callable[[bytes], bytes]:
+        def edit(data: bytes) -> bytes:
+            model = json.loads(data)
+            change(model)
+            return json.dumps(model).encode()
+        return edit
+
+    def sympy(model: dict) -> None:
+        for value in model["graph_module"]["graph"]["tensor_values"].values():
+            for size in value.get("sizes", []):
+                if "as_expr" in size:
+                    size["as_expr"]["expr_str"] = f"Integer(1) if {code} else Integer(1)"
+                    return
+
+    def node_target(target: str) -> Callable[[dict], None]:
+        return lambda model: model["graph_module"]["graph"]["nodes"][0].update(target=target)
+
+    pt2 = {
+        "pt2-use-pickle-weight": ({"model_weights_config.json": lambda _: json.dumps(config).encode(),
+                                   f"data/weights/{victim_file}": lambda _: pickled.getvalue()}, {}),
+        "pt2-sample-inputs": ({"sample_inputs/model.pt": lambda _: samples.getvalue()}, {}),
+        "pt2-opaque-constant": ({}, {"data/constants/opaque_obj_0": blob}),
+        "pt2-legacy-weights": ({}, {"data/weights/model.pt": pickled.getvalue()}),
+        "pt2-sympy-size": ({"models/model.json": graph(sympy)}, {}),
+        "pt2-guards-code": ({"models/model.json": graph(lambda m: m["guards_code"].append(f"{code} == 0"))}, {}),
+        "pt2-node-load-inline": ({"models/model.json": graph(node_target("torch.utils.cpp_extension.load_inline"))}, {}),
+        "pt2-node-from-file": ({"models/model.json": graph(node_target("torch.ops.aten.from_file.default"))}, {}),
+        "pt2-native-code": ({}, native),
+    }
+    for name, (changes, add) in pt2.items():
+        out[f"{name}.pt2"] = damage.rewrite_zip(base, folder / f"{name}.pt2", changes, add=add)
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler:
+        source = folder / "evil.c"
+        source.write_text(EVIL_LIBRARY % marker)
+        library = folder / "evil.so"
+        subprocess.run([compiler, "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+        swapped = {".wrapper.so": lambda _: library.read_bytes()}
+        out["aoti-evil-library-checksum-kept.aoti.pt2"] = damage.rewrite_zip(
+            models["aoti"], folder / "aoti-evil-library-checksum-kept.aoti.pt2", swapped)
+        out["aoti-evil-library-info-only.aoti.pt2"] = damage.rewrite_zip(
+            damage.unrecorded(models["aoti"], folder / "base.aoti.pt2"), folder / "aoti-evil-library-info-only.aoti.pt2",
+            swapped)
     return out
 
 
@@ -558,26 +684,53 @@ def train_cases(corpus: list[Path], work: Path, trainings: int) -> list[Case]:
     return cases
 
 
-def model_cases(damaged: dict[str, Path], payloads: dict[str, Path], marker: Path, work: Path) -> list[Case]:
+def model_cases(damaged: dict[str, Path], forged: dict[str, Path], code: dict[str, Path],
+                models: dict[str, Path], work: Path) -> list[Case]:
+    """info and run (and export, for a checkpoint) of every damaged, forged and payload file.
+    The intact models run first: a damaged file that runs must make their notes."""
     seed = DATA / "seeds" / "bach_prelude_bwv873.mid"
     cases = []
-    no_marker = lambda: "a pickle ran" if marker.exists() else None  # noqa: E731
-    for name, path in {**damaged, **payloads}.items():
-        group = "pickle payloads" if name in payloads else "damaged models"
-        # a payload must be refused; a damaged file may be refused or run correctly (flipped weights)
-        expect = "fail" if group == "pickle payloads" or not name.startswith("flipped") else "any"
-        out = work / "model-out" / name.replace(".", "_")
+    reference = {suffix: work / "model-out" / f"intact-{kind}" / "x.mid" for kind, suffix in KINDS.items()}
+
+    def same_notes(out: Path, suffix: str) -> Callable[[], str | None]:
+        def check() -> str | None:
+            import numpy as np
+            from mpx.runtime.notes_csv import read_any
+            try:
+                made, intact = read_any(out), read_any(reference[suffix])
+            except Exception as exc:  # noqa: BLE001 - an unreadable output is the finding
+                return f"unreadable: {exc}"
+            return None if np.array_equal(made, intact) else "ran, and made other notes than the intact model"
+        return check
+
+    intact = {f"intact-{kind}{suffix}": models[kind] for kind, suffix in KINDS.items()}
+    for name, path in {**intact, **damaged, **forged, **code}.items():
+        group = ("damaged models" if name in damaged or name in intact else
+                 "forged formats" if name in forged else "payloads")
+        suffix = next(s for s in (".aoti.pt2", ".pt2", ".onnx", ".pt", ".safetensors", ".tflite", "") if name.endswith(s))
+        # refused, unless intact, or a flipped byte nothing reads (then: the intact notes)
+        expect = "ok" if name in intact else "any" if name.startswith("flipped") else "fail"
+        out = work / "model-out" / name.removesuffix(suffix).replace(".", "_") if name in intact else \
+            work / "model-out" / name.replace(".", "_")
         out.mkdir(parents=True)
-        cases.append(Case(group, f"info {name}", ["info", str(path)], expect=expect if not name.startswith("flipped") else "any",
-                          check=no_marker, protect=[path]))
-        cases.append(Case(group, f"run {name}", ["run", str(seed), "--model", str(path), "--notes", "8",
-                                                 "--out", str(out / "x.mid")], expect=expect,
-                          check=lambda out=out: expect_notes([out / "x.mid"], 8)() or no_marker(),
-                          protect=[path, seed], watch=out))
-        if path.suffix == ".safetensors":
+        check = same_notes(out / "x.mid", suffix) if name.startswith("flipped") else expect_notes([out / "x.mid"], 8)
+        info_expect = ("any" if name.startswith("flipped") or name in intact
+                       else "ok" if name.endswith("info-only.aoti.pt2") else expect)  # read as data, never run
+        cases.append(Case(group, f"info {name}", ["info", str(path)], expect=info_expect, protect=[path]))
+        if name.endswith("info-only.aoti.pt2"):
+            continue  # an AOTInductor package without a checksum is a program: running it runs it
+        cases.append(Case(group, f"run {name}", ["run", str(seed), "--model", str(path), "--notes", "8", "--seed", "0",
+                                                 "--out", str(out / "x.mid")], expect=expect, check=check,
+                          protect=[path, seed], watch=out, timeout=120))
+        if suffix == ".safetensors" and name not in intact:
             cases.append(Case(group, f"export {name}", ["export", "--checkpoint", str(path), "--out-dir", str(out / "art"),
                                                         "--format", "onnx"], expect=expect, timeout=120,
-                              check=no_marker, protect=[path], watch=out))
+                              protect=[path], watch=out))
+    for backend in ("pt2", "aoti"):
+        out = work / "model-out" / f"no-model-{backend}"
+        out.mkdir(parents=True)
+        cases.append(Case("forged formats", f"run --backend {backend} without --model",
+                          ["run", str(seed), "--backend", backend, "--out", str(out / "x.mid")], expect="fail", watch=out))
     return cases
 
 
@@ -1015,13 +1168,14 @@ def execute(cases: list[Case], worker: Worker, verbose: bool) -> list[Result]:
 
 def table(results: list[Result]) -> str:
     groups = list(dict.fromkeys(r.group for r in results))
-    header = ["group", "cases", *CATEGORIES, "clobbered", "litter"]
+    header = ["group", "cases", *CATEGORIES, "code ran", "clobbered", "litter"]
     rows = []
     for group in [*groups, "all"]:
         chosen = [r for r in results if group in ("all", r.group)]
         counts = Counter(r.category for r in chosen)
         rows.append([group if group != "all" else "**all**", str(len(chosen)), *(str(counts[c]) for c in CATEGORIES),
-                     str(sum(r.clobbered for r in chosen)), str(sum(bool(r.litter) for r in chosen))])
+                     str(sum(r.ran for r in chosen)), str(sum(r.clobbered for r in chosen)),
+                     str(sum(bool(r.litter) for r in chosen))])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -1035,7 +1189,8 @@ def write_json(path: Path, results: list[Result], notes: dict[str, str], args: a
                 for r in results if r.category not in ("ok", "clean error") or r.clobbered or r.litter]
     path.write_text(json.dumps({
         "command": "python benchmarks/reliability.py" + (" --quick" if args.quick else "")
-                   + (f" --groups '{args.groups}'" if args.groups else ""),
+                   + (" --no-faults" if args.no_faults else "") + (f" --groups '{args.groups}'" if args.groups else "")
+                   + f" --json {args.json}",
         "seed": args.seed, "seconds": round(elapsed, 1), "python": sys.version.split()[0], "notes": notes,
         "table": table(results), "findings": findings,
         "cases": [[r.group, r.name, r.category, r.seconds] for r in results]}, indent=None)
@@ -1057,25 +1212,32 @@ def main() -> int:
     if args.worker:
         serve()
         return 0
+    global MARKER, TEMP
     started = time.monotonic()
     rng = random.Random(args.seed)
     mounts: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="mpx-reliability-") as tmp:
         work = Path(tmp)
         os.environ["MPX_CACHE_DIR"] = str(work / "note-cache")  # the worker inherits it: never ~/.cache
+        TEMP = work / "tmp"  # every mpx process's temp folder (this one's own stays where it was)
+        TEMP.mkdir()
+        os.environ["TMPDIR"] = str(TEMP)
         print("making the tiny model, the fuzz corpus, damaged models and pickle payloads ...", flush=True)
         models = tiny_model(work)
         corpus = fuzz_corpus(work / "corpus", 12 if args.quick else args.midi, rng)
         big = [] if args.quick else [big_midi(work / "big-performance.mid", 150_000)]  # run, notes, plot only
         damaged = damaged_models(models, work / "damaged", rng)
-        marker = work / "PICKLE-RAN"
-        payloads = pickle_payloads(models, work / "payloads", marker)
+        forged = forged_formats(models, work / "forged")
+        marker = work / "PAYLOAD-RAN"
+        MARKER = marker
+        code = payloads(models, work / "payloads", marker)
         if args.quick:
             damaged = dict(list(damaged.items())[::6])
+            forged = dict(list(forged.items())[::3])
         cases = midi_cases(corpus + big, models, work, args.plot_every)
         cases += eval_cases(corpus, models, work, 2 if args.quick else 8)
         cases += train_cases(corpus, work, 1 if args.quick else 2)
-        cases += model_cases(damaged, payloads, marker, work)
+        cases += model_cases(damaged, forged, code, models, work)
         options = option_cases(models, work)
         cases += options[::5] if args.quick else options
         cases += clobber_cases(models, work)
@@ -1102,9 +1264,9 @@ def main() -> int:
                 subprocess.run(["umount", str(mount)], capture_output=True)
             with contextlib.suppress(OSError):
                 (work / "faults" / "ro").chmod(0o755)
-        payload_ran = marker.exists()
+        payload_ran = sum(r.ran for r in results)
         if payload_ran:
-            print("A PICKLE PAYLOAD RAN", flush=True)
+            print(f"PAYLOADS RAN: {payload_ran}", flush=True)
     elapsed = time.monotonic() - started
     print()
     print(table(results))
@@ -1115,7 +1277,7 @@ def main() -> int:
     big = [r for r in results if "big-performance" in r.name]
     print(f"slowest case: {slowest.name} ({slowest.seconds:.1f} s)"
           + "".join(f"; {r.name.split()[0]} of a 150,000-note MIDI file: {r.seconds:.1f} s ({r.category})" for r in big))
-    print("pickle payloads: none ran" if not payload_ran else "pickle payloads: ONE RAN")
+    print("payloads: none ran" if not payload_ran else f"payloads: {payload_ran} RAN")
     print(f"{len(results)} cases in {elapsed:.0f} s (seed {args.seed}"
           + (", --quick" if args.quick else "") + f"); python {sys.version.split()[0]}")
     if args.json:

@@ -6,6 +6,6 @@ def __getattr__(name: str) -> str:
     # Importing `mpx` imports nothing else: the command's Ctrl-C handler (mpx.start) must be in
     # place before the heavy imports, and the package is imported before it.
     if name == "__version__":
-        from mpx.runtime.versions import version
-        return version("mpx") or "unknown"
+        from mpx.runtime.versions import DISTRIBUTION, version
+        return version(DISTRIBUTION) or "unknown"
     raise AttributeError(f"module 'mpx' has no attribute {name!r}")

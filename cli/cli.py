@@ -19,12 +19,12 @@ from typing import Annotated, Optional
 import typer
 
 from mpx.runtime import formats
-from mpx.runtime.checks import flag
 from mpx.runtime.config import ModelConfig
 from mpx.runtime.errors import MpxError, OptionsError, missing_extra
-from mpx.runtime.generate import MODES, GenerationOptions
-from mpx.export.options import FORMATS, QUANTIZATIONS, ExportOptions
+from mpx.runtime.generate import MODES, NOTES_PER_SECOND, GenerationOptions, notes_for
+from mpx.export.options import FORMATS, QUANTIZATIONS, SHIPPED_SET, ExportOptions
 from mpx.runtime.run import WriteOptions
+from mpx.progress import LogHandler, echo
 from mpx.train.options import PRECISIONS, TrainOptions  # torch-free, like every option record here
 from mpx.train.rundir import BEST, LAST
 
@@ -34,7 +34,20 @@ app = typer.Typer(
     help="mpx: train a next-note LSTM on MIDI, export it (TorchScript, ONNX) and generate music "
          "from the artifacts.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    # Plain help: rich's boxes cut entries with "…" at 80 columns and read `[plot]` as markup.
+    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _plain_argument_help() -> None:
+    """typer >= 0.2x labels each argument with its Python type in the help (`DATA <list[str]>`);
+    an argument's own help says what it takes."""
+    argument = getattr(getattr(typer, "core", None), "TyperArgument", None)
+    if argument is not None and hasattr(argument, "display_type_rich"):
+        argument.display_type_rich = lambda self, ctx: None
+
+
+_plain_argument_help()
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -56,7 +69,7 @@ EXPORT = ExportOptions()
 GENERATION = GenerationOptions()
 WRITE = WriteOptions()
 PROGRAM_WARNING = formats.program_warning()
-MODEL_FILES = ", ".join(f"{f.suffixes[0]}: {f.title}" for f in formats.FORMATS.values())
+MODEL_FILES = ", ".join(f.suffixes[0] for f in formats.FORMATS.values())
 
 
 def _value(option: object) -> object:
@@ -64,7 +77,7 @@ def _value(option: object) -> object:
 
 
 def _echo(message: str) -> None:
-    typer.echo(message)
+    echo(message)  # through the progress bars' console while one is drawn (cli/progress.py)
 
 
 def _require(*modules: str, purpose: str) -> None:
@@ -82,49 +95,56 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+EXIT_STATUS = ("Exit status: 0 done; 1 an error, told in one line on stderr (a bad flag or value, a "
+               "file that cannot be read or written); 130 interrupted (Ctrl-C).")
+
+
+@app.callback(epilog=EXIT_STATUS)
 def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print mpx's version and exit.")] = False) -> None:
     """mpx: train a next-note LSTM on MIDI, export it and generate music from the artifacts."""
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="Train a model on MIDI files.")
 def train(
     ctx: typer.Context,
-    data: Annotated[list[str], typer.Argument(help="MIDI files, directories (searched recursively) or glob patterns.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help=f"Directory for {BEST} and {LAST}.")],
+    data: Annotated[list[str], typer.Argument(metavar="DATA", help="MIDI files, folders (searched recursively) or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help=f"Folder for {BEST} and {LAST}.")],
     epochs: Annotated[int, typer.Option(help="Epochs to train (the total, also with --resume).")] = TRAIN.epochs,
     batch_size: Annotated[int, typer.Option(help="Sequences (lanes) per batch.")] = TRAIN.batch_size,
-    seq_len: Annotated[int, typer.Option(help="Notes per training chunk; the LSTM state is carried between chunks of a piece.")] = TRAIN.seq_len,
-    primer_len: Annotated[int, typer.Option(help="Primer (at most) / window length recorded in the spec.")] = TRAIN.primer_len,
-    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (cosine decay to a tenth).")] = TRAIN.lr,
+    seq_len: Annotated[int, typer.Option(help="Notes per training chunk (the state carries between chunks).")] = TRAIN.seq_len,
+    primer_len: Annotated[int, typer.Option(help="Primer length recorded in the spec.")] = TRAIN.primer_len,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay to a tenth).")] = TRAIN.lr,
     hidden: Annotated[int, typer.Option(help="LSTM hidden size.")] = MODEL.hidden,
     layers: Annotated[int, typer.Option(help="LSTM layers.")] = MODEL.layers,
-    embedding: Annotated[int, typer.Option(help="Size of the learned vector per pitch.")] = MODEL.embedding,
+    embedding: Annotated[int, typer.Option(help="Size of the learned vector of a pitch.")] = MODEL.embedding,
     dropout: Annotated[float, typer.Option(help="Dropout on the LSTM output during training.")] = MODEL.dropout,
-    step_bins: Annotated[int, typer.Option(help="Step bins, uniform in log(t + 0.01) up to --step-max.")] = MODEL.step_bins,
-    step_max: Annotated[float, typer.Option(help="Longest step (seconds) with a bin of its own.")] = MODEL.step_max,
-    duration_bins: Annotated[int, typer.Option(help="Duration bins, uniform in log(t + 0.01) up to --duration-max.")] = MODEL.duration_bins,
-    duration_max: Annotated[float, typer.Option(help="Longest duration (seconds) with a bin of its own.")] = MODEL.duration_max,
+    step_bins: Annotated[int, typer.Option(help="Step bins, log-spaced up to --step-max.")] = MODEL.step_bins,
+    step_max: Annotated[float, typer.Option(help="Longest step with a bin of its own (s).")] = MODEL.step_max,
+    duration_bins: Annotated[int, typer.Option(help="Duration bins, log-spaced up to the longest.")] = MODEL.duration_bins,
+    duration_max: Annotated[float, typer.Option(help="Longest duration with a bin of its own (s).")] = MODEL.duration_max,
     velocity_bins: Annotated[int, typer.Option(help="Velocity bins over 1..127.")] = MODEL.velocity_bins,
-    transpose: Annotated[int, typer.Option(help="Augment: transpose each training run by up to N semitones.")] = TRAIN.transpose,
+    head_hidden: Annotated[int, typer.Option(help="Width of each attribute's head (one hidden layer).")] = MODEL.head_hidden,
+    order: Annotated[str, typer.Option(help="The chain: the order in which a note's attributes are drawn, each seeing the ones before it.")] = ",".join(MODEL.order),
+    transpose: Annotated[int, typer.Option(help="Transpose training runs by up to N semitones.")] = TRAIN.transpose,
     reset_prob: Annotated[float, typer.Option(help="Chance of a zero state at a chunk boundary.")] = TRAIN.reset_prob,
+    character_change: Annotated[float, typer.Option(help="Share of training chunks whose tempo, articulation, dynamics or register change from a random note on, the controls following (teaches the model to follow controls).")] = TRAIN.character_change,
     pitch_weight: Annotated[float, typer.Option(help="Loss weight of the pitch cross-entropy.")] = TRAIN.pitch_weight,
     step_weight: Annotated[float, typer.Option(help="Loss weight of the step cross-entropy.")] = TRAIN.step_weight,
     duration_weight: Annotated[float, typer.Option(help="Loss weight of the duration cross-entropy.")] = TRAIN.duration_weight,
     velocity_weight: Annotated[float, typer.Option(help="Loss weight of the velocity cross-entropy.")] = TRAIN.velocity_weight,
-    licence: Annotated[str, typer.Option(help="Licence of the training data, which the weights inherit (stored in the spec).")] = TRAIN.licence,
-    max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files (sorted by path).")] = None,
-    metadata: Annotated[Optional[Path], typer.Option(help="CSV with composer,title,midi_performance to split by piece (found automatically as DATA/metadata.csv).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = TRAIN.seed,
-    device: Annotated[str, typer.Option(help="auto (cuda when available), cpu, cuda or cuda:N.")] = TRAIN.device,
-    precision: Annotated[PrecisionChoice, typer.Option(help="auto: bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on a CPU.")] = PrecisionChoice(TRAIN.precision),
-    nproc: Annotated[int, typer.Option(help="Train with N processes on this machine (torchrun, DistributedDataParallel; one per GPU with --device cuda). Several machines: run torchrun yourself (docs/training-at-scale.md).")] = 1,
-    resume: Annotated[bool, typer.Option(help=f"Continue the run saved in OUT/{LAST} (its options, up to --epochs).")] = False,
-    force: Annotated[bool, typer.Option(help="Start a new run in an OUT that holds one, replacing its checkpoints.")] = False,
-    workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI (default: all cores).")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
+    licence: Annotated[str, typer.Option(help="Licence of the data, which the weights inherit.")] = TRAIN.licence,
+    max_files: Annotated[Optional[int], typer.Option(help="Use at most N files (sorted by path).")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Metadata that splits by piece.  [default: found in DATA]")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights and batch order.")] = TRAIN.seed,
+    device: Annotated[str, typer.Option(help="auto (cuda if there is one), cpu, cuda or cuda:N.")] = TRAIN.device,
+    precision: Annotated[PrecisionChoice, typer.Option(help="auto: bf16 or fp16 on a GPU, fp32 on a CPU.")] = PrecisionChoice(TRAIN.precision),
+    nproc: Annotated[int, typer.Option(help="Processes on this machine (torchrun; one per GPU).")] = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out (its own options, up to --epochs).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start over in an --out that holds a run.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI.  [default: all cores]")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Parsed-notes cache.  [default: $MPX_CACHE_DIR or ~/.cache/mpx/notes]")] = None,
 ) -> None:
     """Train the model on MIDI files; keep the best checkpoint by validation loss."""
     _require("torch", "safetensors", purpose="training")
@@ -132,9 +152,11 @@ def train(
 
     model = ModelConfig(hidden=hidden, layers=layers, embedding=embedding, dropout=dropout,
                         step_bins=step_bins, step_max=step_max, duration_bins=duration_bins,
-                        duration_max=duration_max, velocity_bins=velocity_bins)
+                        duration_max=duration_max, velocity_bins=velocity_bins, head_hidden=head_hidden,
+                        order=tuple(name.strip() for name in order.split(",")))
     options = TrainOptions(model=model, epochs=epochs, batch_size=batch_size, seq_len=seq_len,
                            primer_len=primer_len, lr=lr, transpose=transpose, reset_prob=reset_prob,
+                           character_change=character_change,
                            pitch_weight=pitch_weight, step_weight=step_weight,
                            duration_weight=duration_weight, velocity_weight=velocity_weight,
                            seed=seed, device=device, precision=_value(precision), licence=licence)
@@ -159,96 +181,120 @@ def _given(ctx: typer.Context) -> list[str]:
 
 
 @contextlib.contextmanager
-def _training_progress(main: bool) -> Iterator[tuple[Callable[..., None], ...]]:
-    """A bar per epoch (drawn only on a terminal, by rank 0) and a line per finished epoch."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
-                  transient=True, disable=not main) as progress:
-        task = progress.add_task("train", total=None, loss=float("nan"))
+def _training_progress(main: bool, first_epoch: int, epochs: int) -> Iterator[tuple[Callable[..., None], ...]]:
+    """A bar that says which epoch it is (drawn only on a terminal, by rank 0), and a line per
+    finished epoch, printed above the bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from mpx.progress import bars
 
+    epoch, loss_now = [first_epoch], [float("nan")]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
+    with bars(enabled=main, columns=columns) as progress:
         def on_step(done: int, total: int, loss: float) -> None:
-            progress.update(task, description="train", completed=done, total=total, loss=loss)
+            loss_now[0] = loss
+            progress.update("epoch", done, total, description=f"epoch {epoch[0]}/{epochs} train", loss=loss)
 
         def on_validate(done: int, total: int) -> None:
-            progress.update(task, description="validate", completed=done, total=total)
+            progress.update("epoch", done, total, description=f"epoch {epoch[0]}/{epochs} validate",
+                            loss=loss_now[0])
 
         def on_epoch(row: dict[str, float]) -> None:
+            epoch[0] = int(row["epoch"]) + 1
             if main:
-                progress.console.print(
-                    f"epoch {row['epoch']:>3}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
-                    f"(nats: pitch {row['val_pitch']:.3f}, step {row['val_step']:.3f}, duration "
-                    f"{row['val_duration']:.3f}, velocity {row['val_velocity']:.3f})",
-                    highlight=False, soft_wrap=True)
+                _echo(f"epoch {row['epoch']:>3}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
+                      f"(nats: pitch {row['val_pitch']:.3f}, step {row['val_step']:.3f}, duration "
+                      f"{row['val_duration']:.3f}, velocity {row['val_velocity']:.3f})")
 
         yield on_step, on_validate, on_epoch
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="Export a checkpoint to .pt, .onnx, .pt2, .aoti.pt2.")
 def export(
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (.safetensors) to export; default: the bundled one.")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="Artifact(s) to write.")] = Format(EXPORT.format),
-    out_dir: Annotated[Path, typer.Option(help="Where to write (created if missing).")] = Path("."),
-    opset: Annotated[int, typer.Option(help="ONNX opset (13..23).")] = EXPORT.opset,
-    atol: Annotated[float, typer.Option(help="Parity with eager PyTorch: |artifact - eager| <= atol + rtol * |eager| on every output.")] = EXPORT.atol,
-    rtol: Annotated[float, typer.Option(help="Relative part of the parity bound (matters for the unbounded logits and cell state cn).")] = EXPORT.rtol,
-    quantize: Annotated[Optional[Quantize], typer.Option(help="Also write a quantized ONNX variant.")] = None,
-    force: Annotated[bool, typer.Option(help="Replace artifacts that already exist in --out-dir.")] = False,
+    checkpoint: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Checkpoint (.safetensors).  [default: the bundled one]")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help=f"One format, the {SHIPPED_SET.replace('+', ' and ')} mpx ships, or all four (aoti compiles for minutes).")] = Format(EXPORT.format),
+    out_dir: Annotated[Path, typer.Option(metavar="DIR", help="Where to write (made if missing).")] = Path("."),
+    opset: Annotated[int, typer.Option(help="ONNX opset, 13..23.")] = EXPORT.opset,
+    atol: Annotated[float, typer.Option(help="Parity: |artifact - eager| <= atol + rtol |eager|.")] = EXPORT.atol,
+    rtol: Annotated[float, typer.Option(help="Relative part of the parity bound.")] = EXPORT.rtol,
+    quantize: Annotated[Optional[Quantize], typer.Option(help="Also write music_producter.int8.onnx.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the artifacts in --out-dir (and remove those of other weights).")] = False,
 ) -> None:
-    """Export a checkpoint to music_producter.pt / .onnx (all), or .pt2 (torch.export) / .aoti.pt2
-    (AOTInductor, for C++ without Python); each checked against eager PyTorch before it is kept."""
+    """Export a checkpoint to music_producter.onnx and .pt (the default), .pt2 (torch.export) or
+    .aoti.pt2 (AOTInductor, for C++ without Python), each checked against eager PyTorch before it
+    is kept."""
     _require("torch", "onnx", "safetensors", purpose="export")
-    from mpx.export.api import export_artifacts
+    from mpx.export import targets
     from mpx.progress import bars
     from mpx.runtime.artifacts import bundled
 
     options = ExportOptions(format=_value(format), opset=opset, atol=atol, rtol=rtol,
                             quantize=_value(quantize), force=force)
+    source = checkpoint or bundled("eager")
+    targets.plan(source, out_dir, options)  # refused in a moment, before torch is imported
+    from mpx.export.api import export_artifacts
     with bars() as progress:
-        report = export_artifacts(checkpoint or bundled("eager"), out_dir, options, echo=_echo,
-                                  progress=progress.update)
+        report = export_artifacts(source, out_dir, options, echo=_echo, progress=progress.update)
     for path in report.written:
         _echo(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command(epilog=PROGRAM_WARNING)
+@app.command(short_help="Continue a seed: write new notes.", epilog=PROGRAM_WARNING)
 def run(
-    seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="Seed MIDI (or CSV notes); its last notes prime the model.")],
-    backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by --model's suffix, else onnx.")] = None,
-    model: Annotated[Optional[Path], typer.Option(help=f"Model file ({MODEL_FILES}); default: the bundled one.")] = None,
-    notes: Annotated[int, typer.Option(help="Notes to generate per output.")] = GENERATION.notes,
-    temperature: Annotated[Optional[str], typer.Option(help="Sampling temperature: one value, or four for pitch,step,duration,velocity; 0 = greedy. Default: the model's own (mpx info).")] = None,
-    top_p: Annotated[Optional[str], typer.Option(help="Nucleus mass in (0, 1]: one value or four (pitch,step,duration,velocity); 1 = off. Default: the model's own.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same notes on every backend and consumer (C++, JavaScript). Default: a fresh one, printed.")] = None,
-    mode: Annotated[Mode, typer.Option(help="stateful: O(1) per note; window: re-run the last seq_len notes per note.")] = Mode(GENERATION.mode),
-    num_outputs: Annotated[int, typer.Option(help="Variations generated in one batched pass, one file each.")] = GENERATION.num_outputs,
-    primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes used as primer; default: the model's seq_len (all of a shorter seed).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .mid, .midi or .csv; default SEED-mpx.mid here. An existing file needs --force.")] = None,
-    include_primer: Annotated[bool, typer.Option(help="Write the primer, then the continuation, in one file.")] = False,
-    program: Annotated[int, typer.Option(help="General MIDI program of the output (0 = piano).")] = WRITE.program,
-    velocity: Annotated[Optional[int], typer.Option(help="Play every note at this velocity (1..127) instead of the generated dynamics.")] = None,
-    tempo: Annotated[float, typer.Option(help="Tempo (bpm) written into the MIDI file; the notes' times in seconds do not change.")] = WRITE.tempo,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (primer and continuation) to this PNG (needs the [plot] extra: pip install 'mpx[plot]').")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads of the backend; default 2 (measured fastest on an idle 2-core CPU), 1 is faster on a busy machine.")] = None,
-    force: Annotated[bool, typer.Option(help="Replace output files that exist (never the seed itself).")] = False,
+    seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="MIDI or CSV notes that prime the model.")],
+    backend: Annotated[Optional[Backend], typer.Option(help="How to run the model.  [default: by its suffix]")] = None,
+    model: Annotated[Optional[Path], typer.Option(metavar="FILE", help=f"{MODEL_FILES}.  [default: the bundled model]")] = None,
+    notes: Annotated[Optional[int], typer.Option(help=f"Notes to generate (with --seconds: the most).  [default: {GENERATION.notes}; with --seconds, {NOTES_PER_SECOND} a second]")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Length of each take (s), instead of a count.")] = None,
+    temperature: Annotated[Optional[str], typer.Option(metavar="T[,T,T,T]", help="One, or per pitch,step,duration,velocity; 0 = greedy (README).  [default: the model's]")] = None,
+    top_p: Annotated[Optional[str], typer.Option(metavar="P[,P,P,P]", help="Nucleus mass in (0, 1], like --temperature; 1 = off.  [default: the model's]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="The same seed, the same notes, in every consumer.  [default: a fresh one, printed]")] = None,
+    mode: Annotated[Mode, typer.Option(help="window: re-run the last seq_len notes per note.")] = Mode(GENERATION.mode),
+    num_outputs: Annotated[int, typer.Option(help="Takes, one file each (OUT-1, OUT-2, ...).")] = GENERATION.num_outputs,
+    primer_notes: Annotated[Optional[int], typer.Option(help="Seed notes that prime the model.  [default: the model's seq_len]")] = None,
+    primer_from: Annotated[Optional[str], typer.Option(metavar="WHERE", help="Where the primer begins: start, a note (0 = the first) or a time (30s, 1:30).  [default: it ends with the seed]")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help=".mid, .midi or .csv.  [default: NAME-mpx.mid here, for a seed NAME.mid]")] = None,
+    include_primer: Annotated[bool, typer.Option("--include-primer", help="Write the primer before the continuation.")] = False,
+    program: Annotated[int, typer.Option(help="General MIDI program (0 = piano).")] = WRITE.program,
+    velocity: Annotated[Optional[int], typer.Option(help="One velocity 1..127 for every note.")] = None,
+    tempo: Annotated[str, typer.Option(metavar="BPM|auto", help="Tempo the MIDI file says (auto: the seed's); times in seconds stay.")] = f"{WRITE.tempo:g}",
+    plot: Annotated[Optional[Path], typer.Option(metavar="PNG", help="Also draw a piano roll (needs matplotlib).")] = None,
+    density: Annotated[Optional[float], typer.Option(metavar="ONSETS/S", help="Controls (default: the primer's character): onsets a second, a chord counting once.")] = None,
+    chord_share: Annotated[Optional[float], typer.Option(metavar="SHARE", help="Share of notes in chords, 0..1.")] = None,
+    pitch_mean: Annotated[Optional[float], typer.Option(metavar="PITCH", help="Mean MIDI pitch (register; default: free).")] = None,
+    pitch_spread: Annotated[Optional[float], typer.Option(metavar="SEMITONES", help="Spread of the pitches (semitones).")] = None,
+    velocity_mean: Annotated[Optional[float], typer.Option(metavar="VELOCITY", help="Mean velocity 1..127 (dynamics).")] = None,
+    duration_median: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Median note duration (articulation).")] = None,
+    key: Annotated[Optional[str], typer.Option(metavar="KEY", help="Key whose pitch-class profile to follow: 'D minor', 'F# major', 'Bb'.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Threads of the backend; 1 is faster on a busy CPU.  [default: 2]")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace outputs that exist (never the seed).")] = False,
 ) -> None:
-    """Generate music from a seed with an exported model (no training code on the ONNX path)."""
+    """Continue a seed with a model: write MIDI (or CSV) of new notes (no training code on the
+    ONNX path)."""
     from mpx.runtime.artifacts import load
     from mpx.runtime.run import generate_files
 
+    if notes is None:
+        notes = notes_for(seconds) if seconds is not None else GENERATION.notes
     options = GenerationOptions(notes=notes, temperature=temperature, top_p=top_p, seed=seed,
-                                mode=_value(mode), num_outputs=num_outputs, primer_notes=primer_notes)
+                                mode=_value(mode), num_outputs=num_outputs, primer_notes=primer_notes,
+                                primer_from=primer_from, seconds=seconds, key=key,
+                                controls={name: value for name, value in (
+                                    ("density", density), ("chord_share", chord_share), ("pitch_mean", pitch_mean),
+                                    ("pitch_spread", pitch_spread), ("velocity_mean", velocity_mean),
+                                    ("duration_median", duration_median)) if value is not None})
     write = WriteOptions(program=program, velocity=velocity, tempo=tempo)
     generator = load(model, _value(backend), threads)
-    with _note_progress(options.notes * options.num_outputs) as progress:
+    with _note_progress(options) as progress:
         result = generate_files(generator, seed_file, out, options, write, include_primer,
                                 plot=plot, force=force, progress=progress)
-    written = options.notes + (len(result.primer) if include_primer else 0)
-    for path in result.outputs:
+    tempo_said = f", {result.tempo:g} bpm from the seed" if write.tempo == "auto" else ""
+    for path, take in zip(result.outputs, result.takes):
+        written = len(take) + (len(result.primer) if include_primer else 0)
         _echo(f"wrote {path} ({written} notes, {generator.backend.name}, {options.mode}, "
-              f"seed {result.seed})")
+              f"seed {result.seed}{tempo_said})")
     if result.plot is not None:
         _echo(f"wrote {result.plot}")
 
@@ -257,29 +303,30 @@ PROGRESS_FROM = 20_000  # notes: below this a run takes a second or two, a bar w
 
 
 @contextlib.contextmanager
-def _note_progress(total: int) -> Iterator[Optional[Callable[[int, int], None]]]:
-    """A progress bar on stderr for long runs on a terminal; nothing otherwise (logs, pipes)."""
-    if total < PROGRESS_FROM or not sys.stderr.isatty():
+def _note_progress(options: GenerationOptions) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A progress bar on stderr for long runs on a terminal; nothing otherwise (logs, pipes).
+    With --seconds the bar counts the seconds of music made (of the slowest take)."""
+    from mpx.progress import bars
+    most = options.notes * options.num_outputs
+    if most < PROGRESS_FROM or not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    with Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("generate", total=None)
-        step = max(1, total // 1000)  # a redraw per 0.1%: the bar must not cost the run its speed
+    name = "generate" if options.seconds is None else "generate (s)"
+    with bars() as progress:
+        step, last = (1 if options.seconds is not None else max(1, most // 1000)), [-1]
 
-        def update(done: int, of: int) -> None:
-            if done % step == 0 or done == of:
-                bar.update(task, completed=done, total=of)
+        def update(done: int, of: int) -> None:  # a redraw per 0.1% at most: the bar must not cost speed
+            if done != last[0] and (done % step == 0 or done == of):
+                last[0] = done
+                progress.update(name, done, of)
 
         yield update
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="Show what a model file holds.")
 def info(
-    artifact: Annotated[Path, typer.Argument(help=f"A model file ({MODEL_FILES}).")],
+    artifact: Annotated[Path, typer.Argument(metavar="MODEL", help=f"{MODEL_FILES}.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show an artifact's spec, inputs/outputs, size and sha256, for every format (no torch
@@ -291,20 +338,21 @@ def info(
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command(name="eval", epilog=PROGRAM_WARNING)
+@app.command(name="eval", short_help="Score a model on MIDI files.", epilog=PROGRAM_WARNING)
 def evaluate(
-    model: Annotated[Path, typer.Argument(help=f"Model file ({MODEL_FILES}).")],
-    data: Annotated[list[str], typer.Argument(help="MIDI files, directories or glob patterns.")],
-    split: Annotated[Split, typer.Option(help="Which split of DATA to score.")] = Split("test"),
-    mode: Annotated[EvalMode, typer.Option(help="Window, stateful or both.")] = EvalMode("both"),
-    backend: Annotated[Optional[Backend], typer.Option(help="Backend; default: by the file's suffix.")] = None,
-    max_files: Annotated[Optional[int], typer.Option(help="Use at most this many files.")] = None,
-    metadata: Annotated[Optional[Path], typer.Option(help="Metadata that splits DATA: MAESTRO's maestro-v*.csv/.json or ASAP's metadata.csv (found at the top of a DATA folder by default).")] = None,
-    stride: Annotated[Optional[int], typer.Option(help="Window mode: score every Nth window; default seq_len/4 (a window costs seq_len LSTM steps, a stateful prediction one); 1 = every window.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Threads of the backend (onnxruntime's or torch's); 1 is faster on a busy machine.")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Parsed-notes cache (default ~/.cache/mpx/notes or $MPX_CACHE_DIR).")] = None,
-    generation: Annotated[bool, typer.Option(help="Also generate from every scored piece and report pace, tempo, texture and overlaps with the real continuation (docs/benchmarks.md, 'Generation report').")] = False,
-    files: Annotated[Optional[int], typer.Option(help="With --generation: this many pieces, spread over the split.")] = None,
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help=f"{MODEL_FILES}.")],
+    data: Annotated[list[str], typer.Argument(metavar="DATA", help="MIDI files, folders or glob patterns.")],
+    split: Annotated[Split, typer.Option(help="Which side of the split to score (files named one by one: all).")] = Split("test"),
+    mode: Annotated[EvalMode, typer.Option(help="How to score.")] = EvalMode("both"),
+    backend: Annotated[Optional[Backend], typer.Option(help="How to run the model.  [default: by its suffix]")] = None,
+    max_files: Annotated[Optional[int], typer.Option(help="Use at most N files.")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Metadata that splits DATA.  [default: found in DATA]")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Window mode: every Nth window.  [default: seq_len/4]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Threads of the backend; 1 is faster on a busy CPU.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Parsed-notes cache.  [default: $MPX_CACHE_DIR or ~/.cache/mpx/notes]")] = None,
+    generation: Annotated[bool, typer.Option("--generation", help="Also the generation report (docs/benchmarks.md).")] = False,
+    files: Annotated[Optional[int], typer.Option(help="Pieces of the generation report.  [default: all]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a model on MIDI: cross-entropy and top-1 of every note attribute; with
@@ -323,6 +371,8 @@ def evaluate(
     generator = load(model, _value(backend), threads)
     modes = MODES if _value(mode) == "both" else (_value(mode),)
     chosen = _value(split)
+    if "split" not in _given(ctx) and all(Path(d).is_file() for d in data):
+        chosen = "all"  # files named one by one are pieces to score, whichever side of a split they fall on
     with bars() as progress:  # the split is known before parsing: only its files are parsed
         corpus = load_corpus(data, max_files=max_files, metadata=metadata, cache=NoteCache(cache_dir),
                              splits=None if chosen == "all" else (chosen,),
@@ -331,7 +381,9 @@ def evaluate(
                                 on_progress=progress.update)
     report["model"] = str(model)
     if generation:
-        report["generation"] = generation_split(generator, corpus, _value(split), files)
+        with bars() as progress:
+            report["generation"] = generation_split(generator, corpus, chosen, files,
+                                                    on_progress=progress.callback("generate"))
     if as_json:
         _echo(json.dumps(report, indent=2))
         return
@@ -341,12 +393,12 @@ def evaluate(
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="Convert notes between MIDI and CSV.")
 def notes(
-    source: Annotated[Path, typer.Argument(help="MIDI or CSV file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .csv for notes as text, .mid or .midi for MIDI.")],
-    last: Annotated[Optional[int], typer.Option(help="Keep only the last N notes (e.g. a primer for the C++ example).")] = None,
-    force: Annotated[bool, typer.Option(help="Replace --out if it exists (never the source itself).")] = False,
+    source: Annotated[Path, typer.Argument(metavar="FILE", help="MIDI or CSV notes.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help=".csv (notes as text), .mid or .midi.")],
+    last: Annotated[Optional[int], typer.Option(help="Keep the last N notes (a primer).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (never FILE).")] = False,
 ) -> None:
     """Convert notes between MIDI and CSV (pitch,step,duration,velocity per line)."""
     from mpx.runtime.notes_csv import convert
@@ -355,15 +407,16 @@ def notes(
     _echo(f"wrote {path} ({count} notes)")
 
 
-@app.command()
+@app.command(short_help="Draw a piano roll of a MIDI or CSV file.")
 def plot(
-    midi: Annotated[Path, typer.Argument(help="MIDI or CSV file to draw.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")],
-    primer_notes: Annotated[int, typer.Option(help="Colour the first N notes as the primer.")] = 0,
-    force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    midi: Annotated[Path, typer.Argument(metavar="FILE", help="MIDI or CSV notes.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="PNG", help="The picture to write.")],
+    primer_notes: Annotated[int, typer.Option(help="Colour the first N notes as a primer.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
 ) -> None:
-    """Draw a piano roll of a MIDI file (primer and continuation in two colours; needs the
-    [plot] extra: pip install 'mpx[plot]')."""
+    """Draw a piano roll of a MIDI or CSV file.
+
+    Needs matplotlib: pip install 'mpx-music[plot]' (or '.[plot]' in a checkout)."""
     from mpx.runtime.plot import plot_file
 
     _echo(f"wrote {plot_file(midi, out, primer_notes, force=force)}")
@@ -374,7 +427,7 @@ from mpx.runtime.serve.options import ServeOptions  # noqa: E402  (torch- and Fa
 SERVE = ServeOptions()
 
 
-@app.command()
+@app.command(short_help="Serve a model to many listeners (HTTP, WebSocket).")
 def serve(
     model: Annotated[Optional[Path], typer.Argument(help="ONNX model to serve; default: the bundled one.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 = this machine only (anything else warns without --token).")] = SERVE.host,
@@ -401,6 +454,60 @@ def serve(
 
 
 from .start import INTERRUPTED  # noqa: E402 - the shell's code for a process ended by Ctrl-C
+FAILED = 1         # every error, a bad flag or value as much as an unreadable file (EXIT_STATUS)
+
+
+def _flag_as_typed(param: object) -> str:
+    """The spelling of an option the user typed (`-f` or `--format`), else its long name; an
+    argument's metavar."""
+    opts = list(getattr(param, "opts", None) or [])
+    if getattr(param, "param_type_name", "") == "argument" or not opts:
+        return str(getattr(param, "metavar", None) or getattr(param, "name", "") or "?").upper()
+    typed = [arg.split("=", 1)[0] for arg in sys.argv[1:] if arg.split("=", 1)[0] in opts]
+    return typed[-1] if typed else max(opts, key=len)
+
+
+def _usage_message(exc: Exception) -> str:
+    """A parse error in mpx's own words: `--mode must be one of stateful, window, got 'bogus'`,
+    like the libraries' checks (no `Value error,` or `Input should be` of the parser)."""
+    param = getattr(exc, "param", None)
+    cause = exc.__cause__
+    errors = cause.errors() if hasattr(cause, "errors") else []
+    text = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    if param is None or not errors:
+        return text
+    flag_, value, kind = _flag_as_typed(param), errors[0].get("input"), errors[0].get("type", "")
+    choices = getattr(getattr(param, "type_descriptor", None), "choices", None)
+    if choices:
+        return f"{flag_} must be one of {', '.join(str(_value(c)) for c in choices)}, got {value!r}"
+    if kind == "int_parsing":
+        return f"{flag_} must be an integer, got {value!r}"
+    if kind == "float_parsing":
+        return f"{flag_} must be a number, got {value!r}"
+    reason = str(errors[0].get("msg", text)).removeprefix("Value error, ")
+    return f"{flag_} {value!r}: {reason}"
+
+
+def _option_message(exc: OptionsError) -> str:
+    """A library's OptionsError names the Python parameter at fault (`exc.field`, e.g.
+    num_outputs); the command's flag for it is named as the user typed it (`--num-outputs`).
+    A field that is no flag of the command keeps the library's words."""
+    if not exc.field:
+        return str(exc)
+    command = typer.main.get_command(app)
+    commands = getattr(command, "commands", {})
+    chosen = next((commands[arg] for arg in sys.argv[1:] if arg in commands), None)
+    param = next((p for p in getattr(chosen, "params", []) if p.name == exc.field and getattr(p, "opts", None)), None)
+    return exc.naming(_flag_as_typed(param)) if param is not None else str(exc)
+
+
+def _quiet_library_warnings() -> None:
+    """Python warnings are libraries' notes to programmers (torch's FutureWarning when
+    AOTInductor packages a model, ...): not shown to mpx's users, unless they ask with
+    `python -W` or PYTHONWARNINGS. mpx's own warnings are log lines."""
+    import warnings
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
 
 
 def main() -> None:
@@ -413,7 +520,10 @@ def main() -> None:
     except ImportError:
         from click import exceptions as click  # type: ignore[no-redef]
 
-    logging.basicConfig(level=logging.WARNING, format="mpx: %(message)s")
+    handler = LogHandler()  # above any progress bar (cli/progress.py)
+    handler.setFormatter(logging.Formatter("mpx: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    _quiet_library_warnings()
     error, code = "", 0
     try:
         raise_on_interrupt()  # the work: Ctrl-C unwinds it, so a write in progress is undone
@@ -425,18 +535,19 @@ def main() -> None:
         code = 0
     except click.UsageError as exc:  # bad flag, bad value, missing argument
         command = exc.ctx.command_path if exc.ctx else "mpx"
-        message = " ".join(exc.format_message().split())
-        error, code = f"mpx: error: {message} (see `{command} --help`)", 2
+        error, code = f"mpx: error: {_usage_message(exc)} (see `{command} --help`)", FAILED
     except (typer.Abort, KeyboardInterrupt):
         error, code = "mpx: interrupted", INTERRUPTED
     except OptionsError as exc:  # named as its flag: the library names its Python parameter
-        error, code = f"mpx: error: {exc.naming(flag(exc.field)) if exc.field else exc}", exc.exit_code
+        error, code = f"mpx: error: {_option_message(exc)}", exc.exit_code
     except MpxError as exc:
-        # a rank of a distributed run that stops quietly (an empty message): rank 0 says why
-        error, code = f"mpx: error: {exc}" if str(exc) else "", exc.exit_code
+        # a rank of a distributed run that stops quietly (an empty message): rank 0 says why;
+        # an interruption that saved its work says so: `mpx: interrupted at epoch 3, ...`
+        interrupted = exc.exit_code == INTERRUPTED and str(exc).startswith("interrupted")
+        error, code = f"mpx: {'' if interrupted else 'error: '}{exc}" if str(exc) else "", exc.exit_code
     except OSError as exc:  # a file system failure no library turned into an MpxError
         where = f"{exc.filename}: " if exc.filename else ""
-        error, code = f"mpx: error: {where}{exc.strerror or exc}", 1
+        error, code = f"mpx: error: {where}{exc.strerror or exc}", FAILED
     if interrupt_seen():  # whatever a library made of the Ctrl-C
         error, code = "mpx: interrupted", INTERRUPTED
     if error:

@@ -23,7 +23,7 @@ from mpx.train import checkpoint
 from mpx.train.eager import EagerBackend
 from mpx.train.model import NoteLSTM
 
-from . import onnx_graph, parity, quantize as quantization, writers
+from . import onnx_graph, parity, quantize as quantization, targets, writers
 from .errors import ExportError
 from .options import ExportOptions
 from .parity import ParityReport
@@ -43,22 +43,16 @@ def real_notes(length: int = 512) -> np.ndarray:
     return read_notes(bundled_dir() / SEED)[:length]
 
 
-def _prepare_out_dir(out_dir: Path, options: ExportOptions) -> list[Path]:
-    """The artifacts this export writes, checked before any work: the folder can be made, and
-    nothing in it is replaced without --force."""
+def _prepare_out_dir(checkpoint_path: str | Path, out_dir: Path, options: ExportOptions) -> targets.Targets:
+    """The artifacts this export writes (and the earlier set's it removes), checked before any
+    work (export/targets.py); the folder made."""
+    planned = targets.plan(checkpoint_path, out_dir, options)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"{out_dir}: cannot create output directory ({exc.strerror or exc})") from None
-    if not out_dir.is_dir():
-        raise ExportError(f"{out_dir}: not a directory")
-    names = [formats.get(f).filename for f in options.formats] + ([ONNX_INT8] if options.quantize else [])
-    targets = [out_dir / n for n in names]
-    existing = [str(t) for t in targets if t.exists()]
-    if existing and not options.force:
-        raise ExportError(f"{existing[0]}: exists; pass --force to replace it or choose another --out-dir")
-    ensure_writable(targets[0])
-    return targets
+    ensure_writable(planned.write[0])
+    return planned
 
 
 def export_artifacts(checkpoint_path: str | Path, out_dir: str | Path = ".",
@@ -72,13 +66,17 @@ def export_artifacts(checkpoint_path: str | Path, out_dir: str | Path = ".",
     options = options or ExportOptions()
     out_dir = Path(out_dir)
     created = not out_dir.exists()
-    targets = _prepare_out_dir(out_dir, options)
+    planned = _prepare_out_dir(checkpoint_path, out_dir, options)
     try:
-        return _export(checkpoint_path, out_dir, targets, options, echo, progress)
+        report = _export(checkpoint_path, out_dir, planned.write, options, echo, progress)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed export leaves no empty folder of its own making
         raise
+    for path in planned.stale:  # the new set is in place: no artifact of other weights beside it
+        path.unlink(missing_ok=True)
+        echo(f"removed {path} (an earlier export of other weights)")
+    return report
 
 
 def _export(checkpoint_path: str | Path, out_dir: Path, targets: list[Path], options: ExportOptions,

@@ -1,4 +1,4 @@
-"""ONNX artifact: one graph (an ONNX LSTM node, the heads and the sampling, no control flow),
+"""ONNX artifact: one graph (an ONNX LSTM node, the chain of heads and draws, no control flow),
 the LSTM state as explicit inputs/outputs, batch and time dynamic on every tensor, the spec in
 metadata_props, checked with onnx.checker's full check."""
 from __future__ import annotations
@@ -7,12 +7,11 @@ import io
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
 
-from mpx.runtime.contract import ATTRIBUTES, INPUTS, OUTPUTS, SPEC_KEY, VOCAB, dynamic_axes, example_inputs
+from mpx.runtime import integrity
+from mpx.runtime.contract import FIXED_AXES, INPUTS, OUTPUTS, SPEC_KEY, dynamic_axes, example_inputs
 from mpx.runtime.spec import ModelSpec
 from mpx.train.model import NoteLSTM
 
@@ -34,32 +33,24 @@ def build(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
                           output_names=list(OUTPUTS), dynamic_axes=dynamic_axes(),
                           do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
-    constant_logits_shape(proto)
+    declared_shapes(proto)
     set_spec(proto, spec)
     proto.producer_name = "mpx"
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
-def constant_logits_shape(proto: onnx.ModelProto) -> None:
-    """The exporter turns `unflatten(-1, (4, 128))` into Shape, Slice, Slice, Concat and a
-    Reshape, which recompute [B, T, 4, 128] at every call; a Reshape to the constant
-    [0, 0, 4, 128] (0: keep that dimension) is the same tensor, and the one-note call of
-    generation is ~2.5 us (4%) faster without those nodes. The nodes left unused are removed."""
-    graph = proto.graph
-    reshape = next((n for n in graph.node if n.op_type == "Reshape" and n.output[0] == "logits"), None)
-    if reshape is None:
-        return  # another exporter's graph: leave it as it is
-    name = "mpx_logits_shape"
-    graph.initializer.append(numpy_helper.from_array(np.array([0, 0, len(ATTRIBUTES), VOCAB], np.int64), name))
-    reshape.input[1] = name
-    while True:
-        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        dead = [n for n in graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            return
-        for n in dead:
-            graph.node.remove(n)
+def declared_shapes(proto: onnx.ModelProto) -> None:
+    """Every axis the contract fixes (attribute, bin, control, ...) as a number on the graph's
+    inputs and outputs: the exporter leaves some symbolic (logits' attribute axis comes out of a
+    Concat as "Concatlogits_dim_2"), and a consumer reading the graph's signature should see
+    [B, T, 4, 128]."""
+    declared = {**INPUTS, **OUTPUTS}
+    for value in [*proto.graph.input, *proto.graph.output]:
+        for dim, axis in zip(value.type.tensor_type.shape.dim, declared[value.name]):
+            if axis in FIXED_AXES:
+                dim.Clear()
+                dim.dim_value = FIXED_AXES[axis]
 
 
 def set_spec(proto: onnx.ModelProto, spec: ModelSpec) -> None:
@@ -71,8 +62,9 @@ def set_spec(proto: onnx.ModelProto, spec: ModelSpec) -> None:
 
 
 def save(proto: onnx.ModelProto, path: Path) -> None:
-    """Serialised in memory first (as the TorchScript writer), then written with plain file I/O:
-    a full disk is one OSError, never a half-written file left by a library's writer."""
-    data = proto.SerializeToString()
+    """Serialised in memory first (as the TorchScript writer), sealed with its checksum
+    (runtime/integrity.py), then written with plain file I/O: a full disk is one OSError, never
+    a half-written file left by a library's writer."""
+    data = integrity.seal_onnx(proto.SerializeToString(), str(path))
     with open(path, "wb") as fh:
         fh.write(data)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch._higher_order_ops.scan import scan
 
+from mpx.runtime import integrity
 from mpx.runtime.atomic import write_bytes
 from mpx.runtime.contract import PT2_SPEC_FILE, SPEC_KEY, TIME_AXIS_KEY, dynamic_shapes, example_inputs
 from mpx.runtime.spec import ModelSpec
@@ -140,21 +141,24 @@ def _export(graph: nn.Module, example: tuple[Tensor, ...], dims: dict[str, objec
 
 
 def save_program(module: nn.Module, spec: ModelSpec, path: Path) -> None:
-    """Write the torch.export archive (torch.export.save), the spec in its extra files."""
+    """Write the torch.export archive (torch.export.save), the spec in its extra files, sealed
+    with its checksum (runtime/integrity.py)."""
     program, dynamic_time = export_program(module, spec)
     extra = {PT2_SPEC_FILE: spec.to_json(indent=2), TIME_AXIS_KEY: "dynamic" if dynamic_time else "1"}
     buffer = io.BytesIO()  # serialised in memory, written by mpx: a full disk is then one line
     torch.export.save(program, buffer, extra_files=extra)
-    write_bytes(path, buffer.getvalue())
+    write_bytes(path, integrity.seal_archive(buffer.getvalue(), extra[PT2_SPEC_FILE], str(path)))
 
 
 def save_aoti(module: nn.Module, spec: ModelSpec, path: Path) -> None:
     """Write an AOTInductor package, compiled for this machine's CPU (tens of seconds), that
-    C++ loads with torch::inductor::AOTIModelPackageLoader; its metadata holds the spec."""
+    C++ loads with torch::inductor::AOTIModelPackageLoader; its metadata holds the spec. The
+    package is sealed with its checksum (runtime/integrity.py) once torch has written it."""
     program, dynamic_time = export_program(module, spec)
     metadata = {SPEC_KEY: spec.to_json(), TIME_AXIS_KEY: "dynamic" if dynamic_time else "1"}
     torch._inductor.aoti_compile_and_package(program, package_path=str(path),
                                              inductor_configs={"aot_inductor.metadata": metadata})
+    write_bytes(path, integrity.seal_archive(path.read_bytes(), metadata[SPEC_KEY], str(path)))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from mpx.runtime import integrity
 from mpx.runtime.contract import TORCHSCRIPT_SPEC_FILE
 from mpx.runtime.spec import ModelSpec
 from mpx.train.model import NoteLSTM
@@ -22,10 +23,11 @@ def to_bytes(model: NoteLSTM, spec: ModelSpec) -> bytes:
     """The archive in memory. torch.jit.save writing to a file aborts the whole process when the
     disk fills (c10::Error "unexpected pos" thrown where it cannot be caught, exit 134) and
     leaves a partial file; in memory nothing can fail that way, and the caller writes the bytes
-    with an ordinary, catchable OSError."""
+    with an ordinary, catchable OSError. Sealed with its checksum (runtime/integrity.py)."""
     buffer = io.BytesIO()
-    torch.jit.save(script(model), buffer, _extra_files={TORCHSCRIPT_SPEC_FILE: spec.to_json(indent=2)})
-    return buffer.getvalue()
+    text = spec.to_json(indent=2)
+    torch.jit.save(script(model), buffer, _extra_files={TORCHSCRIPT_SPEC_FILE: text})
+    return integrity.seal_archive(buffer.getvalue(), text)
 
 
 def save(model: NoteLSTM, spec: ModelSpec, path: Path) -> None:

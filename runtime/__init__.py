@@ -11,7 +11,7 @@ from .formats import open_backend
 from .config import ModelConfig
 from .contract import Outputs
 from .errors import ArtifactError, MidiError, MpxError, OptionsError, SpecError
-from .generate import GenerationOptions, Generator, Rollout
+from .generate import GenerationOptions, Generator, Rollout, Take
 from .midi import read_notes, write_midi
 from .notes_csv import read_csv, write_csv
 from . import bins, formats, notes, sampling
@@ -22,6 +22,6 @@ from .spec import ModelSpec, Sampling
 __all__ = [
     "ArtifactError", "GenerationOptions", "bins", "formats", "Generator", "MidiError", "ModelConfig", "ModelSpec",
     "MpxError", "notes", "OnnxBackend", "OptionsError", "Outputs", "Rollout", "Sampling", "sampling", "Session",
-    "SpecError", "TorchScriptBackend", "bundled", "load", "open_backend", "read_csv", "read_notes",
+    "SpecError", "Take", "TorchScriptBackend", "bundled", "load", "open_backend", "read_csv", "read_notes",
     "uniforms", "write_csv", "write_midi", "zero_state",
 ]

@@ -1,6 +1,7 @@
 """Backends: one interface over every way to run the graph (runtime/contract.py).
 
-    backend.run(notes [B, T, 4], h0, c0 [L, B, H], uniforms [B, 8], temperature [4], top_p [4])
+    backend.run(notes [B, T, 4], h0, c0 [L, B, H], uniforms [B, 8], temperature [B, 4], top_p [B, 4],
+                controls [B, C], given [B, 4])
         -> Outputs(next_note [B, 4], hn, cn, logits [B, T, 4, 128])      numpy float32
 
 `run` checks its inputs (one line naming what is wrong); the Generator, which builds valid
@@ -13,15 +14,20 @@ code) lives in mpx.train and is found by the registry as a plugin.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from . import controls as control_rules, notes as note_rules
 from .contract import (FEATURES, INPUTS, OUTPUTS, PT2_SPEC_FILE, SPEC_KEY, TIME_AXIS_KEY,
                        TORCHSCRIPT_SPEC_FILE, Outputs, shape)
 from .errors import ArtifactError, MpxError, OptionsError, missing_extra
@@ -36,10 +42,10 @@ class Backend(Protocol):
     path: Path
 
     def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-             temperature: np.ndarray, top_p: np.ndarray) -> Outputs: ...
+             temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs: ...
 
     def run(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-            temperature: np.ndarray, top_p: np.ndarray) -> Outputs: ...
+            temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs: ...
 
 
 class Checked:
@@ -48,12 +54,12 @@ class Checked:
     spec: ModelSpec
 
     def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+             temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs:
         raise NotImplementedError
 
     def run(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-            temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
-        return self.call(*check_inputs(self.spec, notes, h0, c0, uniforms, temperature, top_p))
+            temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs:
+        return self.call(*check_inputs(self.spec, notes, h0, c0, uniforms, temperature, top_p, controls, given))
 
 
 def zero_state(spec: ModelSpec, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,10 +68,11 @@ def zero_state(spec: ModelSpec, batch: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_inputs(spec: ModelSpec, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray,
-                 uniforms: np.ndarray, temperature: np.ndarray, top_p: np.ndarray) -> tuple[np.ndarray, ...]:
+                 uniforms: np.ndarray, temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray,
+                 given: np.ndarray) -> tuple[np.ndarray, ...]:
     """The graph's inputs as float32 arrays of the contract's shapes; OptionsError otherwise."""
     arrays = {name: np.ascontiguousarray(value, np.float32) for name, value in
-              zip(INPUTS, (notes, h0, c0, uniforms, temperature, top_p))}
+              zip(INPUTS, (notes, h0, c0, uniforms, temperature, top_p, controls, given))}
     if arrays["notes"].ndim != 3 or arrays["notes"].shape[0] < 1 or arrays["notes"].shape[1] < 1:
         raise OptionsError(f"notes must have shape [B, T, {len(FEATURES)}] with B, T >= 1, got {list(arrays['notes'].shape)}")
     sizes = {"batch": arrays["notes"].shape[0], "time": arrays["notes"].shape[1],
@@ -79,7 +86,10 @@ def check_inputs(spec: ModelSpec, notes: np.ndarray, h0: np.ndarray, c0: np.ndar
     u = arrays["uniforms"]
     if u.min() < 0 or u.max() >= 1:
         raise OptionsError(f"uniforms must lie in [0, 1), got values in [{u.min():g}, {u.max():g}]")
-    Sampling(tuple(arrays["temperature"]), tuple(arrays["top_p"]))  # the ranges, checked once
+    for t, p in zip(arrays["temperature"], arrays["top_p"]):  # the ranges, checked once
+        Sampling(tuple(map(float, t)), tuple(map(float, p)))
+    control_rules.check(arrays["controls"])
+    note_rules.check_given(arrays["given"])
     return tuple(arrays.values())
 
 
@@ -107,7 +117,7 @@ def check_sizes(spec: ModelSpec, found: tuple[object, object] | None, source: ob
     layers, hidden = found
     if (layers, hidden) != (spec.layers, spec.hidden):
         raise ArtifactError(f"{source}: its spec says {spec.layers} LSTM layer(s) of hidden size "
-                            f"{spec.hidden}, but its {where} has {layers} of {hidden}; the file is "
+                            f"{spec.hidden}, its {where} {layers} of {hidden}; the file is "
                             "damaged or its spec was altered")
 
 
@@ -182,8 +192,8 @@ class OnnxBackend(Checked):
         self._inputs = names_in
 
     def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
-        feed = dict(zip(self._inputs, (notes, h0, c0, uniforms, temperature, top_p)))
+             temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs:
+        feed = dict(zip(self._inputs, (notes, h0, c0, uniforms, temperature, top_p, controls, given)))
         return Outputs(*self.session.run(self._outputs, feed))
 
 
@@ -216,8 +226,8 @@ class TorchScriptBackend(Checked):
         self._torch = torch
 
     def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
-        return torch_call(self._torch, self.module, (notes, h0, c0, uniforms, temperature, top_p))
+             temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs:
+        return torch_call(self._torch, self.module, (notes, h0, c0, uniforms, temperature, top_p, controls, given))
 
 
 def import_torch(purpose: str) -> Any:
@@ -261,7 +271,10 @@ class CompiledBackend(Checked):
     """A torch.export archive (`.pt2`, run by torch's own kernels) or an AOTInductor package
     (`.aoti.pt2`, compiled C++ for the CPU that built it). Both follow the contract; an export
     whose time axis was fixed to one note (`mpx_time_axis` = 1) is fed one note per call over
-    a longer input, the state carried, which gives the same numbers up to float rounding."""
+    a longer input, the state carried, which gives the same numbers up to float rounding.
+    Open them through the format registry: its checks (runtime/pt2_archive.py) refuse what
+    torch's loaders would unpickle or evaluate before they run; `_guarded_load` is the second
+    guard."""
 
     def __init__(self, path: str | os.PathLike[str], kind: str, threads: int | None = None) -> None:
         torch = import_torch(f"the {kind} backend")
@@ -269,7 +282,8 @@ class CompiledBackend(Checked):
         require_file(self.path)
         use_torch_kernels(torch, threads)
         try:
-            run, spec, axis = _load_pt2(torch, self.path) if kind == "pt2" else _load_aoti(torch, self.path)
+            with _guarded_load():
+                run, spec, axis = _load_pt2(torch, self.path) if kind == "pt2" else _load_aoti(torch, self.path)
         except MpxError:
             raise
         except Exception as exc:  # torch's loaders raise many types on a foreign or damaged file
@@ -280,18 +294,53 @@ class CompiledBackend(Checked):
         self._run, self._one_note, self._torch = run, axis == "1", torch
 
     def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+             temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs:
         torch = self._torch
-        x, h, c, *rest = (torch.from_numpy(np.ascontiguousarray(a)) for a in
-                          (notes, h0, c0, uniforms, temperature, top_p))
+        x, h, c, *rest, last = (torch.from_numpy(np.ascontiguousarray(a)) for a in
+                                (notes, h0, c0, uniforms, temperature, top_p, controls, given))
         with torch.inference_mode():
             if not self._one_note or x.shape[1] == 1:
-                return Outputs(*(t.numpy() for t in self._run(x, h, c, *rest)))
+                return Outputs(*(t.numpy() for t in self._run(x, h, c, *rest, last)))
+            # one note per call: row t's next note, which the graph reads from notes[:, t + 1],
+            # is given to it (teacher forcing, as the contract's rows t < T - 1 are)
             logits = []
             for t in range(x.shape[1]):
-                note, h, c, step_logits = self._run(x[:, t:t + 1].contiguous(), h, c, *rest)
+                following = x[:, t + 1] if t + 1 < x.shape[1] else last
+                note, h, c, step_logits = self._run(x[:, t:t + 1].contiguous(), h, c, *rest, following.contiguous())
                 logits.append(step_logits)
             return Outputs(note.numpy(), h.numpy(), c.numpy(), torch.cat(logits, 1).numpy())
+
+
+_LOADING = threading.Lock()
+_FORCE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+
+
+@contextlib.contextmanager
+def _guarded_load() -> Iterator[None]:
+    """While torch loads a compiled archive: every torch.load it makes is weights_only (torch
+    falls back to full unpickling where the first try fails; the archive checks make sure
+    nothing gets there, this makes sure nothing unpickles if it did); torch's own log lines are
+    held back (a failed load logged a 13-line traceback before mpx's line); and the temporary
+    files torch makes go into a folder of mpx's own, removed afterwards (a failed AOTInductor
+    load left two aotinductor_* folders, 3.6 MB, in the temp folder each time). The settings
+    are the process's: loads take turns."""
+    with _LOADING:
+        saved = {key: os.environ.get(key) for key in (_FORCE, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "TMPDIR")}
+        folder = tempfile.mkdtemp(prefix="mpx-load-")
+        quiet = logging.root.manager.disable
+        os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # both set: torch refuses every load
+        os.environ[_FORCE], os.environ["TMPDIR"] = "1", folder  # AOTInductor's C++ loader reads TMPDIR
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(quiet)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            shutil.rmtree(folder, ignore_errors=True)  # a loaded library stays mapped
 
 
 def _load_pt2(torch: Any, path: Path) -> tuple[Any, str, str]:

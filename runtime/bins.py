@@ -1,6 +1,6 @@
 """The bins of every note attribute: how a value maps to its bin and a bin back to a value.
 
-Every attribute is predicted as a categorical distribution over bins (contract v2):
+Every attribute is predicted as a categorical distribution over bins (contract v3):
 - pitch: 128 bins, one per MIDI pitch;
 - step and duration: bins uniform in z = log(t + 0.01) from 0 s to the config's maximum, so
   they are ~10% wide in the musical range and the first step bin (0 to ~1 ms) is a chord;
@@ -8,8 +8,12 @@ Every attribute is predicted as a categorical distribution over bins (contract v
 The graph decodes a chosen bin k and a uniform v in [0, 1) with one formula for all four:
     z = (k + v * within) * scale + shift
     value = exp(z) - 0.01 (step, duration) or floor(z) (pitch, velocity)
-`constants()` gives (within, scale, shift) to the model; `index()` maps real notes to their bins
-(training targets, scores); `value()` is the numpy form of the graph's decode (tests, docs).
+`constants()` gives (within, scale, shift) to the model; `value()` is the numpy form of the
+graph's decode (tests, docs). A value maps to its bin by comparisons with float32 thresholds
+(`thresholds()`, `index()`) that every consumer makes alike, since the graph bins values too
+(the attributes of the next note that a caller gives). Contract v2 binned by floor((z - shift)
+/ scale); the two rules differ only for values within float rounding of a bin edge (none of
+ASAP's 3.3M training and validation notes: docs/v3-model.md).
 """
 from __future__ import annotations
 
@@ -35,14 +39,18 @@ class AttributeBins:
     time: bool      # value = exp(z) - 0.01 (True) or floor(z)
 
     def index(self, values: np.ndarray) -> np.ndarray:
-        """Values of this attribute -> their bins (int64), clipped into 0..count-1."""
-        values = np.asarray(values, np.float64)
+        """Values of this attribute -> their bins (int64): the number of thresholds at or below
+        the value (compared as float32), so 0..count-1; the graph bins a given value alike."""
+        return np.searchsorted(self.thresholds(), np.asarray(values, np.float32), side="right").astype(np.int64)
+
+    def thresholds(self) -> np.ndarray:
+        """The count - 1 inner bin edges as float32, where bins 1..count-1 start: comparisons of
+        float32 values with these are exact, so every consumer bins a value alike. Pitch: k - 0.5
+        (a pitch rounds half up)."""
+        z = self.shift + self.scale * np.arange(1, self.count, dtype=np.float64)
         if self.time:
-            z = np.log(np.maximum(values, 0.0) + TIME_OFFSET)
-        else:
-            z = np.rint(values) if not self.within else values
-        k = np.floor((z - self.shift) / self.scale) if self.within else z - self.shift
-        return np.clip(k, 0, self.count - 1).astype(np.int64)
+            return (np.exp(z) - TIME_OFFSET).astype(np.float32)
+        return (z - 0.5 if not self.within else z).astype(np.float32)
 
     def value(self, index: np.ndarray, frac: np.ndarray | float = 0.5) -> np.ndarray:
         """The graph's decode in numpy: a bin and a uniform in [0, 1) -> the attribute's value."""
@@ -73,8 +81,17 @@ def of(config: ModelConfig) -> tuple[AttributeBins, ...]:
 
 
 def index(config: ModelConfig, notes: np.ndarray) -> np.ndarray:
-    """Notes [..., 4] -> the bin of every attribute [..., 4] (int64): training targets, scores."""
+    """Notes [..., 4] -> the bin of every attribute [..., 4] (int64), by float32 thresholds
+    (AttributeBins.index): training targets, scores, and what the graph does with `given`."""
     return np.stack([b.index(notes[..., i]) for i, b in enumerate(of(config))], axis=-1)
+
+
+def thresholds(config: ModelConfig) -> np.ndarray:
+    """Every attribute's thresholds as float32 [4, VOCAB - 1], padded with +inf (the v3 graph's)."""
+    out = np.full((len(ATTRIBUTES), VOCAB - 1), np.inf, np.float32)
+    for a, b in enumerate(of(config)):
+        out[a, :b.count - 1] = b.thresholds()
+    return out
 
 
 def counts(config: ModelConfig) -> tuple[int, ...]:

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from .checks import integer, number
-from .contract import VOCAB
+from .contract import ATTRIBUTES, VOCAB
 from .errors import OptionsError
 
 
@@ -26,8 +26,14 @@ class ModelConfig:
     duration_bins: int = 64       # duration: the same, up to duration_max seconds
     duration_max: float = 8.0
     velocity_bins: int = 32       # velocity: bins of equal width over 1..127
+    order: tuple[str, ...] = ("step", "pitch", "duration", "velocity")  # the chain: each head
+                                  # sees the attributes drawn before it for the same note
+    head_hidden: int = 128        # width of each attribute's head (one hidden layer)
+    controls_into: str = "heads"  # where the controls go: "heads", "lstm" (its input) or "both"
 
     def __post_init__(self) -> None:
+        if isinstance(self.order, list):  # its JSON form
+            object.__setattr__(self, "order", tuple(self.order))
         self.check()
 
     def check(self) -> None:
@@ -39,9 +45,16 @@ class ModelConfig:
         for name in ("step_max", "duration_max"):
             number(name, getattr(self, name), 0.05, 600, unit="seconds")
         number("dropout", self.dropout, 0, 1, high_open=True)
+        integer("head_hidden", self.head_hidden, 1, 4096)
+        if self.controls_into not in ("heads", "lstm", "both"):
+            raise OptionsError(f"controls_into must be heads, lstm or both, got {self.controls_into!r}", "controls_into")
+        if not isinstance(self.order, tuple) or sorted(map(str, self.order)) != sorted(ATTRIBUTES):
+            raise OptionsError(f"order must name each of {', '.join(ATTRIBUTES)} once, got {self.order!r}", "order")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["order"] = list(self.order)
+        return out
 
     @classmethod
     def from_dict(cls, raw: Any) -> "ModelConfig":

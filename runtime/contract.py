@@ -3,9 +3,14 @@
 The exporters, the backends, `mpx info`, the tests and the README's contract table all read
 these declarations; nobody spells a graph name, an axis or an output position anywhere else.
 
-Contract v2: the artifact is the whole generator. One call runs the LSTM over `notes` and
-samples the next note from the last position, with the uniform random numbers and the sampling
-parameters it is given; `logits` are the per-position distributions (for scoring and parity).
+Contract v3: the artifact is the whole generator. One call runs the LSTM over `notes` and draws
+the next note as one chain of decisions (its attributes one after the other, in the model's
+`order`, each conditioned on the ones before it), with the uniform random numbers, the per-row
+sampling parameters and controls it is given; `given` fixes attributes of the next note instead
+of drawing them. `logits` are the per-position distributions (for scoring and parity): row t,
+attribute a is conditioned on the attributes of note t + 1 that come before a in the chain, read
+from notes[:, t + 1] for t < T - 1 and from next_note (given or drawn) for the last row, so a
+caller that passes the real next note as `given` has every row teacher-forced.
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-CONTRACT_VERSION = 2
+from .controls import C as CONTROLS, NOT_GIVEN
+
+CONTRACT_VERSION = 3
 
 FEATURES = ("pitch", "step", "duration", "velocity")  # one note, in this order, float32
 ATTRIBUTES = FEATURES       # every attribute of a note is a distribution over bins
@@ -28,8 +35,10 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "h0": ("layers", "batch", "hidden"),
     "c0": ("layers", "batch", "hidden"),
     "uniforms": ("batch", "uniform"),
-    "temperature": ("attribute",),
-    "top_p": ("attribute",),
+    "temperature": ("batch", "attribute"),
+    "top_p": ("batch", "attribute"),
+    "controls": ("batch", "control"),
+    "given": ("batch", "feature"),
 }
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "next_note": ("batch", "feature"),
@@ -38,7 +47,8 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "logits": ("batch", "time", "attribute", "bin"),
 }
 DYNAMIC_AXES = ("batch", "time")
-FIXED_AXES = {"feature": len(FEATURES), "attribute": len(ATTRIBUTES), "bin": VOCAB, "uniform": UNIFORMS}
+FIXED_AXES = {"feature": len(FEATURES), "attribute": len(ATTRIBUTES), "bin": VOCAB, "uniform": UNIFORMS,
+              "control": CONTROLS}
 
 MEANING = {
     "notes": "previous notes, raw: pitch 0..127, step and duration in seconds, velocity 1..127",
@@ -46,13 +56,21 @@ MEANING = {
     "c0": "LSTM state; zeros start a sequence",
     "uniforms": "uniform draws in [0, 1): columns 0-3 choose the bin of pitch, step, duration, "
                 "velocity; columns 4-7 place the value inside the chosen bin",
-    "temperature": "per attribute, >= 0; 0 = greedy (the likeliest bin, its centre)",
-    "top_p": "per attribute nucleus mass in (0, 1]; 1 = off",
-    "next_note": "the sampled next note (pitch, step, duration, velocity), from the last position",
+    "temperature": "per row and attribute (pitch, step, duration, velocity), >= 0; 0 = greedy "
+                   "(the likeliest bin, its centre)",
+    "top_p": "per row and attribute, nucleus mass in (0, 1] (among the 16 likeliest bins); 1 = off",
+    "controls": "per row, musical summaries the next notes follow (runtime/controls.py: density, "
+                "chord_share, pitch_mean, pitch_spread, velocity_mean, duration_median, pc0..pc11); "
+                "negative = not given (the model's learned default)",
+    "given": "per row, attributes of the next note fixed by the caller (pitch, step, duration, "
+             "velocity); negative = the graph draws it",
+    "next_note": "the next note (pitch, step, duration, velocity): the given attributes, the others "
+                 "drawn in the chain order after the last position",
     "hn": "state after the last position: feed it back as h0",
     "cn": "state after the last position: feed it back as c0",
-    "logits": "per position and attribute, unnormalised log-probabilities of the next note's bin; "
-              f"entries past an attribute's bin count are {LOGIT_PAD:g}",
+    "logits": "per position and attribute, unnormalised log-probabilities of the next note's bin, "
+              "given the attributes before it in the chain (row t < T-1: notes[t+1]'s; last row: "
+              f"next_note's); entries past an attribute's bin count are {LOGIT_PAD:g}",
 }
 
 
@@ -115,14 +133,20 @@ def example_inputs(layers: int, hidden: int, batch: int = 2, time: int = 5,
                    top_p: tuple[float, ...] = (1.0,) * len(ATTRIBUTES)) -> tuple[np.ndarray, ...]:
     """The graph's inputs at a given batch and time size, in INPUTS order: contiguous float32
     arrays (AOTInductor bakes the example's strides into its kernels), zero state, uniforms of
-    one half. What every exporter traces with and every shape check feeds."""
+    one half, the sampling parameters on every row, no control and no attribute given. What
+    every exporter traces with and every shape check feeds."""
     notes = np.ascontiguousarray(np.broadcast_to(np.float32(EXAMPLE_NOTE), (batch, time, len(FEATURES))))
     state = np.zeros((layers, batch, hidden), np.float32)
-    return (notes, state, state.copy(), np.full((batch, UNIFORMS), 0.5, np.float32),
-            np.array(temperature, np.float32), np.array(top_p, np.float32))
+
+    def rows(values: tuple[float, ...]) -> np.ndarray:
+        return np.ascontiguousarray(np.broadcast_to(np.float32(values), (batch, len(ATTRIBUTES))))
+
+    return (notes, state, state.copy(), np.full((batch, UNIFORMS), 0.5, np.float32), rows(temperature),
+            rows(top_p), np.full((batch, CONTROLS), NOT_GIVEN, np.float32),
+            np.full((batch, len(FEATURES)), NOT_GIVEN, np.float32))
 
 
-SYMBOLS: dict[str, int | str] = {"batch": "B", "time": "T", "layers": "L", "hidden": "H"}
+SYMBOLS: dict[str, int | str] = {"batch": "B", "time": "T", "layers": "L", "hidden": "H", "control": "C"}
 
 
 def markdown_table() -> str:

@@ -52,5 +52,6 @@ EXTRAS = {"train": "torch, onnx, safetensors", "plot": "matplotlib"}
 def missing_extra(purpose: str, needs: str, extra: str = "train", instead: str = "") -> MpxError:
     """The one message for an optional part of mpx that is not installed, e.g.
     `missing_extra("the torchscript backend", "torch", instead="or use --backend onnx")`."""
-    hint = f"{purpose} needs {needs}: pip install '.[{extra}]'"
+    from .versions import install_hint  # importlib.metadata: only when a message is made
+    hint = f"{purpose} needs {needs}: {install_hint(extra)}"
     return MpxError(f"{hint} ({instead})" if instead else hint)

@@ -1,6 +1,8 @@
 """`mpx info`: what a model file is, what it carries and what it takes, for every format of the
 registry (runtime/formats.py), read as data: no code in the file runs, and only ONNX needs a
-runtime library (onnxruntime, which reads the graph without running it)."""
+runtime library (onnxruntime, which reads the graph without running it). It runs the checks
+every open runs first, and shows whether the file matches the checksum recorded when it was
+written (a damaged file is the one-line error opening it would give)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import contract, formats
+from . import contract, formats, integrity
 from .spec import ModelSpec
 
 
@@ -56,6 +58,7 @@ def format_description(info: dict[str, Any]) -> str:
     config = spec["config"]
     lines = [f"{info['path']}  ({info['kind']}, {info['bytes']:,} bytes)",
              f"sha256   {info['sha256']}",
+             f"checksum {integrity.describe(info['integrity'])}",
              f"model    LSTM hidden {config['hidden']}, layers {config['layers']}, pitch embedding "
              f"{config['embedding']}; bins: step {config['step_bins']} (to {config['step_max']:g} s), "
              f"duration {config['duration_bins']} (to {config['duration_max']:g} s), velocity "
@@ -76,7 +79,8 @@ def format_description(info: dict[str, Any]) -> str:
         lines.append("compiled " + ", ".join(f"{k.removeprefix('AOTI_').lower()} {v}"
                                             for k, v in info["compiled_for"].items() if v))
     if info["program"]:
-        lines.append(f"warning  a {_suffix(info)} file is a program: loading it runs its code"
+        lines.append(f"warning  a {_suffix(info)} file is a program ({formats.get(info['format']).runs}): "
+                     "loading it runs its code"
                      + (" (this one defines __setstate__, which torch.jit.load runs)"
                         if info.get("runs_code_at_load") else "")
                      + f"; run {_suffix(info)} files only from sources you trust, prefer .onnx from others")

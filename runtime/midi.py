@@ -22,12 +22,14 @@ from . import midi_fast, pedal as sustain
 from .atomic import atomic_path
 from .checks import integer, number
 from .errors import MidiError, OptionsError
+from .outputs import MIDI_SUFFIXES, check_suffix
 
 log = logging.getLogger(__name__)
 
 # Written files use this resolution: at the default 120 bpm one tick is ~0.52 ms.
 RESOLUTION = 960
 DEFAULT_VELOCITY = 100  # for notes that come without one (a 3-column CSV)
+TEMPO_RANGE = (1.0, 1000.0)  # bpm a written file may say
 
 
 def read_notes(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
@@ -185,9 +187,10 @@ def to_pretty_midi(notes: np.ndarray, *, program: int = 0, velocity: int | None 
 
 def write_midi(notes: np.ndarray, path: str | os.PathLike[str], *, program: int = 0,
                velocity: int | None = None, tempo: float = 120.0, replace: bool = True) -> Path:
-    """Write notes [N, 4] as a MIDI file, atomically (replace=False: only if `path` does not
+    """Write notes [N, 4] as a MIDI file (.mid or .midi), atomically (replace=False: only if `path` does not
     exist by then, runtime/atomic.py). Returns the path written."""
     path = Path(path)
+    check_suffix(path, MIDI_SUFFIXES, "write_midi")  # MIDI bytes under another name fool every program
     with atomic_path(path, replace=replace) as tmp:
         save_midi(notes, tmp, program=program, velocity=velocity, tempo=tempo, name=path)
     return path
@@ -208,4 +211,4 @@ def check_write_options(program: int, velocity: int | None, tempo: float) -> Non
     integer("program", program, 0, 127, allowed="0..127 (a General MIDI program)")
     if velocity is not None:
         integer("velocity", velocity, 1, 127)
-    number("tempo", tempo, 1, 1000, unit="bpm")
+    number("tempo", tempo, *TEMPO_RANGE, unit="bpm")

@@ -45,21 +45,53 @@ def check(notes: np.ndarray, source: str = "primer") -> np.ndarray:
     return arr
 
 
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def note_name(pitch: int) -> str:
+    """MIDI pitch -> scientific pitch name: 60 -> C4, 69 -> A4, 21 -> A0."""
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def check_given(values: np.ndarray, source: str = "given") -> np.ndarray:
+    """Attributes of a next note fixed by a caller ([4] or [rows, 4]; negative: drawn) -> float32;
+    OptionsError naming the attribute and its range otherwise."""
+    try:
+        arr = np.array(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise OptionsError(f"{source}: must be numbers, got {values!r}", "given") from None
+    if arr.ndim not in (1, 2) or arr.shape[-1] != len(COLUMNS):
+        raise OptionsError(f"{source}: must hold {len(COLUMNS)} values per row ({', '.join(COLUMNS)}; "
+                           f"negative: drawn), got shape {list(arr.shape)}", "given")
+    if not np.isfinite(arr).all():
+        raise OptionsError(f"{source}: holds NaN or infinite values", "given")
+    for name, column in INDEX.items():
+        values_ = arr[..., column]
+        if _outside(values_[values_ >= 0], name).any():
+            low, high = RANGES[name]
+            raise OptionsError(f"{source}: {name} must be {low:g}..{high:g} (or negative: drawn), got "
+                               f"{values_[(values_ >= 0) & _outside(values_, name)][0]:g}", "given")
+    return arr
+
+
 def _outside(values: np.ndarray, column: str) -> np.ndarray:
     low, high = RANGES[column]
     return (values < low) | (values > high)
 
 
-def check_rows(notes: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+def check_rows(notes: np.ndarray, path: str | os.PathLike[str],
+               lines: list[tuple[int, str]] | None = None) -> np.ndarray:
     """Refuse, naming the file and the note, what no note can be: NaN, a pitch that is not an
-    integer 0..127, a velocity outside 1..127, negative times. Nothing is clamped silently."""
+    integer 0..127, a velocity outside 1..127, negative times. Nothing is clamped silently.
+    `lines` (a text file's line number and text of each note) names the note as the file has it."""
     bad = ~np.isfinite(notes).all(axis=1)
     for name, column in INDEX.items():
         bad |= _outside(notes[:, column], name)
     bad |= notes[:, PITCH] != np.round(notes[:, PITCH])
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise MidiError(path, f"note {row + 1} is not a note: {notes[row].tolist()} ({RULE})")
+        said = f"line {lines[row][0]}: {lines[row][1][:60]!r}" if lines else f"note {row + 1}: {notes[row].tolist()}"
+        raise MidiError(path, f"{said} is not a note ({RULE})")
     return notes
 
 

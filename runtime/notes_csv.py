@@ -18,7 +18,7 @@ from .checks import integer
 from .contract import FEATURES
 from .errors import MidiError, OptionsError
 from .midi import DEFAULT_VELOCITY, read_notes, save_midi, write_midi
-from .outputs import NOTE_SUFFIXES, check_outputs
+from .outputs import CSV_SUFFIXES, NOTE_SUFFIXES, check_outputs, check_suffix
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,10 @@ HEADER_V1 = ",".join(FEATURES[:3])
 
 
 def write_csv(notes: np.ndarray, path: str | os.PathLike[str], *, replace: bool = True) -> Path:
-    """Write notes as CSV, atomically (replace=False: only if `path` does not exist by then)."""
+    """Write notes [N, 4] as CSV text (.csv), atomically (replace=False: only if `path` does not
+    exist by then)."""
     path = Path(path)
+    check_suffix(path, CSV_SUFFIXES, "write_csv")  # text under a .mid name is no MIDI file
     with atomic_path(path, replace=replace) as tmp:
         save_csv(notes, tmp)
     return path
@@ -54,6 +56,7 @@ def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as exc:
         raise MidiError(path, f"cannot read as CSV text ({exc})") from None
     rows: list[list[float]] = []
+    where: list[tuple[int, str]] = []  # (line number, text) of each note, for messages
     width = None
     for number, line in enumerate(lines, start=1):
         line = line.strip()
@@ -65,6 +68,7 @@ def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
             if len(fields) not in (3, 4) or len(fields) != width:
                 raise ValueError(f"{len(fields)} fields")
             rows.append([float(f) for f in fields])
+            where.append((number, line))
         except ValueError:
             raise MidiError(path, f"line {number}: expected {width if width in (3, 4) else 4} numbers "
                                   f"{HEADER}, got {line[:60]!r}") from None
@@ -75,7 +79,7 @@ def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
     if width == 3:
         log.warning("%s: no velocity column; using velocity %d for every note", path, DEFAULT_VELOCITY)
         notes = np.concatenate([notes, np.full((len(notes), 1), DEFAULT_VELOCITY, np.float32)], axis=1)
-    return note_rules.check_rows(notes, path)
+    return note_rules.check_rows(notes, path, where)
 
 
 def read_any(path: str | os.PathLike[str]) -> np.ndarray:
@@ -87,7 +91,7 @@ def read_any(path: str | os.PathLike[str]) -> np.ndarray:
 
 def write_any(notes: np.ndarray, path: str | os.PathLike[str], *, replace: bool = True,
               **midi_options: object) -> Path:
-    """Write notes as .csv or as MIDI (any other suffix), atomically (replace=False: only if
+    """Write notes as .csv or as MIDI (.mid, .midi), by the suffix, atomically (replace=False: only if
     `path` does not exist by then)."""
     if Path(path).suffix.lower() == ".csv":
         return write_csv(notes, path, replace=replace)
@@ -110,7 +114,7 @@ def last_notes(notes: np.ndarray, last: int | None, source: str) -> np.ndarray:
         return notes
     integer("last", last, 1)
     if last > len(notes):
-        raise OptionsError(f"{source}: has {len(notes)} notes, fewer than --last {last}")
+        raise OptionsError(f"last {last}: {source} has only {len(notes)} notes", "last")
     return notes[-last:]
 
 

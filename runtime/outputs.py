@@ -18,7 +18,9 @@ from pathlib import Path
 from .atomic import ensure_writable
 from .errors import OptionsError
 
-NOTE_SUFFIXES = (".mid", ".midi", ".csv")   # what run and notes write
+MIDI_SUFFIXES = (".mid", ".midi")
+CSV_SUFFIXES = (".csv",)                    # notes as text
+NOTE_SUFFIXES = (*MIDI_SUFFIXES, *CSV_SUFFIXES)   # what run and notes write
 PNG_SUFFIXES = (".png",)                    # what plot writes
 
 
@@ -56,3 +58,4 @@ def check_outputs(outputs: Iterable[str | os.PathLike[str]], inputs: Iterable[st
             raise OptionsError(f"{path}: exists; pass --force to replace it, or choose another {flag}")
         ensure_writable(path)
     return paths
+

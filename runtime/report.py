@@ -76,12 +76,18 @@ def cut(name: str, notes: np.ndarray) -> Piece | None:
     return Piece(name, notes[:at], real, second)
 
 
-def chord_starts(step: np.ndarray) -> np.ndarray:
-    """Onset times of the chords of a run of notes (a note less than 30 ms after the previous
-    onset joins its chord)."""
+def chord_index(step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(onset time of each note, the chord it belongs to: 0, 1, ...): a note less than 30 ms
+    after the previous onset joins its chord."""
     onsets = np.cumsum(step, dtype=np.float64)
     new = np.concatenate([[True], np.diff(onsets) >= CHORD]) if len(onsets) else np.zeros(0, bool)
-    return onsets[new]
+    return onsets, np.cumsum(new) - 1
+
+
+def chord_starts(step: np.ndarray) -> np.ndarray:
+    """Onset times of the chords of a run of notes."""
+    onsets, index = chord_index(step)
+    return onsets[np.diff(index, prepend=-1) > 0]
 
 
 def median_ioi(notes: np.ndarray) -> float:
@@ -204,3 +210,94 @@ def format_report(report: dict[str, Any]) -> str:
                  f"{s['median_tempo_ratio']:.2f}; chord share first/last quarter/real "
                  f"{s['chord_share_first']:.2f}/{s['chord_share_last']:.2f}/{s['chord_share_real']:.2f}")
     return "\n".join(lines)
+
+
+# -- contract v3 additions: drift per quarter, voice leading, control adherence ----------------
+INTERVAL_RANGE = 24  # semitones: consecutive-note pitch intervals are clipped to -24..24
+
+
+def quarter_figures(notes: np.ndarray) -> dict[str, list[float]]:
+    """Per quarter of a run of notes: median onset gap (between chords, as median_ioi), mean
+    pitch, median duration, chord share."""
+    out: dict[str, list[float]] = {"ioi": [], "pitch": [], "duration": [], "chord_share": []}
+    for part in np.array_split(np.asarray(notes, np.float64), QUARTERS):
+        out["ioi"].append(median_ioi(part) if len(part) > 1 else math.nan)
+        out["pitch"].append(float(part[:, 0].mean()) if len(part) else math.nan)
+        out["duration"].append(float(np.median(part[:, 2])) if len(part) else math.nan)
+        out["chord_share"].append(chord_share(part))
+    return out
+
+
+def drift(notes: np.ndarray) -> dict[str, float]:
+    """How a run moves from its first quarter to its last: onset-gap and duration ratios
+    (last / first), mean-pitch and chord-share changes (last - first)."""
+    q = quarter_figures(notes)
+    return {"ioi_ratio": q["ioi"][-1] / q["ioi"][0], "pitch_change": q["pitch"][-1] - q["pitch"][0],
+            "pitch_change_abs": abs(q["pitch"][-1] - q["pitch"][0]),
+            "duration_ratio": q["duration"][-1] / q["duration"][0],
+            "chord_share_change": q["chord_share"][-1] - q["chord_share"][0]}
+
+
+def drift_report(generated: Sequence[np.ndarray], pieces: Sequence[Piece]) -> dict[str, Any]:
+    """Drift of the generated runs beside the real continuations' (medians over pieces; the
+    per-quarter medians too), and the generated median duration over the real one."""
+    def medians(rows: list[dict[str, float]]) -> dict[str, float]:
+        return {k: float(np.nanmedian([r[k] for r in rows])) for k in rows[0]}
+
+    def per_quarter(runs: Sequence[np.ndarray]) -> dict[str, list[float]]:
+        figures = [quarter_figures(r) for r in runs]
+        return {k: [float(np.nanmedian([f[k][i] for f in figures])) for i in range(QUARTERS)] for k in figures[0]}
+
+    real = [p.real for p in pieces]
+    gen_duration = [float(np.median(g[:, 2])) for g in generated]
+    real_duration = [float(np.median(r[:, 2])) for r in real]
+    return {"generated": medians([drift(g) for g in generated]), "real": medians([drift(r) for r in real]),
+            "quarters": {"generated": per_quarter(generated), "real": per_quarter(real)},
+            "median_duration": {"generated": float(np.median(gen_duration)), "real": float(np.median(real_duration))},
+            "duration_vs_real": float(np.median(np.array(gen_duration) / np.maximum(real_duration, 1e-9)))}
+
+
+def interval_histogram(notes: np.ndarray) -> np.ndarray:
+    steps = np.clip(np.diff(np.asarray(notes, np.float64)[:, 0]), -INTERVAL_RANGE, INTERVAL_RANGE)
+    counts = np.bincount(np.rint(steps).astype(np.int64) + INTERVAL_RANGE, minlength=2 * INTERVAL_RANGE + 1)
+    return counts / max(counts.sum(), 1)
+
+
+def interval_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Overlapping area of the consecutive-note pitch-interval histograms (voice leading)."""
+    return float(np.minimum(interval_histogram(a), interval_histogram(b)).sum())
+
+
+def interval_report(generated: Sequence[np.ndarray], pieces: Sequence[Piece]) -> dict[str, float]:
+    """Mean over pieces of the interval overlap with the real continuation; real music's (a
+    second real segment) beside it."""
+    return {"generated": float(np.mean([interval_overlap(g, p.real) for g, p in zip(generated, pieces)])),
+            "real": float(np.mean([interval_overlap(p.second, p.real) for p in pieces]))}
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their mean rank."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="mergesort")
+    ranked = np.empty(len(values))
+    ranked[order] = np.arange(1, len(values) + 1)
+    for v in np.unique(values):
+        tied = values == v
+        ranked[tied] = ranked[tied].mean()
+    return ranked
+
+
+def adherence_figures(requested: np.ndarray, made: np.ndarray) -> dict[str, float]:
+    """Spearman rank correlation between requested and generated values of a control, the
+    median relative error |made - requested| / requested (requests > 0), the median absolute
+    error."""
+    requested, made = np.asarray(requested, np.float64), np.asarray(made, np.float64)
+    if len(requested) < 3:
+        return {"rank_correlation": math.nan, "median_relative_error": math.nan,
+                "median_absolute_error": math.nan, "n": len(requested)}
+    rho = float(np.corrcoef(ranks(requested), ranks(made))[0, 1])
+    positive = requested > 0
+    error = np.abs(made - requested)
+    return {"rank_correlation": rho,
+            "median_relative_error": float(np.median(error[positive] / requested[positive])) if positive.any() else math.nan,
+            "median_absolute_error": float(np.median(error)), "n": int(len(requested))}

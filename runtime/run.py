@@ -11,32 +11,50 @@ import numpy as np
 from . import notes as note_rules
 from .generate import GenerationOptions, Generator
 from .atomic import atomic_set
-from .midi import check_write_options
+from .errors import OptionsError
+from .midi import TEMPO_RANGE, check_write_options
+from .musical import estimate_tempo, loop_at_the_end
 from .notes_csv import read_any, save_any
 from .outputs import NOTE_SUFFIXES, PNG_SUFFIXES, check_outputs
 from .session import Progress  # (notes done, notes asked for) after every note; the CLI draws a bar
+from .spec import Sampling
 
 log = logging.getLogger(__name__)
+
+
+AUTO = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
 class WriteOptions:
     program: int = 0
     velocity: int | None = None   # None: the generated velocities; a number: every note at it
-    tempo: float = 120.0
+    # the tempo (bpm) the MIDI file says, or "auto": the seed's, estimated from its onsets
+    # (runtime/musical.py). The notes' times in seconds are the same whatever it says.
+    tempo: float | str = 120.0
 
     def __post_init__(self) -> None:
-        check_write_options(self.program, self.velocity, self.tempo)
+        tempo = self.tempo
+        if isinstance(tempo, str) and tempo.strip().lower() != AUTO:
+            try:
+                tempo = float(tempo)
+            except ValueError:
+                raise OptionsError(f"tempo must be a number {TEMPO_RANGE[0]:g}..{TEMPO_RANGE[1]:g} (bpm) or "
+                                   f"{AUTO}, got {self.tempo!r}", "tempo") from None
+        object.__setattr__(self, "tempo", AUTO if isinstance(tempo, str) else tempo)
+        check_write_options(self.program, self.velocity, 120.0 if self.tempo == AUTO else self.tempo)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
     seed_file: Path
     primer: np.ndarray          # [P, 4]
-    notes: np.ndarray           # [K, n, 4]
+    notes: np.ndarray           # [K, n, 4]: every note generated
     outputs: list[Path]
     seed: int                   # the random seed used: the same seed repeats this run
     plot: Path | None = None
+    takes: list[np.ndarray] = dataclasses.field(default_factory=list)  # what each output holds after the primer
+    tempo: float = 120.0        # the tempo the files say (bpm)
 
 
 def output_paths(out: str | os.PathLike[str], k: int) -> list[Path]:
@@ -72,19 +90,43 @@ def generate_files(generator: Generator, seed: str | os.PathLike[str],
         from .plot import require_matplotlib
         plot = check_outputs([plot], [seed, *paths], force=force, suffixes=PNG_SUFFIXES, flag="--plot")[0]
         require_matplotlib()
-    done = generator.rollout(read_any(seed), options, progress, source=str(seed))
-    primer, notes = done.primer, done.notes
+    seed_notes = read_any(seed)
+    done = generator.rollout(seed_notes, options, progress, source=str(seed))
+    primer, notes, takes = done.primer, done.notes, done.takes
     note_rules.check_made(notes, generator.spec.config, generator.backend.path)
+    tempo = _tempo(write.tempo, seed_notes, seed)
     # one set: every output and the plot, or none of them (a full disk at take 37 of 64, a
     # second process claiming an output first without --force)
     with atomic_set(paths + ([plot] if plot is not None else []), replace=force) as staged:
-        for path, sequence in zip(paths, notes):
-            if include_primer:  # one file: the primer, then the continuation where it ends
-                sequence = np.concatenate([primer, sequence])
-            save_any(sequence, staged[path], name=path, **dataclasses.asdict(write))
+        for path, take in zip(paths, takes):
+            sequence = np.concatenate([primer, take]) if include_primer else take  # the primer, then where it ends
+            save_any(sequence, staged[path], name=path, **{**dataclasses.asdict(write), "tempo": tempo})
         if plot is not None:
             from .plot import piano_roll
-            piano_roll(primer, notes[0], staged[plot], title=f"{seed.name} + mpx")
-    for path in paths:
-        log.info("wrote %s", path)
-    return RunResult(seed_file=seed, primer=primer, notes=notes, outputs=paths, seed=done.seed, plot=plot)
+            piano_roll(primer, takes, staged[plot], title=f"{seed.name} + mpx", takes=[p.name for p in paths])
+    for path, take in zip(paths, takes):
+        log.info("wrote %s (%d notes)", path, len(take) + (len(primer) if include_primer else 0))
+        _say_if_looping(path, take, options.sampling(generator.spec))
+    return RunResult(seed_file=seed, primer=primer, notes=notes, outputs=paths, seed=done.seed, plot=plot,
+                     takes=takes, tempo=tempo)
+
+
+def _tempo(asked: float | str, seed_notes: np.ndarray, seed: Path) -> float:
+    """The tempo to write: the one asked for, or the seed's (120 bpm when it cannot tell)."""
+    if asked != AUTO:
+        return float(asked)
+    found = estimate_tempo(seed_notes)
+    if found is None:
+        log.warning("%s: too few notes to tell its tempo; the file says 120 bpm", seed)
+        return 120.0
+    return round(found, 1)
+
+
+def _say_if_looping(path: Path, take: np.ndarray, sampling: Sampling) -> None:
+    """A note when a take ends in a loop: greedy decoding's usual fate (the likeliest note after
+    a note is the same every time), which a user should hear about before listening."""
+    loop = loop_at_the_end(take)
+    if loop is not None:
+        greedy = " (greedy decoding: temperature 0 takes the likeliest note every time; a temperature " \
+                 "above 0 varies it)" if 0.0 in sampling.temperature else ""
+        log.warning("%s: %s: the continuation fell into a loop%s", path, loop, greedy)

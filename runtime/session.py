@@ -7,21 +7,23 @@ API), parity's lock-step rollout, the stateful evaluation, and a server's batch.
     notes = session.generate(256)                # [3, 256, 4]; generate(n, progress=...) reports
     session.append(played)                       # notes someone else played: fed at the next step
     nxt = session.step()                         # [3, 4]: one graph call, each row draws its note
+    session.set_controls(k, rows=[0])            # a row's controls [C] from the next step on
+    session.give([[-1, 0.5, -1, -1]] * 3)        # the next step's notes get step 0.5 s, the rest drawn
 
 Per row the session holds the LSTM state, the pending input (the notes fed at the next call:
 the primer, the note just drawn, notes appended), the portable random stream's seed, stream and
 note counter (runtime/rng.py: row r's n-th drawn note takes uniform(seed_r, stream_r, 8 n + j),
-whatever else is in the batch) and the sampling parameters. Rows leave a session with `take`
+whatever else is in the batch), the sampling parameters, the controls (runtime/controls.py; set
+at each prime from the requested ones and the primer's summaries, `controls.resolve`) and the
+attributes given for the next note (none after each step). Rows leave a session with `take`
 and enter one with `join` (a server's continuous batcher: a new request is primed in a session
 of its own, so its long first call runs alone, then joins the batch, whose steps are one call
 over every row).
 
-One call per step needs every row to feed the same number of notes and, under contract v2 (one
-temperature and top-p [4] per call), the same sampling parameters. Rows that differ are split
-into groups of equal length and settings, one call per group: the first step after a join, and
-every step of a batch of mixed settings until contract v3 takes them per row. A row's notes do
-not depend on the grouping (its uniforms are its own), up to float rounding at other batch
-sizes.
+One call per step needs every row to feed the same number of notes (contract v3 takes the
+sampling parameters, controls and given attributes per row). Rows that differ are split into
+groups of equal length, one call per group: the first step after a join. A row's notes do not
+depend on the grouping (its uniforms are its own), up to float rounding at other batch sizes.
 
 Window mode (`window=seq_len`) is the tutorial's generation: every step runs the row's last
 `window` notes from a zero state; nothing is carried, the window slides instead.
@@ -33,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import notes as note_rules
+from . import controls as control_rules, notes as note_rules
 from .backends import Backend, zero_state
 from .checks import integer
 from .contract import ATTRIBUTES, FEATURES, UNIFORMS, Outputs
@@ -52,7 +54,7 @@ class Session:
 
     def __init__(self, backend: Backend, rows: int = 1, *, seed: int | None = None,
                  streams: Sequence[int] | None = None, sampling: Sampling | None = None,
-                 window: int | None = None) -> None:
+                 window: int | None = None, controls: dict[str, float | None] | None = None) -> None:
         self.backend = backend
         self.spec: ModelSpec = backend.spec
         self.window = integer("window", window, 1) if window is not None else None
@@ -62,39 +64,41 @@ class Session:
         if len(streams) != rows:
             raise OptionsError(f"streams must give one stream per row ({rows}), got {len(streams)}", "streams")
         sampling = sampling or self.spec.sampling
+        # the controls asked for (name -> value, None: not given); the rest follow each primer
+        self.requested = dict(controls or {})
+        control_rules.resolve(np.zeros((0, F), np.float32), self.requested)  # names and ranges, checked now
         h, c = zero_state(self.spec, integer("rows", rows, 0))
         self._rows(ids=np.array([next(_ids) for _ in range(rows)], np.int64),
                    seeds=np.full(rows, self.seed, np.uint64), streams=streams, h=h, c=c,
                    pending=np.zeros((rows, 0, F), np.float32), lengths=np.zeros(rows, np.int64),
                    temperature=np.tile(np.float32(sampling.temperature), (rows, 1)),
                    top_p=np.tile(np.float32(sampling.top_p), (rows, 1)),
+                   controls=control_rules.unset(rows), given=np.full((rows, F), -1.0, np.float32),
                    uniforms=UniformStream(self.seed, streams))
         # the inputs and outputs of the last graph call (None after a step of several calls)
         self.last: tuple[tuple[np.ndarray, ...], Outputs] | None = None
 
     def _rows(self, *, ids: np.ndarray, seeds: np.ndarray, streams: np.ndarray, h: np.ndarray,
               c: np.ndarray, pending: np.ndarray, lengths: np.ndarray, temperature: np.ndarray,
-              top_p: np.ndarray, uniforms: UniformStream) -> None:
+              top_p: np.ndarray, controls: np.ndarray, given: np.ndarray, uniforms: UniformStream) -> None:
         """Set every per-row array at once (rows are made, taken and joined through here)."""
         self.ids, self.seeds, self.streams = ids, seeds, streams
         self._h, self._c = h, c
         self._pending, self._lengths = pending, lengths
         self._temperature, self._top_p = temperature, top_p
+        self._controls, self._given = controls, given
+        self._no_given = np.full_like(given, -1.0)
         self._uniforms = uniforms
         self._ones = np.ones(len(ids), np.int64)
         self._changed()
 
     def _changed(self) -> None:
-        """After anything but a plain step: whether one call serves every row, and whether that
-        call is the hot path (stateful, every row feeding notes). (Contract v3 takes sampling
-        parameters, controls and given attributes per row: then only pending lengths split
-        rows, and the per-row arrays go into the call whole.)"""
-        self._one_call = bool(len(self.ids)) and bool(
-            (self._lengths == self._lengths[0]).all() and (self._temperature == self._temperature[0]).all()
-            and (self._top_p == self._top_p[0]).all())
-        self._fast = self._one_call and self.window is None and bool(self._lengths[0])
-        if self._one_call:
-            self._settings = self._temperature[0], self._top_p[0]
+        """After anything but a plain step: whether one call serves every row (the pending
+        lengths agree; the per-row arrays go into the call whole), and whether that call is the
+        hot path (stateful, every row feeding notes, nothing given)."""
+        self._one_call = bool(len(self.ids)) and bool((self._lengths == self._lengths[0]).all())
+        self._fast = (self._one_call and self.window is None and bool(self._lengths[0])
+                      and not (self._given >= 0).any())
 
     # -- what the rows hold -------------------------------------------------------------------
     @property
@@ -136,6 +140,40 @@ class Session:
         self._top_p[index] = np.float32(sampling.top_p)
         self._changed()
 
+    def controls(self, row: int) -> np.ndarray:
+        """Row `row`'s controls [C] (runtime/controls.py; negative: not given)."""
+        return self._controls[row].copy()
+
+    def set_controls(self, values: np.ndarray, rows: Sequence[int] | None = None) -> None:
+        """The controls of some rows (indices; all for None) from the next step on: [C] for all
+        of them or [rows, C], negative = not given (checked: runtime/controls.py check). A prime
+        sets them again from the requested ones and its primer."""
+        index = slice(None) if rows is None else np.asarray(rows, np.int64)
+        checked = self._per_row(control_rules.check(values), index, "controls")
+        self._controls = self._controls.copy()
+        self._controls[index] = checked
+
+    def give(self, values: np.ndarray, rows: Sequence[int] | None = None) -> None:
+        """Attributes of the next note of some rows (indices; all for None) fixed rather than
+        drawn, for the next step only: [4] or [rows, 4] (pitch, step, duration, velocity),
+        negative = drawn. (Given the real next note, the step's logits are teacher-forced on
+        every row: scoring.)"""
+        index = slice(None) if rows is None else np.asarray(rows, np.int64)
+        checked = self._per_row(note_rules.check_given(values), index, "given")
+        self._given = self._given.copy()
+        self._given[index] = checked
+        self._changed()
+
+    def _per_row(self, values: np.ndarray, index: slice | np.ndarray, name: str) -> np.ndarray:
+        """`values` ([n] or [rows, n], checked) for the rows `index` names; OptionsError naming
+        `name` when they name rows the session lacks or give another number of rows."""
+        count = self.rows if isinstance(index, slice) else len(index)
+        if not isinstance(index, slice) and len(index) and (index.min() < -self.rows or index.max() >= self.rows):
+            raise OptionsError(f"{name}: rows {index.tolist()} are not all among the session's {self.rows}", name)
+        if values.ndim == 2 and len(values) not in (1, count):
+            raise OptionsError(f"{name}: {len(values)} rows of values for {count} rows", name)
+        return values
+
     # -- input ----------------------------------------------------------------------------------
     def reset(self, rows: Sequence[int] | None = None) -> None:
         """Rows (indices; all for None) back to their start: zero state, nothing pending, the
@@ -168,10 +206,12 @@ class Session:
         if not len(primer):
             raise OptionsError(f"{source}: holds no notes to prime the model with")
         self.reset()
+        self._controls = np.tile(control_rules.resolve(primer, self.requested), (self.rows, 1))
         if self.window is None and self.rows > 1 and len(primer) > 1:
             head = np.ascontiguousarray(primer[None, :-1])
             unused = np.zeros((1, UNIFORMS), np.float32)  # the note this call draws is not kept
-            out = self.backend.call(head, *zero_state(self.spec, 1), unused, self._temperature[0], self._top_p[0])
+            out = self.backend.call(head, *zero_state(self.spec, 1), unused, self._temperature[:1], self._top_p[:1],
+                                    self._controls[:1], self._no_given[:1])
             self._h, self._c = np.repeat(out.hn, self.rows, axis=1), np.repeat(out.cn, self.rows, axis=1)
             primer = primer[-1:]
         self.append(primer, source=source)
@@ -219,7 +259,8 @@ class Session:
         row's note is its next input; without, nothing is pending (stateful) or the window stays
         (window mode) until the caller appends."""
         if self._fast:  # the hot path: a few attribute moves around the graph call
-            inputs = (self._pending, self._h, self._c, self._uniforms.next(), *self._settings)
+            inputs = (self._pending, self._h, self._c, self._uniforms.next(), self._temperature, self._top_p,
+                      self._controls, self._given)
             out = self.backend.call(*inputs)
             self.last = inputs, out
             self._h, self._c = out.hn, out.cn
@@ -239,12 +280,14 @@ class Session:
         u = self._uniforms.next()
         if self._one_call:
             h, c = (self._h, self._c) if self.window is None else zero_state(self.spec, self.rows)
-            inputs = (self._pending, h, c, u, *self._settings)
+            inputs = (self._pending, h, c, u, self._temperature, self._top_p, self._controls, self._given)
             out = self.backend.call(*inputs)
             self.last = inputs, out
             notes, hn, cn = out.next_note, out.hn, out.cn
         else:
             notes, hn, cn = self._grouped(u)
+        if (self._given >= 0).any():
+            self._given = self._no_given.copy()
         if self.window is None:
             self._h, self._c = hn, cn
             if feed_back:
@@ -257,9 +300,8 @@ class Session:
         return notes
 
     def _grouped(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One call per group of rows with the same pending length and sampling parameters."""
-        keys = np.concatenate([self._lengths[:, None].astype(np.float32), self._temperature, self._top_p], axis=1)
-        _, group_of = np.unique(keys, axis=0, return_inverse=True)
+        """One call per group of rows with the same pending length."""
+        _, group_of = np.unique(self._lengths, return_inverse=True)
         notes = np.empty((self.rows, F), np.float32)
         hn, cn = np.empty_like(self._h), np.empty_like(self._c)
         self.last = None
@@ -271,7 +313,8 @@ class Session:
                 h, c = np.ascontiguousarray(self._h[:, index]), np.ascontiguousarray(self._c[:, index])
             else:
                 h, c = zero_state(self.spec, len(index))
-            out = self.backend.call(x, h, c, np.ascontiguousarray(u[index]), self._temperature[first], self._top_p[first])
+            out = self.backend.call(x, h, c, *(np.ascontiguousarray(a[index]) for a in (
+                u, self._temperature, self._top_p, self._controls, self._given)))
             notes[index], hn[:, index], cn[:, index] = out.next_note, out.hn, out.cn
         return notes, hn, cn
 
@@ -299,6 +342,7 @@ class Session:
         keep = np.setdiff1d(np.arange(self.rows), index)
         out = Session.__new__(Session)
         out.backend, out.spec, out.window, out.last = self.backend, self.spec, self.window, None
+        out.requested = dict(self.requested)
         out.seed = int(self.seeds[index[0]]) if len(index) else self.seed
         for target, rows in ((out, index), (self, keep)):
             width = int(self._lengths[rows].max()) if len(rows) else 0
@@ -306,7 +350,8 @@ class Session:
                          h=np.ascontiguousarray(self._h[:, rows]), c=np.ascontiguousarray(self._c[:, rows]),
                          pending=np.ascontiguousarray(self._pending[rows, self._pending.shape[1] - width:]),
                          lengths=self._lengths[rows].copy(), temperature=self._temperature[rows].copy(),
-                         top_p=self._top_p[rows].copy(), uniforms=self._uniforms.select(rows))
+                         top_p=self._top_p[rows].copy(), controls=self._controls[rows].copy(),
+                         given=self._given[rows].copy(), uniforms=self._uniforms.select(rows))
         return out
 
     def join(self, other: "Session") -> None:
@@ -325,8 +370,10 @@ class Session:
                    lengths=np.concatenate([self._lengths, other._lengths]),
                    temperature=np.concatenate([self._temperature, other._temperature]),
                    top_p=np.concatenate([self._top_p, other._top_p]),
+                   controls=np.concatenate([self._controls, other._controls]),
+                   given=np.concatenate([self._given, other._given]),
                    uniforms=UniformStream.joined([self._uniforms, other._uniforms]))
         other._rows(ids=other.ids[:0], seeds=other.seeds[:0], streams=other.streams[:0], h=other._h[:, :0],
                     c=other._c[:, :0], pending=other._pending[:0], lengths=other._lengths[:0],
                     temperature=other._temperature[:0], top_p=other._top_p[:0],
-                    uniforms=other._uniforms.select([]))
+                    controls=other._controls[:0], given=other._given[:0], uniforms=other._uniforms.select([]))

@@ -13,13 +13,15 @@ import json
 import math
 from typing import Any
 
-from . import bins, contract
+from . import bins, bounded_json, contract, controls
 from .checks import is_integer, number
 from .config import ModelConfig
 from .errors import OptionsError, SpecError
 
 SPEC_VERSION = contract.CONTRACT_VERSION
 N = len(contract.ATTRIBUTES)
+MAX_SPEC_BYTES = 1 << 20   # a spec is a few kB; its free-form records (training, data, metrics) included
+MAX_SPEC_DEPTH = 16        # levels of [ and {: the spec mpx writes nests 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +91,7 @@ class ModelSpec:
         for key in ("features", "inputs", "outputs"):
             out[key] = list(out[key])
         out["bins"] = bins.describe(self.config)  # derived from config: for readers, never read back
+        out["controls"] = controls.describe()     # the same: what the controls input holds
         return out
 
     def to_json(self, indent: int | None = None) -> str:
@@ -99,11 +102,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "spec") -> "ModelSpec":
-        try:
-            raw = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SpecError(f"{source}: spec is not valid JSON ({exc})") from None
-        return cls.from_dict(raw, source)
+        return cls.from_dict(parse(text, source), source)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "spec") -> "ModelSpec":
@@ -149,6 +148,17 @@ class ModelSpec:
             raise SpecError(f"{source}: seq_len must be an integer 1..100000, got {self.seq_len!r}")
 
 
+def parse(text: str | bytes, source: str = "spec") -> Any:
+    """A spec's JSON text as Python values, its size and nesting checked before it is parsed
+    (100,000 nested `[` would end in RecursionError); SpecError naming `source` otherwise."""
+    try:
+        return bounded_json.loads(text, MAX_SPEC_BYTES, MAX_SPEC_DEPTH)
+    except bounded_json.JsonLimit as exc:
+        raise SpecError(f"{source}: spec {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{source}: spec is not valid JSON ({exc})") from None
+
+
 def _check_version(version: Any, source: str) -> None:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise SpecError(f"{source}: spec has no valid spec_version (a positive integer)")
@@ -156,10 +166,12 @@ def _check_version(version: Any, source: str) -> None:
         raise SpecError(f"{source}: spec version {version} is newer than this mpx runs "
                         f"(up to {SPEC_VERSION}); upgrade mpx")
     if version < SPEC_VERSION:
-        raise SpecError(f"{source}: follows graph contract v{version}; this mpx runs v{SPEC_VERSION} "
-                        "(every note attribute a distribution, sampling inside the graph). A "
-                        f"v{version} model predicts timing as point values and cannot be converted: "
-                        "train a new one with this mpx (`mpx train`, then `mpx export`)")
+        what = {1: "predicts timing as point values", 2: "draws the attributes of a note independently "
+                "and takes no controls"}.get(version, "follows an older contract")
+        raise SpecError(f"{source}: follows graph contract v{version}; this mpx runs v{SPEC_VERSION} (one "
+                        "note drawn as one chain of decisions, controls, per-row sampling). A "
+                        f"v{version} model {what} and cannot be converted: train a new one with this mpx "
+                        "(`mpx train`, then `mpx export`)")
 
 
 def _strings(value: Any, key: str, source: str) -> tuple[str, ...]:

@@ -56,15 +56,18 @@ def _first(value: Any, *rest: Any) -> Any:
     return value
 
 
-class _InertUnpickler(pickle.Unpickler):
-    """find_class returns inert stand-ins only: the file cannot make this import or call anything."""
+class InertUnpickler(pickle.Unpickler):
+    """find_class returns inert stand-ins only: the file cannot make this import or call
+    anything. `named` collects every global the pickle asks for (module.name)."""
 
     def __init__(self, data: bytes) -> None:
         super().__init__(io.BytesIO(data))
         self.classes: dict[str, type] = {}
         self.first_class: str | None = None
+        self.named: set[str] = set()
 
     def find_class(self, module: str, name: str) -> Any:
+        self.named.add(f"{module}.{name}")
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
             return _tensor
         if module == "torch.jit._pickle":  # build_intlist, restore_type_tag, ...: the value itself
@@ -129,7 +132,7 @@ def _read(archive: zipfile.ZipFile, path: Path) -> ArchiveInfo:
     prefix = pickles[0][: -len("data.pkl")]
     if archive.getinfo(pickles[0]).file_size > MAX_PICKLE:
         raise ArtifactError(f"{path}: module tree of {archive.getinfo(pickles[0]).file_size:,} bytes is no mpx model")
-    unpickler = _InertUnpickler(archive.read(pickles[0]))
+    unpickler = InertUnpickler(archive.read(pickles[0]))
     try:
         root = unpickler.load()
     except Exception as exc:  # noqa: BLE001 - a damaged pickle raises whatever its bytes provoke

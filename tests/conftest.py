@@ -227,3 +227,34 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
     terminalreporter.write_line(f"{'model: pair':<46}" + "".join(f"{n:>14}" for n in names))
     for key, diffs in PARITY_LOG.items():
         terminalreporter.write_line(f"{key:<46}" + "".join(f"{diffs[n]:>14.2e}" for n in names))
+
+
+# -- `make test` leaves the checkout as it found it -------------------------------------------
+# With MPX_CHECK_CHECKOUT=1 (the Makefile's test targets set it) the run fails when the tests
+# changed what `git status` shows: a tracked file rewritten, or a new file that .gitignore does
+# not cover. Off by default, so that editing while a run is under way is no failure.
+CHECKOUT_BEFORE: list[str] = []
+
+
+def checkout_status() -> list[str]:
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                          capture_output=True, text=True)
+    return done.stdout.splitlines() if done.returncode == 0 else []
+
+
+def pytest_sessionstart(session) -> None:  # type: ignore[no-untyped-def]
+    if os.environ.get("MPX_CHECK_CHECKOUT") == "1":
+        CHECKOUT_BEFORE[:] = ["checked", *checkout_status()]
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+    if not CHECKOUT_BEFORE:
+        return
+    changed = sorted(set(checkout_status()) - set(CHECKOUT_BEFORE[1:]))
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.section("the tests changed the checkout (git status)")
+            for line in changed:
+                reporter.write_line(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

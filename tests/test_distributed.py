@@ -20,7 +20,7 @@ from mpx.runtime.errors import OptionsError
 from mpx.train import checkpoint
 from mpx.train.cache import NoteCache
 from mpx.train.corpus import load_corpus
-from mpx.train.distributed import LaunchOptions, World, share, without_flag
+from mpx.train.distributed import LaunchOptions, World, first_cause, share, without_flag
 from mpx.train.loop import Interrupted, Trainer, train
 from mpx.train.rundir import LAST
 from mpx.train.options import TrainOptions
@@ -156,6 +156,19 @@ def _worker_pids(out: Path) -> list[int]:
 
 
 @pytest.mark.slow
+def test_the_rank_killed_by_a_signal_is_named_not_the_peer_that_lost_contact() -> None:
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+    def failure(rank: int, exitcode: int, timestamp: int) -> ProcessFailure:
+        made = ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=exitcode, error_file="")
+        made.timestamp = timestamp
+        return made
+    # rank 0 exits 1 (lost contact) in the same whole second as rank 1's SIGKILL: CI saw rank 0 named
+    same_second = {0: failure(0, 1, 50), 1: failure(1, -signal.SIGKILL, 50)}
+    assert first_cause(same_second)[0] == 1
+    assert first_cause({0: failure(0, 1, 49), 1: failure(1, 1, 50)})[0] == 0
+    assert first_cause({0: failure(0, 1, 50), 1: failure(1, 1, 50)})[0] == 0
+
+
 def test_a_rank_that_dies_is_reported_and_the_last_checkpoint_stays_intact(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -38,7 +38,7 @@ class EchoBackend(Checked):
         self.spec = ModelSpec(config=CONFIG, seq_len=4)
         self.p = p
 
-    def call(self, notes, h, c, uniforms, temperature, top_p):  # type: ignore[no-untyped-def]
+    def call(self, notes, h, c, uniforms, temperature, top_p, controls, given):  # type: ignore[no-untyped-def]
         b, t, _ = notes.shape
         logits = np.full((b, t, 4, 128), -1e4, np.float32)
         current = bins.index(CONFIG, notes)
@@ -72,7 +72,8 @@ def test_batched_stateful_pass_equals_one_call_per_file(tiny_checkpoint, midi_fi
     batched = evaluate_stateful(backend, notes, lanes=3, chunk=50)
     plain = Totals(bins.counts(backend.spec.config))
     for seq in notes:
-        out = backend.call(seq[None, :-1], *zero_state(backend.spec, 1), *scoring_inputs(1))
+        # the real last note given: every row teacher-forced, as the batched pass's chunks are
+        out = backend.call(seq[None, :-1], *zero_state(backend.spec, 1), *scoring_inputs(1), seq[-1:])
         plain.add(out.logits[0], bins.index(backend.spec.config, seq[1:]))
     expected = plain.result()
     assert batched["predictions"] == expected["predictions"] == sum(len(n) - 1 for n in notes)

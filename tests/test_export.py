@@ -24,15 +24,18 @@ from mpx.train.model import NoteLSTM
 from conftest import run_cli, torch_blocked
 
 DIMS = {"notes": ("batch", "time", 4), "h0": ("L", "batch", "H"), "c0": ("L", "batch", "H"),
-        "uniforms": ("batch", 8), "temperature": (4,), "top_p": (4,),
+        "uniforms": ("batch", 8), "temperature": ("batch", 4), "top_p": ("batch", 4),
+        "controls": ("batch", 18), "given": ("batch", 4),
         "next_note": ("batch", 4), "hn": ("L", "batch", "H"), "cn": ("L", "batch", "H"),
         "logits": ("batch", "time", 4, 128)}
 
 
 def feed(spec: ModelSpec, notes: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     h, c = zero_state(spec, len(notes))
-    return {"notes": notes, "h0": h, "c0": c, "uniforms": rng.random((len(notes), 8)).astype(np.float32),
-            "temperature": np.ones(4, np.float32), "top_p": np.full(4, 0.9, np.float32)}
+    b = len(notes)
+    return {"notes": notes, "h0": h, "c0": c, "uniforms": rng.random((b, 8)).astype(np.float32),
+            "temperature": np.ones((b, 4), np.float32), "top_p": np.full((b, 4), 0.9, np.float32),
+            "controls": np.full((b, 18), -1.0, np.float32), "given": np.full((b, 4), -1.0, np.float32)}
 
 
 def test_onnx_graph_names_dynamic_axes_and_metadata(tiny_artifacts: Path) -> None:
@@ -80,7 +83,8 @@ import sys, json, torch
 extra = {{"mpx_spec.json": ""}}
 m = torch.jit.load({str(tiny_artifacts / 'music_producter.pt')!r}, _extra_files=extra)
 h, c = m.zero_state(3)
-out = m(torch.zeros(3, 5, 4), h, c, torch.rand(3, 8), torch.ones(4), torch.ones(4))
+out = m(torch.zeros(3, 5, 4), h, c, torch.rand(3, 8), torch.ones(3, 4), torch.ones(3, 4), -torch.ones(3, 18),
+        -torch.ones(3, 4))
 assert isinstance(out, tuple) and len(out) == 4
 print(json.dumps({{"mpx": any(k.split(".")[0] == "mpx" for k in sys.modules),
                   "hidden": json.loads(extra["mpx_spec.json"])["config"]["hidden"],
@@ -99,8 +103,7 @@ def test_torchscript_is_scripted_not_traced(tiny_artifacts: Path) -> None:
     assert "zero_state" in backend.module._c._method_names()
     rng = np.random.default_rng(0)
     for batch, time in ((1, 1), (5, 17)):  # a traced graph would have frozen one shape
-        out = backend.run(**{k: v for k, v in zip(("notes", "h0", "c0", "uniforms", "temperature", "top_p"),
-                                                   feed(backend.spec, np.zeros((batch, time, 4), np.float32), rng).values())})
+        out = backend.run(**feed(backend.spec, np.zeros((batch, time, 4), np.float32), rng))
         assert out.logits.shape == (batch, time, 4, 128) and out.next_note.shape == (batch, 4)
 
 
@@ -120,9 +123,9 @@ def test_a_perturbed_onnx_graph_is_refused_and_not_kept(tiny_checkpoint: Path, t
     def perturbed(model: NoteLSTM, spec: ModelSpec, opset: int) -> onnx.ModelProto:
         proto = real_build(model, spec, opset)
         for init in proto.graph.initializer:
-            if list(init.dims) == [32, 512]:  # the heads' weight: [H, 4 x 128]
+            if list(init.dims) == [32, 512]:  # the heads' input layer: [H, 4 x head_hidden]
                 array = onnx.numpy_helper.to_array(init).copy()
-                array[:, 0] += 1e-3  # pitch 0's logit
+                array[:, 0] += 1e-3  # the first head's first unit
                 init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
                 break
         else:
@@ -142,7 +145,7 @@ def test_a_perturbed_torchscript_module_is_refused_and_not_kept(tiny_checkpoint:
     def perturbed(model: NoteLSTM, spec: ModelSpec, path: Path) -> None:
         clone, _ = checkpoint.load_model(tiny_checkpoint)
         with torch.no_grad():
-            clone.heads.bias[128] += 1e-4  # the first step bin's logit
+            clone.out_bias[clone.chain.index(1) * 128] += 1e-4  # the first step bin's logit
         real_save(clone, spec, path)
 
     monkeypatch.setattr(torchscript, "save", perturbed)
@@ -152,7 +155,7 @@ def test_a_perturbed_torchscript_module_is_refused_and_not_kept(tiny_checkpoint:
 
 
 def test_cli_export_prints_parity_and_refuses_a_tolerance_it_cannot_meet(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    ok = run_cli("export", "--checkpoint", str(tiny_checkpoint), "--format", "all", "--out-dir", str(tmp_path / "ok"))
+    ok = run_cli("export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx+torchscript", "--out-dir", str(tmp_path / "ok"))
     assert ok.returncode == 0, ok.stderr
     assert "parity onnx vs eager" in ok.stdout and "parity torchscript vs eager" in ok.stdout
     assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["music_producter.onnx", "music_producter.pt"]
@@ -192,11 +195,11 @@ def test_cli_export_bad_checkpoints_are_one_line_and_leave_nothing(tiny_checkpoi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message, code", [
-    (["--format", "tflite"], "'tflite' is not one of", 2),
+    (["--format", "tflite"], "--format must be one of onnx, torchscript, pt2, aoti, onnx+torchscript, all, got 'tflite'", 1),
     (["--opset", "99"], "--opset must be an integer 13..23", 1),
     (["--atol", "0"], "--atol must be a number > 0", 1),
     (["--rtol", "-1"], "--rtol must be a number >= 0", 1),
-    (["--quantize", "int4"], "'int4' is not one of 'int8'", 2),
+    (["--quantize", "int4"], "--quantize must be one of int8, got 'int4'", 1),
 ])
 def test_cli_export_bad_options(tiny_checkpoint: Path, tmp_path: Path, args: list[str], message: str, code: int) -> None:
     result = run_cli("export", "--checkpoint", str(tiny_checkpoint), "--out-dir", str(tmp_path), *args)
@@ -231,7 +234,7 @@ def test_info_describes_every_kind_of_model_file(tiny_artifacts: Path, tiny_chec
         assert [o["name"] for o in info["outputs"]] == list(OUTPUTS)
         assert info["spec"]["config"]["hidden"] == 32
     text = run_cli("info", str(tiny_artifacts / "music_producter.onnx"))
-    assert "sha256" in text.stdout and "next_note" in text.stdout and "contract v2" in text.stdout
+    assert "sha256" in text.stdout and "next_note" in text.stdout and "contract v3" in text.stdout
 
 
 def test_info_on_onnx_needs_no_torch(tiny_artifacts: Path, tmp_path: Path) -> None:
@@ -244,7 +247,7 @@ def test_info_on_onnx_needs_no_torch(tiny_artifacts: Path, tmp_path: Path) -> No
 
 def test_export_reports_progress_of_each_parity_check(tiny_checkpoint: Path, tmp_path: Path) -> None:
     ticks: list[tuple[str, int, int]] = []
-    api.export_artifacts(tiny_checkpoint, tmp_path, ExportOptions(format="all"), echo=lambda _: None,
+    api.export_artifacts(tiny_checkpoint, tmp_path, ExportOptions(format="onnx+torchscript"), echo=lambda _: None,
                          progress=lambda step, done, total: ticks.append((step, done, total)))
     for fmt in ("torchscript", "onnx"):
         mine = [(done, total) for step, done, total in ticks if step == f"parity {fmt}"]

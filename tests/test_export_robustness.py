@@ -46,7 +46,7 @@ def _checkpoint_with_spec(source: Path, target: Path, edit) -> Path:  # type: ig
 def test_a_damaged_checkpoint_spec_is_refused_by_info_run_and_export(tiny_checkpoint: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    for message, edit in (("but its weights has 1 of 32", json_edit(lambda s: s["config"].update(hidden=128))),
+    for message, edit in (("its weights 1 of 32", json_edit(lambda s: s["config"].update(hidden=128))),
                           ("unknown keys", json_edit(lambda s: s["config"].update(heads=4))),
                           ("not valid JSON", lambda text: text[:-5])):
         damaged = _checkpoint_with_spec(tiny_checkpoint, tmp_path / "damaged.safetensors", edit)

@@ -18,7 +18,7 @@ import torch
 from mpx.export.api import export_artifacts
 from mpx.export.options import ExportOptions
 from mpx.export.parity import measure
-from mpx.runtime import load
+from mpx.runtime import controls as ctl, load
 from mpx.runtime.backends import Checked, OnnxBackend, TorchScriptBackend
 from mpx.runtime.formats import open_backend
 from mpx.runtime.config import ModelConfig
@@ -77,6 +77,9 @@ def fresh_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+CONTROLS = {"primer": None,  # the primer's summaries (controls.resolve)
+            "asked": {"density": 4.0, "velocity_mean": 60.0, "pitch_mean": 70.0},
+            "unset": {name: None for name in ctl.CONTROLS}}  # every control not given
 MODELS = {"bundled": lambda fresh: (ARTIFACTS / "model.safetensors", ARTIFACTS),
           "fresh h64x2": lambda fresh: (fresh / "model.safetensors", fresh)}
 
@@ -106,12 +109,15 @@ def test_sampled_generation_is_identical_on_every_backend(model: str, fresh_mode
     generators = {"eager": load(checkpoint_path), "torchscript": load(artifacts / "music_producter.pt"),
                   "onnx": load(artifacts / "music_producter.onnx"),
                   "onnx-reference": Generator(ReferenceBackend(artifacts / "music_producter.onnx"))}
-    for seed, temperature, mode in itertools.product((0, 1, 2), (None, 1.3), ("stateful", "window")):
+    runs = [(seed, temperature, mode, controls) for seed, temperature in itertools.product((0, 1, 2), (None, 1.3))
+            for mode, controls in (("stateful", "primer"), ("stateful", "asked"), ("stateful", "unset"),
+                                   ("window", "primer"))]
+    for seed, temperature, mode, controls in runs:
         runners = generators if mode == "stateful" else {k: v for k, v in generators.items() if k != "onnx-reference"}
-        outs = {n: g.generate(real_notes, 256 if mode == "stateful" else 96, seed=seed, temperature=temperature, mode=mode)
-                for n, g in runners.items()}
+        outs = {n: g.generate(real_notes, 256 if mode == "stateful" else 96, seed=seed, temperature=temperature, mode=mode,
+                              controls=CONTROLS[controls]) for n, g in runners.items()}
         for name in runners:
-            label = f"{model} {name} seed={seed} temperature={temperature or 'default'} {mode}"
+            label = f"{model} {name} seed={seed} temperature={temperature or 'default'} {mode} controls {controls}"
             np.testing.assert_array_equal(outs[name][:, [0, 3]], outs["eager"][:, [0, 3]], err_msg=label)
             np.testing.assert_allclose(outs[name][:, 1:3], outs["eager"][:, 1:3], rtol=RTOL, atol=ATOL, err_msg=label)
 

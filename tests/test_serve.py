@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mpx[serve]'")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 from serve_helpers import MODEL, notes_of, reference, run_app, seed_notes, stream_notes  # noqa: E402
@@ -215,10 +215,10 @@ BAD = [
     ({"primer": [[60, -1, 0.1, 80]]}, 422, "primer: step and duration must be >= 0"),
     ({"primer": []}, 422, "primer: holds no notes"),
     ({"primer": "notes"}, 422, "primer: Input should be a valid list"),
-    ({"primer_notes": 5000}, 422, "fewer than primer_notes 5000"),
+    ({"primer_notes": 5000}, 422, "primer_notes 5000: primer has only"),
     ({"format": "wav"}, 422, "format: Input should be 'json', 'midi' or 'csv'"),
     ({"format": "midi", "stream": True}, 422, "format: a stream sends notes as JSON lines"),
-    ({"controls": {"density": 2.0}}, 422, "controls: this model follows graph contract v2"),
+    ({"controls": {"density": 2.0}}, 422, "controls: the server does not take them yet"),
 ]
 
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mpx[serve]'")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 import httpx  # noqa: E402
 
 from serve_helpers import free_port, reference, seed_notes, server_process  # noqa: E402

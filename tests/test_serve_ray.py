@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]
-pytest.importorskip("ray.serve", reason="the ray extra is not installed: pip install 'mpx[ray]'")
+pytest.importorskip("ray.serve", reason="the ray extra is not installed: pip install '.[ray]'")
 
 from serve_helpers import MODEL, free_port, notes_of, run_app  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mpx.runtime import bins
+from mpx.runtime import bins, controls as ctl
 from mpx.runtime.config import ModelConfig
 from mpx.runtime.contract import LOGIT_PAD
 from mpx.runtime.errors import ArtifactError
@@ -45,31 +45,40 @@ def _notes(batch: int, time: int, seed: int = 0) -> torch.Tensor:
                         torch.randint(1, 128, (batch, time), generator=g).float()], -1)
 
 
+def _unset(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Controls not given and no attribute given: [B, C], [B, 4] of -1."""
+    return torch.full((batch, ctl.C), -1.0), torch.full((batch, 4), -1.0)
+
+
 @pytest.mark.parametrize("config", [ModelConfig(hidden=24, embedding=8),
-                                    ModelConfig(hidden=24, embedding=8, layers=2, step_bins=16, velocity_bins=8)])
+                                    ModelConfig(hidden=24, embedding=8, layers=2, step_bins=16, velocity_bins=8,
+                                                controls_into="both")])
 def test_forward_follows_the_graph_contract(config: ModelConfig) -> None:
     model = NoteLSTM(config).eval()
     notes = _notes(3, 7)
     h0, c0 = model.zero_state(3)
-    u, t, p = torch.rand(3, 8), torch.ones(4), torch.full((4,), 0.9)
-    note, hn, cn, logits = model(notes, h0, c0, u, t, p)
+    u, t, p = torch.rand(3, 8), torch.ones(3, 4), torch.full((3, 4), 0.9)
+    controls, given = _unset(3)
+    note, hn, cn, logits = model(notes, h0, c0, u, t, p, controls, given)
     assert note.shape == (3, 4) and logits.shape == (3, 7, 4, 128)
     assert hn.shape == cn.shape == h0.shape == (config.layers, 3, 24)
     # padded bins are LOGIT_PAD exactly: probability 0 after a softmax
     for a, n in enumerate(bins.counts(config)):
         assert (logits[..., a, n:] == LOGIT_PAD).all() and (logits[..., a, :n] > -100).all()
-    # the state carries: running 7 notes at once equals 3 then 4 with the state handed over
-    first = model(notes[:, :3], h0, c0, u, t, p)
-    second = model(notes[:, 3:], first[1], first[2], u, t, p)
+    # the state carries: running 7 notes at once equals 3 then 4 with the state handed over,
+    # the first call given the fourth note (row t < T - 1 is conditioned on notes[t + 1])
+    first = model(notes[:, :3], h0, c0, u, t, p, controls, notes[:, 3])
+    torch.testing.assert_close(first[3], logits[:, :3], atol=1e-5, rtol=0)
+    second = model(notes[:, 3:], first[1], first[2], u, t, p, controls, given)
     torch.testing.assert_close(second[3], logits[:, 3:], atol=1e-5, rtol=0)
     torch.testing.assert_close(second[1], hn, atol=1e-6, rtol=0)
-    torch.testing.assert_close(second[0], note, atol=1e-5, rtol=0)  # sampled from the same last position
+    torch.testing.assert_close(second[0], note, atol=1e-5, rtol=0)  # drawn after the same last position
 
 
 def test_notes_are_encoded_inside_the_model() -> None:
     model = NoteLSTM(ModelConfig(hidden=8, embedding=4))
     notes = torch.tensor([[[64.0, 0.25, 1.5, 80.0]]])
-    features = model.encode(notes)
+    features = model.encode(notes, torch.full((1, ctl.C), -1.0))  # controls go into the heads: unused here
     torch.testing.assert_close(features[0, 0, :4], model.pitch_embedding.weight[64])
     torch.testing.assert_close(features[0, 0, 4:], torch.log(torch.tensor([0.26, 1.51, 81.0])))
 
@@ -168,6 +177,44 @@ def test_resume_after_an_interruption_reaches_the_uninterrupted_weights(corpus: 
     assert [r["val_loss"] for r in straight.history] == [r["val_loss"] for r in resumed.history]
 
 
+def test_ctrl_c_in_a_validation_stops_it_saves_last_and_resumes_to_the_same_weights(corpus: Corpus, tmp_path: Path) -> None:
+    options = TrainOptions(epochs=2, transpose=4, **{**TINY, 'model': ModelConfig(hidden=16, embedding=4, dropout=0.2)})
+    straight = train(corpus, tmp_path / "straight", options)
+    stop, validated = {"stop": False}, []
+
+    def ctrl_c_in_the_first_validation(done: int, total: int) -> None:
+        validated.append((done, total))
+        stop["stop"] = True  # Ctrl-C lands after the first validation batch
+
+    trainer = Trainer(corpus, tmp_path / "resumed", options, stop=stop, on_validate=ctrl_c_in_the_first_validation)
+    with pytest.raises(Interrupted, match="interrupted in the validation of epoch 1; saved .*--resume"):
+        trainer.run()
+    assert len(validated) == 1 and validated[0][0] < validated[0][1]  # stopped at once, not after the split
+    saved = checkpoint.load(tmp_path / "resumed" / LAST).progress
+    assert saved["epoch"] == 0 and saved["step"] > 0 and saved["history"] == []  # the epoch trained, not validated
+    resumed = train(corpus, tmp_path / "resumed", TrainOptions(epochs=2), resume=True)
+    w1, w2 = weights_of(straight.last), weights_of(resumed.last)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert straight.history == resumed.history  # train losses too: the interrupted epoch's is kept in `last`
+
+
+def test_ctrl_c_in_the_last_validation_is_not_ignored(corpus: Corpus, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+    sent = []
+
+    def ctrl_c(done: int, total: int) -> None:
+        if not sent:
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, through train()'s handler
+
+    with pytest.raises(Interrupted, match="in the validation of epoch 1"):
+        train(corpus, tmp_path, TrainOptions(epochs=1, **TINY), on_validate=ctrl_c)
+    assert time.monotonic() - sent[0] < 2
+    assert checkpoint.load(tmp_path / LAST).progress["epoch"] == 0  # `last` saved; --resume validates again
+
+
 def test_resume_on_other_data_is_refused(corpus: Corpus, tmp_path: Path) -> None:
     train(corpus, tmp_path, TrainOptions(epochs=1, **TINY))
     fewer = load_corpus([MIDI_DIR], max_files=4, cache=NoteCache(tmp_path / "c"), workers=1)
@@ -256,19 +303,24 @@ def test_checkpoints_get_ordinary_file_permissions(tmp_path: Path) -> None:
 
 def test_padded_bins_keep_their_values_through_training(tiny_checkpoint: Path) -> None:
     model, spec = checkpoint.load_model(tiny_checkpoint)
-    for a, n in enumerate(bins.counts(spec.config)):
-        rows = slice(a * 128 + n, (a + 1) * 128)
-        assert (model.heads.weight[rows] == 0).all() and (model.heads.bias[rows] == LOGIT_PAD).all()
+    for i, a in enumerate(model.chain):
+        rows = slice(i * 128 + bins.counts(spec.config)[a], (i + 1) * 128)
+        assert (model.out_weight[rows] == 0).all() and (model.out_bias[rows] == LOGIT_PAD).all()
 
 
 def test_training_scores_are_the_contracts_logits_without_the_padding() -> None:
+    """Teacher forcing: training_scores with the real next notes' bins equal the graph's logits
+    when the graph is given the real next note (every row teacher-forced)."""
     torch.manual_seed(0)
     config = ModelConfig(hidden=16, embedding=4, step_bins=10, duration_bins=20, velocity_bins=5)
     model = NoteLSTM(config).eval()
-    notes = torch.rand(3, 7, 4) * torch.tensor([127.0, 1.0, 2.0, 126.0]) + torch.tensor([0.0, 0.0, 0.0, 1.0])
+    seq = torch.rand(3, 8, 4) * torch.tensor([127.0, 1.0, 2.0, 126.0]) + torch.tensor([0.0, 0.0, 0.0, 1.0])
+    notes, following = seq[:, :-1], seq[:, -1]
     h, c = model.zero_state(3)
-    full, hn, cn = model.scores(notes, h, c)
-    own, hn2, cn2 = model.training_scores(notes, h, c)
+    controls = torch.rand(3, ctl.C) * 2 - 0.5  # some given, some not
+    targets = torch.from_numpy(bins.index(config, seq[:, 1:].numpy()))
+    _, hn, cn, full = model(notes, h, c, torch.rand(3, 8), torch.ones(3, 4), torch.ones(3, 4), controls, following)
+    own, hn2, cn2 = model.training_scores(notes, h, c, controls.unsqueeze(1).expand(-1, 7, -1), targets)
     assert [t.shape[-1] for t in own] == list(bins.counts(config))
     for a, t in enumerate(own_bins(full, bins.counts(config))):
         torch.testing.assert_close(own[a], t)

@@ -262,7 +262,8 @@ def test_kill_9_leftovers_of_train_and_export_are_removed_by_the_next_command(tm
 COMMANDS = {  # each parses into a fresh cache ({n}): the parse workers are part of the test
     "run": ["run", str(SEED), "--notes", "200000", "--out", "{tmp}/o.mid"],
     "export": ["export", "--format", "onnx", "--out-dir", "{tmp}/export"],
-    "eval": ["eval", str(ONNX), str(ROOT / "tests" / "data" / "midi"), "--split", "all", "--cache-dir", "{tmp}/c{n}"],
+    "eval": ["eval", str(ONNX), str(ROOT / "tests" / "data" / "midi"), "--split", "all",
+             "--stride", "1", "--threads", "1", "--cache-dir", "{tmp}/c{n}"],  # every window: seconds of work even on a fast machine
     "train": ["train", str(ROOT / "tests" / "data" / "midi"), "--out", "{tmp}/run{n}", "--epochs", "1", "--hidden", "8",
               "--embedding", "4", "--cache-dir", "{tmp}/c{n}"],
     "help": ["--help"],

@@ -7,7 +7,9 @@ temperatures, greedy and with four values per option, downloads the MIDI, gives 
 text file and a MIDI with no notes through the file input, a real MIDI dropped on the drop
 zone) and plays. The tests then check what the page showed: the same pitches and velocities as
 mpx, times within 1e-5, clear messages.
-It also saves examples/web/screenshot.png (docs/deployment.md shows it).
+It also draws the page into a PNG in a temporary folder, or where $MPX_WEB_SCREENSHOT says:
+`make screenshot` redraws the tracked examples/web/screenshot.png (docs/deployment.md and the
+web README show it) that way.
 Needs node, `make web-deps` and /usr/bin/chromium; skips with the reason otherwise.
 """
 from __future__ import annotations
@@ -31,7 +33,6 @@ pytestmark = pytest.mark.slow
 WEB = ROOT / "examples" / "web"
 NODE_MODULES = ROOT / "examples" / "node_modules"
 CHROMIUM = Path(os.environ.get("MPX_CHROMIUM", "/usr/bin/chromium"))
-SCREENSHOT = WEB / "screenshot.png"
 DROPPED = ROOT / "tests" / "data" / "seeds" / "chopin_etude_op25_4.mid"
 NOTES = 96
 TIME_TOLERANCE = 1e-5
@@ -92,6 +93,12 @@ def generate_step(seed: int, temperature: str | float, top_p: str | float = 0.95
     return {"do": "generate", "notes": notes, "seed": str(seed), "temperature": str(temperature), "top_p": str(top_p)}
 
 
+def screenshot_path(tmp: Path) -> Path:
+    """Where the page is drawn: a temporary file (a test writes no tracked file), or
+    $MPX_WEB_SCREENSHOT (`make screenshot`)."""
+    return Path(os.environ.get("MPX_WEB_SCREENSHOT") or tmp / "screenshot.png")
+
+
 def plan_steps(tmp: Path) -> dict[str, dict]:
     """The session, in order: name -> step (Python 3.7+ dicts keep the order)."""
     text = tmp / "notes.mid"
@@ -110,7 +117,7 @@ def plan_steps(tmp: Path) -> dict[str, dict]:
     steps["long run"] = generate_step(3, 1, notes=512)
     steps["play"] = {"do": "play"}
     steps["showcase"] = {"do": "generate", "notes": 256, "seed": "0", "temperature": "1", "top_p": "0.95"}
-    steps["screenshot"] = {"do": "screenshot", "path": str(SCREENSHOT)}
+    steps["screenshot"] = {"do": "screenshot", "path": str(screenshot_path(tmp))}
     return steps
 
 
@@ -222,4 +229,5 @@ def test_no_errors_in_the_page(session: dict) -> None:
 
 def test_screenshot_saved(session: dict) -> None:
     assert session["showcase"]["result"]["notes"] == 256
-    assert SCREENSHOT.stat().st_size > 10_000 and SCREENSHOT.read_bytes()[:4] == b"\x89PNG"
+    screenshot = screenshot_path(session["tmp"])
+    assert screenshot.stat().st_size > 10_000 and screenshot.read_bytes()[:4] == b"\x89PNG"

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mpx[serve]'")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 
 from deploy import SEED_MIDI, assert_same_notes, deploy_model, read_midi_notes, reference_notes  # noqa: E402
 from serve_helpers import free_port, server_process  # noqa: E402

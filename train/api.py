@@ -53,7 +53,7 @@ def _quiet(main: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _quiet_training(main: bool) -> Iterator[tuple[None, None, None]]:
+def _quiet_training(main: bool, first_epoch: int, epochs: int) -> Iterator[tuple[None, None, None]]:
     yield None, None, None
 
 
@@ -63,8 +63,9 @@ class TrainHooks:
     that yields the phase's callbacks; `main` is False on the ranks that stay quiet."""
 
     parsing: Callable[[bool], AbstractContextManager[ParsedHook | None]] = _quiet
-    training: Callable[[bool], AbstractContextManager[tuple[StepHook | None, ValidateHook | None, EpochHook | None]]] = (
-        _quiet_training)
+    # (main, the epoch that comes first (1, or the next of a resumed run), the last epoch)
+    training: Callable[[bool, int, int], AbstractContextManager[tuple[StepHook | None, ValidateHook | None,
+                                                                      EpochHook | None]]] = _quiet_training
     echo: Callable[[str], None] = log.info
 
 
@@ -82,12 +83,13 @@ def train_command(job: TrainJob, hooks: TrainHooks = TrainHooks(),
     if not main:
         logging.getLogger("mpx").setLevel(logging.ERROR)
     with rundir.claim(job.out, resume=job.resume, force=job.force) as run_dir:  # before the corpus is parsed
-        options = job.options
+        options, first_epoch = job.options, 1
         if job.resume:
             if main:
                 _warn_ignored(rundir.ignored_on_resume(job.out, options, job.given))
             options = rundir.resumed_options(job.out, options.epochs, device=options.device,
                                              precision=options.precision)
+            first_epoch = rundir.epochs_done(job.out) + 1
         with hooks.parsing(main) as on_parsed:
             corpus = corpora.load_corpus(job.data, max_files=job.max_files, cache=NoteCache(job.cache_dir),
                                  workers=job.workers, metadata=job.metadata, splits=("train", "val"),
@@ -96,7 +98,7 @@ def train_command(job: TrainJob, hooks: TrainHooks = TrainHooks(),
             summary = corpus.summary()
             hooks.echo(f"corpus: {summary['files']} files, {summary['notes']} notes, {summary['skipped']} skipped; "
                        + ", ".join(f"{k} {v['files']} files" for k, v in summary["splits"].items()))
-        with hooks.training(main) as (on_step, on_validate, on_epoch):
+        with hooks.training(main, first_epoch, options.epochs) as (on_step, on_validate, on_epoch):
             try:
                 result = train_in(run_dir, corpus, options, device, on_step=on_step, on_epoch=on_epoch,
                                   on_validate=on_validate)
@@ -123,9 +125,9 @@ def _launch_ranks(launcher: LaunchOptions, job: TrainJob, argv: Sequence[str] | 
     saved = job.out / rundir.LAST
     try:
         launch(launcher, without_flag(argv, "--nproc"))
-    except LaunchInterrupted as exc:
+    except LaunchInterrupted as exc:  # `mpx: interrupted (signal SIGINT): ...`, exit 130, as one process says it
         kept = f": {saved} holds the state at the last batch; continue with --resume" if saved.is_file() else ""
-        raise MpxError(f"{exc}{kept}") from None
+        raise Interrupted(f"{exc}{kept}") from None
     except RankFailed as exc:
         kept = f"; {saved} keeps the last saved state (continue with --resume)" if saved.is_file() else ""
         raise MpxError(f"{exc}{kept}") from None

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as serialise
+from safetensors import SafetensorError
+from safetensors.torch import load as deserialise, save as serialise
 
-from mpx.runtime import checkpoints as layout
+from mpx.runtime import checkpoints as layout, integrity
 from mpx.runtime.atomic import write_bytes
 from mpx.runtime.errors import ArtifactError
 from mpx.runtime.spec import ModelSpec
@@ -40,27 +40,30 @@ def save(path: str | os.PathLike[str], spec: ModelSpec, state_dict: dict[str, to
     for key, value in (extra or {}).items():
         tensors[key] = value.detach().cpu().contiguous()
     # serialised in memory, written by mpx: safetensors' own file writer reports a full disk as
-    # a SafetensorError, which only the bytes' OSError turns into one line (runtime/atomic.py)
-    return write_bytes(path, serialise(tensors, metadata=layout.metadata(progress, spec)))
+    # a SafetensorError, which only the bytes' OSError turns into one line (runtime/atomic.py);
+    # sealed with its checksum (runtime/integrity.py), checked whenever it is loaded
+    data = serialise(tensors, metadata=layout.metadata(progress, spec))
+    return write_bytes(path, layout.seal(data, str(path)))
 
 
 def load(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint; ArtifactError naming the file when it is missing, torn or foreign."""
+    """Read a checkpoint; ArtifactError naming the file when it is missing, torn, foreign or
+    damaged (its checksum, recorded when it was written, is checked on the bytes the tensors
+    are then read from)."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such checkpoint")
+    data = layout.read_whole(path)
+    header, status = layout.verify(data, path)
+    if status == integrity.NOT_RECORDED:
+        log.warning("%s: carries no checksum (written before mpx recorded one): damage to it cannot "
+                    "be detected", path)
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
-            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+        tensors = deserialise(data)
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise ArtifactError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
-    spec = layout.spec_of(metadata, str(path))
     prefix = layout.MODEL_PREFIX
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     extra = {k: v for k, v in tensors.items() if not k.startswith(prefix)}
-    return Checkpoint(spec=spec, state_dict=state, extra=extra,
-                      progress=layout.progress_of(metadata, str(path)))
+    return Checkpoint(spec=header.spec, state_dict=state, extra=extra, progress=header.progress)
 
 
 def build_model(checkpoint: Checkpoint, source: str = "checkpoint") -> NoteLSTM:

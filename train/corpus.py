@@ -11,11 +11,13 @@ naming each and counted; one bad file never stops a run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import gc
 import glob
 import logging
 import os
 import signal
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -172,6 +174,10 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
     if tail:
         wanted = set(SPLITS)  # too few files to split: every file trains and validates (tail)
     chosen = [i for i, side in enumerate(plan.sides) if side in wanted]
+    if not chosen:  # not "none of the 0 files could be read": they were not asked for
+        sides = ", ".join(f"{n} {side}" for side, n in sorted(Counter(plan.sides).items()))
+        raise MpxError(f"none of the {len(files)} MIDI files is on the {' or '.join(sorted(asked))} side of the "
+                       f"split ({sides}); --split all takes every file")
     for i in chosen:
         if plan.keys[i] is None:
             plan.keys[i], reason = _key_of(files[i])
@@ -185,8 +191,10 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
     # training also needs both sides when the files of one could not be read
     if tail or ({"train", "val"} <= asked and not {"train", "val"} <= set(corpus.splits)):
         corpus.holdout = "tail"
-        log.warning("validation: the last %d%% of the notes of each of the %d files (too few files "
-                    "to split by piece)", round(TAIL * 100), len(corpus.files))
+        # said to whoever asked for the training sides (`mpx train`), not to `mpx eval` of every file
+        log.log(logging.WARNING if splits is not None else logging.INFO,
+                "validation: the last %d%% of the notes of each of the %d files (too few files to split "
+                "by piece)", round(TAIL * 100), len(corpus.files))
     return corpus
 
 
@@ -202,10 +210,18 @@ def _check(max_files: int | None, workers: int | None, splits: Sequence[str] | N
 
 def _key_of(path: Path) -> tuple[str, str]:
     """(content key, "") or ("", why the file cannot be read)."""
+    key, _, reason = _read_keys(path)
+    return key, reason
+
+
+def _read_keys(path: Path) -> tuple[str, str, str]:
+    """(cache key, split group, "") or ("", "", why the file cannot be read). The group is the
+    bytes' hash alone: a new notes codec renews the cache, never a file's side of the split."""
     try:
-        return content_key(path.read_bytes()), ""
+        data = path.read_bytes()
     except OSError as exc:
-        return "", f"cannot read ({exc.strerror or exc})"
+        return "", "", f"cannot read ({exc.strerror or exc})"
+    return content_key(data), "content:" + hashlib.sha256(data).hexdigest(), ""
 
 
 def _plan(files: list[Path], layout, val: float, test: float) -> _Plan:  # type: ignore[no-untyped-def]
@@ -218,10 +234,10 @@ def _plan(files: list[Path], layout, val: float, test: float) -> _Plan:  # type:
     for i, (path, real) in enumerate(zip(files, resolved)):
         piece = layout.pieces.get(real)
         if piece is None:
-            keys[i], reason = _key_of(path)
+            keys[i], content, reason = _read_keys(path)
             if reason:
                 unreadable[i] = reason
-            piece = keys[i] or str(path)
+            piece = content or str(path)
         groups.append(piece)
     sides = decide(groups, [layout.splits.get(r) for r in resolved], val=val, test=test)
     return _Plan(files, keys, unreadable, groups, sides)

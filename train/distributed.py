@@ -145,8 +145,9 @@ class _Scores(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
-        return self.model.training_scores(notes, h0, c0)
+    def forward(self, notes: Tensor, h0: Tensor, c0: Tensor, controls: Tensor,
+                targets: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        return self.model.training_scores(notes, h0, c0, controls, targets)
 
 
 def wrap(model: nn.Module, world: World) -> nn.Module:
@@ -221,13 +222,22 @@ def launch(options: LaunchOptions, argv: Sequence[str]) -> None:
     except SignalException as exc:
         raise LaunchInterrupted(f"interrupted (signal {exc.sigval.name})") from None
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        rank, failure = first_cause(exc.failures)
         how = (f"killed by {failure.signal_name()}" if failure.exitcode < 0
                else f"exit code {failure.exitcode}, its error above")
         raise RankFailed(f"rank {rank} of {options.nproc} failed ({how}); torchrun stopped the others") from None
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
+
+
+def first_cause(failures: dict) -> tuple:
+    """The rank whose failure caused the others: one killed by a signal first (its peers then
+    exit 1 having lost contact, often within the same second, and torchrun's timestamps are
+    whole seconds), else the earliest failure, the lowest rank on a tie."""
+    signalled = [rank for rank, failure in failures.items() if failure.exitcode < 0]
+    rank = min(signalled or failures, key=lambda r: (failures[r].timestamp, r))
+    return rank, failures[rank]
 
 
 class LaunchInterrupted(MpxError):

@@ -26,10 +26,11 @@ class EagerBackend(Checked):
         self.path = path or Path("<memory>")
 
     def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
-        device = self.model.heads.weight.device  # the training loop validates on its own device
+             temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs:
+        device = self.model.head_in.weight.device  # the training loop validates on its own device
         with torch.inference_mode():
-            out = self.model(*(torch.from_numpy(x).to(device) for x in (notes, h0, c0, uniforms, temperature, top_p)))
+            out = self.model(*(torch.from_numpy(np.ascontiguousarray(x)).to(device)
+                               for x in (notes, h0, c0, uniforms, temperature, top_p, controls, given)))
         return Outputs(*(t.cpu().numpy() for t in out))
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mpx.runtime import bins, report
+from mpx.runtime import bins, controls, report
 from mpx.runtime.backends import Backend, import_torch, use_torch_kernels, zero_state
 from mpx.runtime.checks import integer
 from mpx.runtime.contract import ATTRIBUTES, UNIFORMS
@@ -77,10 +77,11 @@ class Totals:
 GREEDY = Sampling(0.0, 1.0)  # scoring calls' sampled notes are not used: the cheapest draw
 
 
-def scoring_inputs(batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Uniforms and sampling parameters for calls whose sampled note is not used (greedy)."""
-    return (np.zeros((batch, UNIFORMS), np.float32), np.float32(GREEDY.temperature),
-            np.float32(GREEDY.top_p))
+def scoring_inputs(batch: int) -> tuple[np.ndarray, ...]:
+    """Uniforms, sampling parameters and controls for calls whose drawn note is not used
+    (greedy, no control given: the model's own distributions)."""
+    return (np.zeros((batch, UNIFORMS), np.float32), np.tile(np.float32(GREEDY.temperature), (batch, 1)),
+            np.tile(np.float32(GREEDY.top_p), (batch, 1)), controls.unset(batch))
 
 
 def windows(notes: Sequence[np.ndarray], width: int, batch: int, stride: int
@@ -125,7 +126,9 @@ def evaluate_window(backend: Backend, notes: Sequence[np.ndarray], batch: int | 
     totals = Totals(bins.counts(spec.config))
     total = window_count(notes, spec.seq_len, stride)
     for x, y in windows(notes, spec.seq_len, batch, stride):
-        out = backend.call(np.ascontiguousarray(x, np.float32), *zero_state(spec, len(x)), *scoring_inputs(len(x)))
+        # the real next note given: the last row's logits are teacher-forced, as every other's
+        out = backend.call(np.ascontiguousarray(x, np.float32), *zero_state(spec, len(x)), *scoring_inputs(len(x)),
+                           np.ascontiguousarray(y, np.float32))
         totals.add(out.logits[:, -1], bins.index(spec.config, y))
         if on_progress:
             on_progress(totals.n, total)
@@ -146,6 +149,8 @@ def stateful_totals(backend: Backend, planner: LanePlanner, on_progress: Progres
         x, y, mask = gather(data, plan.starts[s], plan.lengths[s], chunk, spec.config)
         session.reset(np.flatnonzero(plan.resets[s]))
         session.append(x)
+        # the note after each chunk given, so its last row is teacher-forced as the others are
+        session.give(data[np.minimum(plan.starts[s] + chunk, len(data) - 1)])
         session.step(feed_back=False)
         logits = session.last[1].logits  # type: ignore[index]
         totals.add(logits.reshape(-1, A, logits.shape[-1]), y.reshape(-1, A), mask.reshape(-1))
@@ -260,9 +265,11 @@ def check_generation_files(files: int | None, generation: bool = True) -> None:
 
 
 def generation_split(generator: Generator, corpus: "Corpus", split: str = "test", files: int | None = None,
-                     options: GenerationOptions | None = None) -> dict[str, Any]:
+                     options: GenerationOptions | None = None,
+                     on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The generation report (runtime/report.py) on `files` pieces spread over one split: each
-    piece's seed continued with the model's default sampling (or `options`)."""
+    piece's seed continued with the model's default sampling (or `options`);
+    on_progress(pieces done, pieces) after each."""
     check_generation_files(files)
     chosen = corpus.select(split)
     pieces = report.spread([(path.name, notes) for path, notes in zip(chosen.files, chosen.notes)], files)
@@ -271,6 +278,6 @@ def generation_split(generator: Generator, corpus: "Corpus", split: str = "test"
     def generate(seed: np.ndarray, rng_seed: int) -> np.ndarray:
         return generator.generate(seed, report.GENERATED, options, seed=rng_seed)
 
-    out = report.generation_report(generate, pieces)
+    out = report.generation_report(generate, pieces, on_piece=on_progress)
     out["split"], out["options"] = split, {k: v for k, v in vars(options).items() if v is not None}
     return out

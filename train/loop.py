@@ -27,7 +27,7 @@ from mpx.runtime.spec import ModelSpec
 from mpx.runtime.versions import versions
 
 from . import checkpoint, distributed, rundir
-from .batches import EpochPlan, LanePlanner, gather
+from .batches import EpochPlan, LaneDraws, LanePlanner, conditioned_batch
 from .corpus import Corpus
 from .distributed import World
 from .eager import EagerBackend
@@ -99,6 +99,10 @@ def _sigint_flag(signals: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[dict[s
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+class _Stopped(Exception):
+    """Ctrl-C inside a validation, raised from its progress callback."""
 
 
 def fingerprint(corpus: Corpus) -> str:
@@ -181,6 +185,8 @@ class Trainer:
         self.history = state.progress["history"]
         self.best_val = state.progress["best_val"]
         self.seconds = state.progress.get("seconds", 0.0)
+        if state.progress.get("train_loss") is not None:
+            self.train_loss = state.progress["train_loss"]
         log.info("resumed %s at epoch %d, batch %d", path, self.epoch + 1, self.step)
 
     def _load_rng(self, extra: dict[str, torch.Tensor], saved_world: int) -> None:
@@ -201,6 +207,7 @@ class Trainer:
         extra.update(self._all_rng())
         progress = {"epoch": self.epoch, "step": self.step, "history": self.history,
                     "best_val": self.best_val, "optimizer": optim_meta, "seconds": self.seconds,
+                    "train_loss": getattr(self, "train_loss", None),
                     "options": self.spec.training, "world_size": self.world.size,
                     "precision": self.precision.state()}
         path = self.out / LAST
@@ -245,12 +252,18 @@ class Trainer:
         return self.options.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def batch(self, plan: EpochPlan, s: int) -> tuple[torch.Tensor, ...]:
-        """(inputs [b, T, 4], bins of the next notes [b, T, 4], mask [b, T]) of this rank's lanes
-        at step s of the plan, read from the memory-mapped store."""
-        mine = self.world.lanes(plan.starts.shape[1])
-        x, y, mask = gather(self.planner.data, plan.starts[s, mine], plan.lengths[s, mine],
-                            self.options.seq_len, self.options.model, plan.shifts[s, mine])
-        return tuple(torch.from_numpy(a).to(self.device) for a in (x, y, mask))
+        """(inputs [b, T, 4], bins of the next notes [b, T, 4], mask [b, T], controls [b, T, C])
+        of this rank's lanes at step s of the plan, read from the memory-mapped store. The
+        lanes' control choices are drawn for every lane from (seed, epoch, step), so they do not
+        depend on the ranks, and --resume repeats them."""
+        lanes = plan.starts.shape[1]
+        mine = self.world.lanes(lanes)
+        rng = np.random.default_rng([self.options.seed, self.epoch, s, 1])
+        draws = LaneDraws.draw(rng, lanes, self.options.seq_len, self.options.character_change).select(mine)
+        assert plan.ends is not None
+        arrays = conditioned_batch(self.planner.data, plan.starts[s, mine], plan.lengths[s, mine], plan.ends[s, mine],
+                                   self.options.seq_len, self.options.model, plan.shifts[s, mine], draws)
+        return tuple(torch.from_numpy(a).to(self.device) for a in arrays)
 
     def run(self) -> TrainResult:
         if self.world.main:
@@ -258,6 +271,7 @@ class Trainer:
         while self.epoch < self.options.epochs:
             self._train_epoch()
             metrics = self.validation()
+            self._stop_if_asked("in the validation of")
             self.history.append({"epoch": self.epoch + 1, **metrics})
             if self.on_epoch:
                 self.on_epoch(self.history[-1])
@@ -266,7 +280,19 @@ class Trainer:
                 self.save_best(metrics)
             self.epoch, self.step = self.epoch + 1, 0
             self.save_last()
+            self._stop_if_asked("after")
         return TrainResult(self.out / BEST, self.out / LAST, self.history, self.spec)
+
+    def _stop_if_asked(self, where: str) -> None:
+        """Ctrl-C during a validation (which stops it within a batch) or while a checkpoint was
+        written: `last` is saved as it stands and the run ends, as it does between batches.
+        Every rank asks (a collective), so the ranks stop together."""
+        if not self.world.any(self.stop["stop"]):
+            return
+        finished = self.step == 0  # the epoch's checkpoints are written: `last` already holds this point
+        path = self.out / LAST if finished else self.save_last()
+        epoch = self.epoch if finished else self.epoch + 1
+        raise Interrupted(f"interrupted {where} epoch {epoch}; saved {path}; continue with --resume")
 
     def _train_epoch(self) -> None:
         started = time.perf_counter()
@@ -295,14 +321,16 @@ class Trainer:
             if self.on_step:
                 self.on_step(s + 1, plan.steps, total / max(count, 1))
         summed = self.world.all_sum(torch.tensor([total, float(count)], dtype=torch.float64))
-        self.train_loss = float(summed[0] / max(summed[1], 1))
+        if summed[1] > 0 or not hasattr(self, "train_loss"):  # a resume after the training of the epoch keeps its loss
+            self.train_loss = float(summed[0] / max(summed[1], 1))
+        self.step = plan.steps  # the epoch's batches are done: a Ctrl-C in its validation resumes there
 
     def _train_step(self, plan: EpochPlan, s: int) -> tuple[float, int]:
-        x, y, mask = self.batch(plan, s)
+        x, y, mask, controls = self.batch(plan, s)
         reset = torch.from_numpy(plan.resets[s, self.world.lanes(plan.starts.shape[1])]).to(self.device)
         h, c = (torch.where(reset[None, :, None], 0.0, t) for t in self.lanes)
         with self.precision.autocast():
-            logits, hn, cn = self.net(x, h, c)
+            logits, hn, cn = self.net(x, h, c, controls, y)
         loss, _ = note_loss(logits, y, mask, self.options.weights)
         local = float(loss.detach())
         if self.world.distributed:
@@ -314,13 +342,24 @@ class Trainer:
         self.lanes = (hn.detach().float(), cn.detach().float())
         return local, int(mask.sum())
 
+    def _validate_progress(self, done: int, total: int) -> None:
+        """Called after every validation batch: a Ctrl-C stops the validation there (a second
+        or so), not after the whole validation split."""
+        if self.stop["stop"]:
+            raise _Stopped
+        if self.on_validate:
+            self.on_validate(done, total)
+
     def validation(self) -> dict[str, float]:
         """The stateful pass of `mpx eval` on the validation split (each file from a zero state,
         every next note): cross-entropy per attribute, and their weighted sum, the loss. Ranks
         score their share of the files and add up the sums."""
         totals = Totals(self.model.counts)
         if self.val_planner is not None:
-            totals = stateful_totals(EagerBackend(self.model, self.spec), self.val_planner, self.on_validate)
+            try:
+                totals = stateful_totals(EagerBackend(self.model, self.spec), self.val_planner, self._validate_progress)
+            except _Stopped:  # Ctrl-C: the partial sums are not a validation; run() saves `last` and ends
+                pass
         if self.world.distributed:
             totals.set_vector(self.world.all_sum(torch.from_numpy(totals.vector())).numpy())
         scores = totals.result()

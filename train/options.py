@@ -35,6 +35,8 @@ class TrainOptions:
     min_lr_ratio: float = 0.1   # cosine decay from lr to lr * min_lr_ratio over all epochs
     transpose: int = 0          # random transposition of each run by up to this many semitones
     reset_prob: float = 0.2     # chance of a zero state at a chunk boundary
+    character_change: float = 0.5  # share of chunks whose music changes from a random note on,
+                                # the controls describing it (train/batches.py CHANGES)
     pitch_weight: float = 1.0   # loss weights: each attribute's cross-entropy (nats)
     step_weight: float = 1.0
     duration_weight: float = 1.0
@@ -56,7 +58,8 @@ class TrainOptions:
                                 ("primer_len", 1, 100_000), ("transpose", 0, 24), ("seed", 0, 2**63 - 1)):
             integer(name, getattr(self, name), low, high)
         for name, low, high, low_open in (("lr", 0.0, 10.0, True), ("min_lr_ratio", 0.0, 1.0, False),
-                                          ("reset_prob", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, True),
+                                          ("reset_prob", 0.0, 1.0, False), ("character_change", 0.0, 1.0, False),
+                                          ("grad_clip", 0.0, 1e6, True),
                                           ("pitch_weight", 0.0, 1e6, False), ("step_weight", 0.0, 1e6, False),
                                           ("duration_weight", 0.0, 1e6, False),
                                           ("velocity_weight", 0.0, 1e6, False)):

@@ -175,6 +175,12 @@ def resumed_options(out_dir: str | os.PathLike[str], epochs: int, **where: Any) 
     return TrainOptions.from_dict(saved, epochs=epochs, **where)
 
 
+def epochs_done(out_dir: str | os.PathLike[str]) -> int:
+    """The epochs the run saved in OUT/last.safetensors has finished."""
+    run = check(out_dir, resume=True)
+    return int(read_header(run.last).progress.get("epoch", 0))
+
+
 def ignored_on_resume(out_dir: str | os.PathLike[str], requested: TrainOptions,
                       given: Iterable[str]) -> list[str]:
     """The flags given with --resume that differ from the saved run's own options (which the

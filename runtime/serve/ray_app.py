@@ -1,4 +1,4 @@
-"""The same app and batcher as Ray Serve deployments (pip install 'mpx[ray]').
+"""The same app and batcher as Ray Serve deployments (pip install '.[ray]').
 
     mpx serve --ray --replicas 2                      # a local Ray instance, or the cluster of RAY_ADDRESS
     serve run mpx.runtime.serve.ray_app:app_builder replicas=4 model=/models/music_producter.onnx

@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..contract import CONTRACT_VERSION, FEATURES
+from ..contract import FEATURES
 from ..errors import MpxError
 from ..generate import GenerationOptions, Generator
 from ..notes import check as check_notes
@@ -164,8 +164,8 @@ def sampling_of(request: Sampled, generator: Generator, base: Sampling | None = 
 
 def check_controls(controls: dict[str, float] | None) -> None:
     if controls:
-        raise InputError(f"controls: this model follows graph contract v{CONTRACT_VERSION}, which takes "
-                         "no controls; a contract v3 model does (runtime/controls.py)")
+        raise InputError("controls: the server does not take them yet (the model follows them through "
+                         "`mpx run --density ...` and the Python API's GenerationOptions.controls)")
 
 
 def primer_of(notes: Any, generator: Generator, primer_notes: int | None, options: ServeOptions,

@@ -202,7 +202,7 @@ def test_csv_values_that_are_no_note_are_refused_by_notes_and_run(row: str, why:
     for args in (["notes", str(csv), "--out", str(tmp_path / "out.mid")],
                  ["run", str(csv), "--model", str(onnx_model), "--out", str(tmp_path / "out.mid")]):
         code, _, err = mpx(capsys, *args)
-        one_line_error(code, err, "note 2 is not a note")
+        one_line_error(code, err, f"line 3: {row!r} is not a note")  # the line as the file has it
     assert not (tmp_path / "out.mid").exists()
 
 

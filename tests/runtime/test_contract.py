@@ -21,3 +21,16 @@ def test_outputs_tuple_follows_the_declared_order() -> None:
     axes = contract.dynamic_axes()
     assert set(axes) == set(contract.INPUTS) | set(contract.OUTPUTS)
     assert axes["notes"] == {0: "batch", 1: "time"} and axes["h0"] == {1: "batch"}
+
+
+def test_a_contract_v2_file_is_refused_in_one_line_naming_its_contract() -> None:
+    """The bundled artifacts are v2 until a v3 model is trained and exported (SWITCH-STATUS.md)."""
+    import pytest
+
+    from mpx.runtime.errors import MpxError
+    from mpx.runtime.formats import open_backend
+    with pytest.raises(MpxError) as caught:
+        open_backend(ROOT / "artifacts" / "music_producter.onnx")
+    message = str(caught.value)
+    assert "\n" not in message and "follows graph contract v2; this mpx runs v3" in message
+    assert "music_producter.onnx" in message

@@ -13,6 +13,7 @@ from mpx.runtime import contract, formats
 from mpx.runtime.errors import ArtifactError, OptionsError
 from mpx.runtime.info import describe, format_description
 
+import fake_archives
 from clitools import mpx, one_line_error
 from conftest import ARTIFACTS
 
@@ -55,23 +56,11 @@ def _spec_json() -> str:
 
 
 def _pt2_archive(path: Path, spec: str | None) -> Path:
-    """The members of a torch.export archive that mpx reads (the graph itself is not needed)."""
-    weights = {"config": {"lstm.weight_hh_l0": {"tensor_meta": {"sizes": [{"as_int": 1024}, {"as_int": 256}]}}}}
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/models/model.json", "{}")
-        archive.writestr("archive/data/weights/model_weights_config.json", json.dumps(weights))
-        if spec is not None:
-            archive.writestr(f"archive/extra/{contract.PT2_SPEC_FILE}", spec)
-        archive.writestr(f"archive/extra/{contract.TIME_AXIS_KEY}", "dynamic")
-    return path
+    return fake_archives.pt2_archive(path, spec)
 
 
 def _aoti_package(path: Path, spec: str) -> Path:
-    metadata = {contract.SPEC_KEY: spec, contract.TIME_AXIS_KEY: "1", "AOTI_PLATFORM": "linux", "AOTI_CPU_ISA": "AVX2"}
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("m/data/aotinductor/model/abc.wrapper_metadata.json", json.dumps(metadata))
-        archive.writestr("m/data/aotinductor/model/abc.wrapper.so", b"\x7fELF not loaded by info")
-    return path
+    return fake_archives.aoti_package(path, spec)
 
 
 def test_info_reads_compiled_archives_without_loading_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,7 +86,7 @@ def test_info_on_a_damaged_or_foreign_compiled_file_is_one_line(tmp_path: Path, 
     with zipfile.ZipFile(tmp_path / "other.aoti.pt2", "w") as archive:
         archive.writestr("x/data.bin", b"")
     for name, message in (("text.pt2", "not a readable torch.export archive"), ("nospec.pt2", "carries no mpx spec"),
-                          ("wrong.pt2", "its weights has 1 of 256"),
+                          ("wrong.pt2", "its weights 1 of 256"),
                           ("other.aoti.pt2", "not an AOTInductor package")):
         code, _, err = mpx(capsys, "info", str(tmp_path / name))
         one_line_error(code, err, str(tmp_path / name), message)

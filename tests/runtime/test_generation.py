@@ -162,7 +162,7 @@ def test_a_rollout_reports_its_primer_and_seed(generator, seed_notes: np.ndarray
 
 def test_a_short_seed_primes_with_all_it_has(generator, seed_notes: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     assert generator.generate(seed_notes[:5], 10, seed=0).shape == (10, 4)
-    with pytest.raises(OptionsError, match="fewer than --primer-notes 20"):
+    with pytest.raises(OptionsError, match="primer_notes 20: primer has only 5 notes"):
         generator.generate(seed_notes[:5], 10, primer_notes=20)
 
 
