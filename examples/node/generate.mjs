@@ -144,9 +144,15 @@ async function main(argv) {
   const ort = await loadRuntime();
   const modelBytes = readBytes(args.model, 'model');
   const seedNotes = mpx.notesFromFile(readBytes(args.primer, 'primer'), args.primer);
-  const generator = await mpx.Generator.load(ort, modelBytes, {
-    executionProviders: ['cpu'], intraOpNumThreads: args.threads, interOpNumThreads: 1,
-  });
+  let generator;
+  try {
+    generator = await mpx.Generator.load(ort, modelBytes, {
+      executionProviders: ['cpu'], intraOpNumThreads: args.threads, interOpNumThreads: 1,
+    });
+  } catch (err) {  // the line names the model: "model m.onnx: the model follows graph contract v2; ..."
+    if (err instanceof mpx.MpxError) throw new mpx.MpxError(`model ${args.model}: ${err.message}`);
+    throw err;
+  }
   const primer = generator.primerFrom(seedNotes, args.primer);
   const controls = generator.controlsFor(primer, args.requested);
   if (args.showControls) console.error(mpx.describeControls(controls, args.requested).join('\n'));
