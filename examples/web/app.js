@@ -116,7 +116,7 @@ function readOptions() {
     seed: mpx.parseSeed($('seed').value),
     temperature: mpx.parseTemperature($('temperature').value),
     topP: mpx.parseTopP($('top-p').value),
-    requested: mpx.requestedControls(typedControls()),
+    requested: mpx.requestedControls(typedControls(), (name) => name.replaceAll('_', ' ')),  // as the fields are labelled
   };
 }
 

@@ -217,7 +217,7 @@ export function parseControl(name, text, label = `--${name.replaceAll('_', '-')}
 }
 
 /** "D minor", "F# major", "Bb", "eb min" -> the 12 pitch-class shares of that key (Float32Array). */
-export function keyProfile(name) {
+export function keyProfile(name, label = '--key') {
   const text = String(name).trim().split(/\s+/).join(' ');
   const chars = Array.from(text);   // code points, as Python indexes a str
   const tonic = (chars[0] ?? '').toLowerCase();
@@ -225,7 +225,7 @@ export function keyProfile(name) {
   const accidental = ['#', '♯', 'b', '♭'].includes(rest[0]) ? rest[0] : '';
   const mode = rest.slice(accidental ? 1 : 0).join('').trim().toLowerCase();
   if (!Object.hasOwn(TONICS, tonic) || !Object.hasOwn(MODES, mode)) {
-    throw new MpxError(`--key '${name}' is not a key; write a tonic A-G, optionally # or b, then major or minor (e.g. 'D minor', 'F# major', 'Bb')`);
+    throw new MpxError(`${label} '${name}' is not a key; write a tonic A-G, optionally # or b, then major or minor (e.g. 'D minor', 'F# major', 'Bb')`);
   }
   const shift = (((TONICS[tonic] + ACCIDENTALS[accidental]) % 12) + 12) % 12;
   const base = Float32Array.from(KEY_PROFILES[MODES[mode]]);
@@ -264,16 +264,17 @@ export function closestKey(profile) {
 }
 
 /** The requested controls {name: value|null} from what a user typed per control (a control's
- * name, or `key`, -> text; blank = follow the primer). */
-export function requestedControls(typed) {
+ * name, or `key`, -> text; blank = follow the primer). `labelOf(name)` names a field in an
+ * error: the flag (--chord-share) by default, a page passes its fields' labels. */
+export function requestedControls(typed, labelOf = (name) => `--${name.replaceAll('_', '-')}`) {
   const requested = {};
   for (const [name, text] of Object.entries(typed)) {
     if (text === undefined || String(text).trim() === '') continue;
     if (name === 'key') {
-      const profile = /^none$/i.test(String(text).trim()) ? null : keyProfile(text);
+      const profile = /^none$/i.test(String(text).trim()) ? null : keyProfile(text, labelOf('key'));
       PITCH_CLASSES.forEach((pc, k) => { requested[pc] = profile ? profile[k] : null; });
     } else if (CONTROLS.includes(name)) {
-      requested[name] = parseControl(name, text);
+      requested[name] = parseControl(name, text, labelOf(name));
     } else {
       throw new MpxError(`unknown control '${name}'; known: ${CONTROLS.slice(0, 6).join(', ')}, key`);
     }
