@@ -184,7 +184,8 @@ def cpp_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         print(f"skipping the C++ examples: {missing}")
         pytest.skip(f"cannot build the libtorch examples: {missing}")
     # $MPX_CPP_BUILD: a build folder kept between sessions (cmake rebuilds what changed)
-    build = Path(os.environ["MPX_CPP_BUILD"]) if os.environ.get("MPX_CPP_BUILD") else tmp_path_factory.mktemp("libtorch-build")
+    kept = os.environ.get("MPX_CPP_BUILD")
+    build = Path(kept) if kept else tmp_path_factory.mktemp("libtorch-build")
     configure = ["cmake", "-S", str(ROOT / "examples" / "libtorch"), "-B", str(build),
                  "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
     if not shutil.which("make"):
