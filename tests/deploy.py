@@ -18,7 +18,7 @@ from conftest import ARTIFACTS, ROOT
 SEED_MIDI = ARTIFACTS / "seed.mid"
 TIME_ATOL = 1e-5
 __all__ = ["CONTROL_CASES", "ROOT", "SEED_MIDI", "assert_same_notes", "contract_v2_spec",
-            "deploy_model", "read_midi_notes", "reference_notes", "spec_of"]
+           "deploy_model", "read_midi_notes", "reference_notes", "spec_of"]
 
 
 # Controls as a consumer's flags ask for them, and as mpx's API does (controls, key): name ->
