@@ -183,7 +183,9 @@ def cpp_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if missing:
         print(f"skipping the C++ examples: {missing}")
         pytest.skip(f"cannot build the libtorch examples: {missing}")
-    build = tmp_path_factory.mktemp("libtorch-build")
+    # $MPX_CPP_BUILD: a build folder kept between sessions (cmake rebuilds what changed)
+    kept = os.environ.get("MPX_CPP_BUILD")
+    build = Path(kept) if kept else tmp_path_factory.mktemp("libtorch-build")
     configure = ["cmake", "-S", str(ROOT / "examples" / "libtorch"), "-B", str(build),
                  "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
     if not shutil.which("make"):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import SEEDS_DIR
-from deploy import assert_same_notes, deploy_model, reference_notes, spec_of
+from deploy import CONTROL_CASES, assert_same_notes, contract_v2_spec, deploy_model, reference_notes, spec_of
 from mpx.runtime import read_notes
 
 pytestmark = pytest.mark.slow  # every test here needs the C++ build (~1 min on 2 cores)
@@ -76,9 +76,11 @@ def primer(primers: dict[str, Path]) -> Path:
 
 # -- the Python side: mpx ---------------------------------------------------------------------------
 def python_notes(model: Path, primer: np.ndarray, n: int, seed: int, temperature: list[float] | None = None,
-                 top_p: list[float] | None = None) -> np.ndarray:
-    """The notes `mpx run` makes from this primer (all of it primes the model, as in C++)."""
-    return reference_notes(model, primer, seed, n, temperature, top_p)
+                 top_p: list[float] | None = None, controls: dict[str, float | None] | None = None,
+                 key: str | None = None) -> np.ndarray:
+    """The notes `mpx run` makes from this primer (its last seq_len notes prime the model, as in
+    C++), with these controls (the rest the primer's)."""
+    return reference_notes(model, primer, seed, n, temperature, top_p, controls, key)
 
 
 def four(value: str) -> list[float]:
@@ -112,6 +114,70 @@ def test_notes_match_python(binary: Path, torchscript_model: Path, primers: dict
     assert_same_notes(got, want, f"{name} seed {seed} T {temperature}")
     if temperature != "0":  # sampling, not a constant: the notes move
         assert len(np.unique(got[:, 0])) > 5
+
+
+@pytest.mark.parametrize("case", list(CONTROL_CASES))
+def test_controls_give_mpxs_notes(binary: Path, torchscript_model: Path, primers: dict[str, Path], tmp_path: Path,
+                                  case: str) -> None:
+    """The control flags as `mpx run`'s: the ones asked for, their families released, the rest
+    the primer's (runtime/controls.resolve)."""
+    flags, controls, key = CONTROL_CASES[case]
+    name = sorted(primers)[list(CONTROL_CASES).index(case) % len(primers)]
+    out = tmp_path / "out.csv"
+    done = run_program(binary, torchscript_model, primers[name], out, "--notes", str(NOTES), "--seed", "9",
+                       "--temperature", "0.9", *flags)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    primer = read_csv(primers[name])
+    want = python_notes(torchscript_model, primer, NOTES, 9, [0.9] * 4, None, controls, key)
+    assert_same_notes(read_csv(out), want, f"{name}, {case}")
+    assert not np.array_equal(want, python_notes(torchscript_model, primer, NOTES, 9, [0.9] * 4)), \
+        f"{case}: the controls change nothing"
+
+
+def test_show_controls_says_what_is_fed(binary: Path, torchscript_model: Path, tmp_path: Path) -> None:
+    """--show-controls: one line per control on stderr, the primer's (its last seq_len notes) or asked."""
+    from mpx.runtime import controls as ctl
+    seed = read_notes(SEEDS_DIR / "bach_prelude_bwv873.mid")
+    primer = write_csv(seed[:300], tmp_path / "long.csv")
+    done = run_program(binary, torchscript_model, primer, tmp_path / "out.csv", "--notes", "2",
+                       "--velocity-mean", "50", "--density", "none", "--show-controls")
+    assert done.returncode == 0, done.stderr
+    lines = [line.removeprefix("mpx_generate: ") for line in done.stderr.splitlines()]
+    fed = ctl.resolve(seed[:300][-spec_of(torchscript_model).seq_len:], {"velocity_mean": 50.0, "density": None})
+    assert [line.split()[0] for line in lines] == list(ctl.CONTROLS), done.stderr
+    assert lines[ctl.CONTROLS.index("velocity_mean")] == "velocity_mean 50 (asked)"
+    assert "not given" in lines[0] and "as asked" in lines[0]
+    for value, line in zip(fed, lines):
+        if value >= 0:
+            assert float(line.split()[1]) == pytest.approx(float(value), rel=1e-8), line
+        else:
+            assert "not given" in line, line
+
+
+def test_a_contract_v2_model_is_refused_in_one_line(binary: Path, torchscript_model: Path, primer: Path,
+                                                    tmp_path: Path) -> None:
+    old = save_torchscript_with_spec(torchscript_model, contract_v2_spec(spec_of(torchscript_model).to_dict()),
+                                     tmp_path / "v2.pt")
+    out = tmp_path / "out.csv"
+    done = run_program(binary, old, primer, out)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert str(old) in lines[0] and "follows graph contract v2; this program runs v3" in lines[0]
+    assert not out.exists()
+
+
+def test_aoti_program_follows_the_controls(cpp_programs: dict[str, Path], compiled_artifacts: Path,
+                                           torchscript_model: Path, primer: Path, tmp_path: Path) -> None:
+    """mpx_generate_aoti on the bundled model's AOTInductor package: mpx's notes, controls given."""
+    flags, controls, key = CONTROL_CASES["density and key"]
+    out = tmp_path / "out.csv"
+    done = run_program(cpp_programs["aoti"], compiled_artifacts / "music_producter.aoti.pt2", primer, out,
+                       "--notes", str(NOTES), "--seed", "4", *flags)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    sampling = spec_of(torchscript_model).sampling
+    want = python_notes(torchscript_model, read_csv(primer), NOTES, 4, list(sampling.temperature),
+                        list(sampling.top_p), controls, key)
+    assert_same_notes(read_csv(out), want, "AOTInductor, controls")
 
 
 def test_defaults_come_from_the_spec(binary: Path, torchscript_model: Path, primer: Path, tmp_path: Path) -> None:
@@ -198,7 +264,10 @@ ERRORS = {  # case: (what to change, the text the one line must name)
     "missing-model": "model", "not-a-model": "model", "v1-model": "model", "missing-primer": "primer",
     "bad-csv": "primer", "bad-velocity": "primer", "top-p": "1.5", "temperature": "1,2", "seed": "-3",
     "notes": "ten", "suffix": "out", "unwritable": "out", "unknown-flag": "--frob",
+    "chord-share": "--chord-share 2 is out of range", "density": "--density must be a number",
+    "key": "--key 'H' is not a key",
 }
+CONTROL_ERRORS = {"chord-share": ["--chord-share", "2"], "density": ["--density", "abc"], "key": ["--key", "H"]}
 
 
 @pytest.mark.parametrize("case", sorted(ERRORS))
@@ -220,6 +289,8 @@ def test_errors_are_one_line(binary: Path, torchscript_model: Path, primer: Path
         out = tmp_path / "out.txt"
     elif case == "unwritable":
         out = tmp_path / "no-such-dir" / "out.csv"
+    elif case in CONTROL_ERRORS:
+        extra = CONTROL_ERRORS[case]
     else:
         flag = {"top-p": "--top-p", "temperature": "--temperature", "seed": "--seed", "notes": "--notes",
                 "unknown-flag": "--frob"}[case]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy import ROOT, SEED_MIDI, assert_same_notes, deploy_model, read_midi_notes, reference_notes, spec_of
+from deploy import CONTROL_CASES, ROOT, SEED_MIDI, assert_same_notes, contract_v2_spec, deploy_model, read_midi_notes, reference_notes, spec_of
 from mpx.runtime import uniforms
 
 pytestmark = pytest.mark.slow
@@ -206,6 +206,49 @@ def test_csv_primer_and_per_attribute_options(node: str, model: Path, tmp_path: 
     assert_same_notes(read_csv(out), want)
 
 
+@pytest.mark.parametrize("case", list(CONTROL_CASES))
+def test_controls_give_mpxs_notes(node: str, model: Path, seed_notes: np.ndarray, tmp_path: Path, case: str) -> None:
+    """The control flags as `mpx run`'s: the ones asked for, their families released, the rest
+    the primer's (runtime/controls.resolve)."""
+    flags, controls, key = CONTROL_CASES[case]
+    out = tmp_path / "out.csv"
+    done = generate(node, model, SEED_MIDI, out, "--notes", NOTES, "--seed", 9, "--temperature", 0.9, *flags)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    want = reference_notes(model, seed_notes, 9, NOTES, 0.9, controls=controls, key=key)
+    assert_same_notes(read_csv(out), want, case)
+    assert not np.array_equal(want, reference_notes(model, seed_notes, 9, NOTES, 0.9)), f"{case}: the controls change nothing"
+
+
+def test_show_controls_says_what_is_fed(node: str, model: Path, seed_notes: np.ndarray) -> None:
+    from mpx.runtime import controls as ctl
+    done = generate(node, model, SEED_MIDI, "-", "--notes", 2, "--velocity-mean", 50, "--density", "none", "--show-controls")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    fed = ctl.resolve(seed_notes[-spec_of(model).seq_len:], {"velocity_mean": 50.0, "density": None})
+    assert len(lines) == ctl.C and [line.split()[0] for line in lines] == list(ctl.CONTROLS)
+    assert lines[ctl.CONTROLS.index("velocity_mean")].startswith("velocity_mean 50 ")
+    assert "not given" in lines[0] and "as asked" in lines[0]
+    for name, value, line in zip(ctl.CONTROLS, fed, lines):
+        if value >= 0:
+            assert float(line.split()[1]) == pytest.approx(float(value), rel=1e-8), line
+
+
+def test_a_contract_v2_model_is_refused_in_one_line(node: str, model: Path, tmp_path: Path) -> None:
+    import onnx
+    graph = onnx.load(str(model))
+    for prop in graph.metadata_props:
+        if prop.key == "mpx_spec":
+            prop.value = json.dumps(contract_v2_spec(json.loads(prop.value)))
+    old = tmp_path / "v2.onnx"
+    onnx.save(graph, str(old))
+    out = tmp_path / "out.csv"
+    done = generate(node, old, SEED_MIDI, out)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert str(old) in lines[0] and "follows graph contract v2; this consumer runs v3" in lines[0]
+    assert not out.exists()
+
+
 def test_defaults_come_from_the_spec(node: str, model: Path, seed_notes: np.ndarray) -> None:
     sampling = spec_of(model).sampling.to_dict()
     done = generate(node, model, SEED_MIDI, "-", "--notes", 40)
@@ -238,6 +281,9 @@ BAD_RUNS = {
     "negative seed": (["--seed=-3"], "seed must be an integer"),
     "value that looks like a flag": (["--seed", "-3"], "argument is ambiguous"),
     "seed over 2^64": (["--seed", str(2**64)], "seed must be an integer"),
+    "control out of range": (["--chord-share", "2"], "--chord-share 2 is out of range; allowed 0..1"),
+    "control not a number": (["--density", "abc"], "--density must be a number"),
+    "not a key": (["--key", "H"], "--key 'H' is not a key"),
 }
 
 

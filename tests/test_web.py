@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy import ROOT, SEED_MIDI, assert_same_notes, deploy_model, read_midi_notes, reference_notes, spec_of
+from deploy import CONTROL_CASES, ROOT, SEED_MIDI, assert_same_notes, deploy_model, read_midi_notes, reference_notes, spec_of
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +93,11 @@ def generate_step(seed: int, temperature: str | float, top_p: str | float = 0.95
     return {"do": "generate", "notes": notes, "seed": str(seed), "temperature": str(temperature), "top_p": str(top_p)}
 
 
+def control_fields(flags: list[str]) -> dict[str, str]:
+    """The page's control fields (by id) for a consumer's flags: --density 6 -> density: "6"."""
+    return {flag.removeprefix("--"): value for flag, value in zip(flags[::2], flags[1::2])}
+
+
 def screenshot_path(tmp: Path) -> Path:
     """Where the page is drawn: a temporary file (a test writes no tracked file), or
     $MPX_WEB_SCREENSHOT (`make screenshot`)."""
@@ -108,7 +113,11 @@ def plan_steps(tmp: Path) -> dict[str, dict]:
     steps.update({f"sampled {seed} {t}": generate_step(seed, t) for seed, t in SAMPLED[1:]})
     steps["greedy"] = generate_step(5, 0)
     steps["per attribute"] = generate_step(11, "1,0.6,0.6,0.9", "0.9,0.8,0.8,1")
+    for case, (flags, _, _) in CONTROL_CASES.items():
+        steps[f"controls {case}"] = {**generate_step(9, 0.9), "controls": control_fields(flags)}
     steps["bad top-p"] = generate_step(0, 1, "1.5")
+    steps["bad control"] = {**generate_step(0, 1), "controls": {"chord-share": "2"}}
+    steps["bad key"] = {**generate_step(0, 1), "controls": {"key": "H"}}
     steps["text file"] = {"do": "upload", "path": str(text)}
     steps["few notes"] = {"do": "upload", "path": str(no_notes_midi(tmp / "no-notes.mid"))}
     steps["good file"] = {"do": "drop", "path": str(DROPPED)}
@@ -175,6 +184,37 @@ def test_per_attribute_options(session: dict, model: Path, seed_notes: np.ndarra
     assert_same_notes(page_notes(session["per attribute"]), want)
 
 
+@pytest.mark.parametrize("case", list(CONTROL_CASES))
+def test_controls_give_mpxs_notes(session: dict, model: Path, seed_notes: np.ndarray, case: str) -> None:
+    """The page's control fields as `mpx run`'s flags: the ones asked for, their families
+    released, the rest the seed's (runtime/controls.resolve)."""
+    from mpx.runtime import controls as ctl
+    _, controls, key = CONTROL_CASES[case]
+    step = session[f"controls {case}"]
+    want = reference_notes(model, seed_notes, 9, NOTES, 0.9, 0.95, controls, key)
+    assert_same_notes(page_notes(step), want, case)
+    requested = dict(controls)
+    if key is not None:
+        requested.update(zip(ctl.PITCH_CLASSES, map(float, ctl.key_profile(key))))
+    fed = ctl.resolve(seed_notes[-spec_of(model).seq_len:], requested)
+    np.testing.assert_array_equal(np.float32(step["result"]["controls"]), fed, err_msg=f"{case}: the controls fed")
+
+
+def test_the_page_shows_the_seeds_own_controls(session: dict, model: Path, seed_notes: np.ndarray) -> None:
+    """Beside each field: the bundled seed's own value (what a blank field feeds)."""
+    from mpx.runtime import controls as ctl
+    own = ctl.primer_summaries(seed_notes[-spec_of(model).seq_len:])
+    shown = session[f"sampled {SAMPLED[0][0]} {SAMPLED[0][1]}"]["seed_controls"]
+    for name in ctl.CONTROLS[:6]:
+        field = shown[name.replace("_", "-")]
+        assert float(field["value"]) == float(own[ctl.CONTROLS.index(name)]), (name, field)
+        assert field["text"].startswith("seed: "), field
+    assert shown["key"]["text"].startswith("seed: its own profile (closest: "), shown["key"]
+    # a blank field is the seed's: the plain sampled run fed the seed's summaries, the register left free
+    fed = session[f"sampled {SAMPLED[0][0]} {SAMPLED[0][1]}"]["result"]["controls"]
+    np.testing.assert_array_equal(np.float32(fed), ctl.resolve(seed_notes[-spec_of(model).seq_len:]))
+
+
 def test_a_dropped_midi_file_is_the_seed(session: dict, model: Path) -> None:
     assert not session["good file"]["error"] and session["good file"]["using_file"], session["good file"]
     step = session["from the file"]
@@ -210,6 +250,8 @@ def test_download_is_the_generated_midi_with_velocities(session: dict) -> None:
     ("text file", "notes.mid is not a MIDI file (no MThd header)"),
     ("few notes", "no-notes.mid holds no notes"),
     ("bad top-p", "top-p must be in (0, 1]"),
+    ("bad control", "chord share 2 is out of range; allowed 0..1"),
+    ("bad key", "key 'H' is not a key"),
 ])
 def test_bad_input_shows_a_clear_message(session: dict, case: str, expected: str) -> None:
     step = session[case]

@@ -1,8 +1,9 @@
-// mpx_generate: continue a primer with an mpx contract-v2 TorchScript export
+// mpx_generate: continue a primer with an mpx contract-v3 TorchScript export
 // (music_producter.pt), in C++, note for note as mpx does.
 //
 //   mpx_generate MODEL.pt PRIMER.csv OUT.csv|OUT.mid [--notes N] [--seed S]
-//                [--temperature T[,T,T,T]] [--top-p P[,P,P,P]] [--bench]
+//                [--temperature T[,T,T,T]] [--top-p P[,P,P,P]] [--density X] ... [--key K]
+//                [--show-controls] [--bench] [--force]
 //
 // The model samples each next note itself from the uniforms it is given; this program runs the
 // protocol around it (mpx_common.cpp). Only loading is TorchScript-specific.
@@ -14,7 +15,7 @@
 namespace {
 
 const char* kSpecFile = "mpx_spec.json";  // the spec's place inside an mpx TorchScript archive
-const size_t kContractInputs = 6;         // notes, h0, c0, uniforms, temperature, top_p
+const size_t kContractInputs = 8;         // notes, h0, c0, uniforms, temperature, top_p, controls, given
 
 torch::jit::Module open_archive(const std::string& path, std::string& spec) {
   if (!mpx::is_file(path)) throw mpx::Failure(path + ": no such model file");
@@ -27,11 +28,13 @@ torch::jit::Module open_archive(const std::string& path, std::string& spec) {
   }
   spec = extra[kSpecFile];
   if (spec.empty()) throw mpx::Failure(path + ": not an mpx export (no " + kSpecFile + " inside); export it with `mpx export`");
-  // self + the contract's inputs; a v1 model (notes, h0, c0) is refused here, not mid-run
+  mpx::check_spec(spec, path);  // an older contract is named here
+  // self + the contract's inputs: a forward of another shape is refused here, not mid-run
   const size_t inputs = module.get_method("forward").function().getSchema().arguments().size() - 1;
   if (inputs != kContractInputs)
     throw mpx::Failure(path + ": forward takes " + std::to_string(inputs) +
-                       " inputs, contract v2 takes 6 (notes, h0, c0, uniforms, temperature, top_p): re-export with mpx");
+                       " inputs, contract v3 takes 8 (notes, h0, c0, uniforms, temperature, top_p, controls, given): "
+                       "export it with mpx");
   module.eval();
   return module;
 }

@@ -2,7 +2,8 @@
 // (`mpx export --format aoti`): compiled kernels, no TorchScript interpreter, no Python.
 //
 //   mpx_generate_aoti MODEL.pt2 PRIMER.csv OUT.csv|OUT.mid [--notes N] [--seed S]
-//                     [--temperature T[,T,T,T]] [--top-p P[,P,P,P]] [--bench]
+//                     [--temperature T[,T,T,T]] [--top-p P[,P,P,P]] [--density X] ... [--key K]
+//                     [--show-controls] [--bench] [--force]
 //
 // Same protocol, flags and output as mpx_generate (mpx_common.cpp); only loading differs.
 // The package holds the spec and its sampling defaults in its metadata, and says whether the
@@ -35,6 +36,7 @@ mpx::Model load_aoti(const std::string& path) {
   const auto spec = metadata.find("mpx_spec");
   if (spec == metadata.end() || spec->second.empty())
     throw mpx::Failure(path + ": not an mpx package (no mpx_spec metadata); write it with mpx export --format aoti");
+  mpx::check_spec(spec->second, path);  // an older contract is named here
   mpx::Model model;
   model.kind = "AOTInductor";
   model.spec = spec->second;

@@ -33,18 +33,26 @@ struct Options {
   long notes = 256;
   uint64_t seed = 0;
   std::optional<Four> temperature, top_p;  // unset: the model's defaults
+  Requested requested;                      // the controls asked for; the rest follow the primer
+  bool show_controls = false;
   bool bench = false;
   bool force = false;  // replace an OUT that exists (never MODEL or PRIMER)
 };
 
 std::string usage(const char* program, const char* model_arg) {
   return std::string("usage: ") + program + " " + model_arg +
-         " PRIMER.csv OUT.csv|OUT.mid [--notes N] [--seed S] [--temperature T] [--top-p P] [--bench] [--force]\n"
-         "  Continues PRIMER.csv (pitch,step,duration,velocity; every note primes the model) with N notes\n"
-         "  (default 256), sampled inside the model's graph from the contract v2 random stream of seed S\n"
-         "  (default 0, 0..2^64-1): the same notes as mpx for the same primer, seed and sampling.\n"
+         " PRIMER.csv OUT.csv|OUT.mid [--notes N] [--seed S] [--temperature T] [--top-p P]\n"
+         "       [--density X] [--chord-share X] [--pitch-mean X] [--pitch-spread X] [--velocity-mean X]\n"
+         "       [--duration-median X] [--key K] [--show-controls] [--bench] [--force]\n"
+         "  Continues PRIMER.csv (pitch,step,duration,velocity; its last seq_len notes prime the model) with N\n"
+         "  notes (default 256), drawn inside the model's graph (contract v3) from the random stream of seed S\n"
+         "  (default 0, 0..2^64-1): the same notes as mpx for the same primer, seed, sampling and controls.\n"
          "  --temperature, --top-p: one value, or four comma-separated (pitch,step,duration,velocity);\n"
          "  default: the model spec's `sampling`, else temperature 1 and top-p 0.95. Temperature 0 is greedy.\n"
+         "  Controls: by default the primer's own summaries (its last 64 notes; the register is left to the\n"
+         "  model). --density (onsets/s), --chord-share (0..1), --pitch-mean, --pitch-spread (semitones),\n"
+         "  --velocity-mean (1..127), --duration-median (s) set one, as mpx run does (none: not given);\n"
+         "  --key 'D minor' sets the pitch-class profile. --show-controls: print what is fed on stderr.\n"
          "  --bench: also print the generation speed (notes/s, one stream, one thread).\n"
          "  --force: replace OUT if it exists (an existing OUT is refused without it).";
 }
@@ -105,6 +113,25 @@ long parse_notes(const std::string& text) {
   return long(v);
 }
 
+// --chord-share -> "chord_share": the six summaries a user sets by name (the pitch classes
+// through --key); "" for any other flag.
+std::string control_of_flag(const std::string& flag) {
+  if (flag.rfind("--", 0) != 0) return "";
+  std::string name = flag.substr(2);
+  std::replace(name.begin(), name.end(), '-', '_');
+  const auto& names = control_names();
+  return std::find(names.begin(), names.begin() + 6, name) != names.begin() + 6 ? name : "";
+}
+
+void request(Requested& requested, const std::string& name, const std::string& value) {
+  try {
+    if (name == "key") request_key(requested, trim(value));
+    else requested[name] = parse_control(name, value);
+  } catch (const std::invalid_argument& e) {
+    throw Failure(e.what());
+  }
+}
+
 Options parse_args(int argc, char** argv, const char* program, const char* model_arg) {
   Options o;
   std::vector<std::string> positional;
@@ -114,13 +141,16 @@ Options parse_args(int argc, char** argv, const char* program, const char* model
       std::puts(usage(program, model_arg).c_str());
       std::exit(0);
     }
-    if (arg == "--bench" || arg == "--force") {
-      (arg == "--bench" ? o.bench : o.force) = true;
+    if (arg == "--bench" || arg == "--force" || arg == "--show-controls") {
+      (arg == "--bench" ? o.bench : arg == "--force" ? o.force : o.show_controls) = true;
       continue;
     }
-    const bool valued = arg == "--notes" || arg == "--seed" || arg == "--temperature" || arg == "--top-p";
+    const std::string control = control_of_flag(arg);
+    const bool valued = arg == "--notes" || arg == "--seed" || arg == "--temperature" || arg == "--top-p" ||
+                        arg == "--key" || !control.empty();
     if (!valued && arg.rfind("--", 0) == 0)
-      throw Failure(arg + ": unknown option (known: --notes, --seed, --temperature, --top-p, --bench, --force)");
+      throw Failure(arg + ": unknown option (known: --notes, --seed, --temperature, --top-p, --density, --chord-share, "
+                    "--pitch-mean, --pitch-spread, --velocity-mean, --duration-median, --key, --show-controls, --bench, --force)");
     if (!valued) {
       positional.push_back(arg);
       continue;
@@ -130,7 +160,8 @@ Options parse_args(int argc, char** argv, const char* program, const char* model
     if (arg == "--notes") o.notes = parse_notes(value);
     else if (arg == "--seed") o.seed = parse_seed(value);
     else if (arg == "--temperature") o.temperature = parse_four(arg, value, false);
-    else o.top_p = parse_four(arg, value, true);
+    else if (arg == "--top-p") o.top_p = parse_four(arg, value, true);
+    else request(o.requested, control.empty() ? "key" : control, value);
   }
   if (positional.size() != 3)
     throw Failure(std::string("expected ") + model_arg + " PRIMER.csv OUT.csv|OUT.mid, got " +
@@ -334,32 +365,59 @@ Sampling choose_sampling(const Options& o, const Model& model, std::vector<std::
 }
 
 // -- the generation protocol (docs/contract.md, "Generation protocol") ------------------------------------
-at::Tensor four_tensor(const Four& v) { return at::tensor(at::ArrayRef<float>(v.data(), 4), at::kFloat); }
+// One row of per-row inputs: [1, n].
+at::Tensor row(const float* values, int64_t n) { return at::from_blob(const_cast<float*>(values), {1, n}, at::kFloat).clone(); }
+
+// The controls fed with this primer (the seed's last seq_len notes): its summaries and the flags.
+Controls choose_controls(const Options& o, const std::vector<Note>& primer) {
+  try {
+    return resolve_controls(primer, o.requested);
+  } catch (const std::invalid_argument& e) {
+    throw Failure(e.what());
+  }
+}
+
+void show_controls(const char* program, const Controls& controls, const Requested& requested) {
+  for (size_t i = 0; i < kControls; ++i) {
+    const std::string& name = control_names()[i];
+    const bool asked = requested.count(name) > 0;
+    if (controls[i] < 0)
+      std::fprintf(stderr, "%s: %s not given (the model's choice)%s\n", program, name.c_str(), asked ? ", as asked" : "");
+    else
+      std::fprintf(stderr, "%s: %s %.9g (%s)\n", program, name.c_str(), controls[i], asked ? "asked" : "the primer's");
+  }
+}
 
 // The primer: the last seq_len notes of the seed (the spec's), or all of a shorter one.
-int64_t primer_length(const Model& model, const std::vector<Note>& seed) {
+std::vector<Note> primer_of(const Model& model, const std::vector<Note>& seed) {
   const auto seq_len = json_numbers(model.spec, {"seq_len"});
-  const int64_t n = int64_t(seed.size());
-  return seq_len && !seq_len->empty() ? std::min<int64_t>(n, int64_t((*seq_len)[0])) : n;
+  const size_t n = seed.size();
+  const size_t p = seq_len && !seq_len->empty() && (*seq_len)[0] >= 1 ? std::min(n, size_t((*seq_len)[0])) : n;
+  return std::vector<Note>(seed.end() - std::ptrdiff_t(p), seed.end());
 }
 
 // One stream: the primer in one call (or note by note for a T = 1 graph), then one call per
 // note with the state carried; next_note of call i is generated note i, with the uniforms of
-// note i. The graph samples; this loop only feeds it.
-std::vector<Note> generate(const Model& model, const std::vector<Note>& primer, const Options& o, const Sampling& s) {
+// note i, the same sampling parameters and controls at every call. The graph draws; this loop
+// only feeds it.
+std::vector<Note> generate(const Model& model, const std::vector<Note>& primer, const Options& o, const Sampling& s,
+                           const Controls& controls) {
   c10::InferenceMode guard;  // inference only: no autograd bookkeeping
   auto [h, c] = model.zero_state();
-  const at::Tensor temperature = four_tensor(s.temperature), top_p = four_tensor(s.top_p);
+  // per row (one row): the sampling parameters, the controls, no attribute given
+  const at::Tensor temperature = row(s.temperature.data(), 4), top_p = row(s.top_p.data(), 4);
+  const at::Tensor fed = row(controls.data(), int64_t(kControls));
+  const at::Tensor given = at::full({1, 4}, kNotGiven, at::kFloat);
   at::Tensor uniforms = at::empty({1, 8}, at::kFloat);
   auto call = [&](const at::Tensor& notes, uint64_t index) {
     note_uniforms(o.seed, 0, index, uniforms.data_ptr<float>());
-    const std::vector<at::Tensor> y = model.forward({notes, h, c, uniforms, temperature, top_p});
+    const std::vector<at::Tensor> y = model.forward({notes, h, c, uniforms, temperature, top_p, fed, given});
     h = y[1];
     c = y[2];
     return y[0].contiguous();
   };
-  const int64_t n = int64_t(primer.size()), p = primer_length(model, primer);
-  at::Tensor x = at::from_blob(const_cast<Note*>(primer.data() + (n - p)), {1, p, 4}, at::kFloat).clone();
+  const int64_t p = int64_t(primer.size());
+  at::Tensor x = at::from_blob(const_cast<Note*>(primer.data()), {1, p, 4}, at::kFloat).clone();
   if (!model.whole_primer) {  // only the last primer call's next_note is kept
     for (int64_t j = 0; j + 1 < p; ++j) call(x.slice(1, j, j + 1).contiguous(), 0);
     x = x.slice(1, p - 1, p).contiguous();
@@ -376,16 +434,16 @@ std::vector<Note> generate(const Model& model, const std::vector<Note>& primer, 
 }
 
 std::vector<Note> generate_and_time(const Model& model, const std::vector<Note>& primer, const Options& o,
-                                    const Sampling& s) {
-  if (!o.bench) return generate(model, primer, o, s);
+                                    const Sampling& s, const Controls& controls) {
+  if (!o.bench) return generate(model, primer, o, s, controls);
   Options warm = o;  // TorchScript optimises its graph over the first calls: not timed
   warm.notes = std::min(o.notes, 64L);
-  generate(model, primer, warm, s);
+  generate(model, primer, warm, s, controls);
   const auto start = std::chrono::steady_clock::now();
-  std::vector<Note> notes = generate(model, primer, o, s);
+  std::vector<Note> notes = generate(model, primer, o, s, controls);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%s: %ld notes in %.3f s: %.0f notes/s (one stream, 1 thread, primer of %lld notes included)\n",
-              model.kind.c_str(), o.notes, seconds, double(o.notes) / seconds, (long long)primer_length(model, primer));
+              model.kind.c_str(), o.notes, seconds, double(o.notes) / seconds, (long long)primer.size());
   return notes;
 }
 
@@ -439,6 +497,26 @@ std::pair<at::Tensor, at::Tensor> zero_state_from_spec(const std::string& spec, 
   return {h, h.clone()};
 }
 
+void check_spec(const std::string& spec, const std::string& path) {
+  const auto version = json_numbers(spec, {"spec_version"});
+  if (!version || version->size() != 1 || (*version)[0] < 1 || (*version)[0] != std::floor((*version)[0]))
+    throw Failure(path + ": the spec has no valid spec_version; not an mpx export?");
+  const int v = int((*version)[0]);
+  if (v > kContract)
+    throw Failure(path + ": follows graph contract v" + std::to_string(v) + ", newer than this program (v" +
+                  std::to_string(kContract) + "): update the examples");
+  if (v < kContract)
+    throw Failure(path + ": follows graph contract v" + std::to_string(v) + "; this program runs v" + std::to_string(kContract) +
+                  " (controls, per-row sampling): a v" + std::to_string(v) +
+                  " model cannot be converted, train and export a new one with mpx (mpx train, then mpx export)");
+  const auto names = json_strings(spec, {"controls", "names"});
+  if (names && *names != control_names()) {
+    std::string listed;
+    for (const std::string& name : *names) listed += (listed.empty() ? "" : ", ") + name;
+    throw Failure(path + ": the model's controls (" + listed + ") are not the ones this program computes (controls.h)");
+  }
+}
+
 int run(int argc, char** argv, const char* program, const char* model_arg, Loader load) {
   try {
     const Options o = parse_args(argc, argv, program, model_arg);
@@ -446,11 +524,13 @@ int run(int argc, char** argv, const char* program, const char* model_arg, Loade
     configure_torch();
     const Model model = load(o.model);
     std::vector<std::string> notices;  // printed only once every input is known good
-    const std::vector<Note> primer = read_primer(o.primer, notices);
+    const std::vector<Note> primer = primer_of(model, read_primer(o.primer, notices));
     const Sampling sampling = choose_sampling(o, model, notices);
+    const Controls controls = choose_controls(o, primer);
     OutputFile out(o.out, o.force);
     for (const std::string& notice : notices) std::fprintf(stderr, "%s: %s\n", program, notice.c_str());
-    out.commit(generate_and_time(model, primer, o, sampling));
+    if (o.show_controls) show_controls(program, controls, o.requested);
+    out.commit(generate_and_time(model, primer, o, sampling, controls));
     return 0;
   } catch (const Failure& e) {
     std::fprintf(stderr, "%s: %s\n", program, e.what());

@@ -1,5 +1,6 @@
-// What mpx_generate (TorchScript) and mpx_generate_aoti (AOTInductor) share: contract v2's
+// What mpx_generate (TorchScript) and mpx_generate_aoti (AOTInductor) share: contract v3's
 // generation protocol, its portable random stream, the primer CSV, CSV/MIDI output, the flags.
+// The controls (the musical summaries a v3 model follows) are controls.h's, torch-free.
 // Each program only adds a loader that turns its artifact into a Model.
 #pragma once
 
@@ -14,13 +15,11 @@
 #include <utility>
 #include <vector>
 
+#include "controls.h"  // Note, the controls
+
 namespace mpx {
 
-// One note of contract v2: MIDI pitch, seconds since the previous onset, seconds, 1..127.
-struct Note {
-  float pitch, step, duration, velocity;
-};
-static_assert(sizeof(Note) == 4 * sizeof(float), "a vector<Note> is read as a [N, 4] tensor");
+constexpr int kContract = 3;  // the graph contract these programs run
 
 // Any failure becomes one line on stderr and exit code 1 (see run).
 struct Failure : std::runtime_error {
@@ -35,7 +34,8 @@ uint64_t splitmix64(uint64_t x);
 void note_uniforms(uint64_t seed, uint64_t stream, uint64_t note, float out[8]);
 
 // A loaded artifact behind the contract. forward takes (notes [B,T,4], h0, c0, uniforms [B,8],
-// temperature [4], top_p [4]) and returns (next_note [B,4], hn, cn, logits).
+// temperature [B,4], top_p [B,4], controls [B,18], given [B,4]) and returns (next_note [B,4],
+// hn, cn, logits).
 struct Model {
   std::string kind;  // for messages and --bench: "TorchScript", "AOTInductor"
   std::string spec;  // the spec JSON the artifact carries
@@ -52,6 +52,12 @@ int run(int argc, char** argv, const char* program, const char* model_arg, Loade
 // The number (or numbers of the array) at `path` (object keys) of a JSON text; nullopt when a
 // key is missing. Throws Failure on malformed JSON. Enough JSON for the spec's few fields.
 std::optional<std::vector<double>> json_numbers(const std::string& json, const std::vector<std::string>& path);
+// The same for a string or an array of strings (plain ASCII; escapes kept as their character).
+std::optional<std::vector<std::string>> json_strings(const std::string& json, const std::vector<std::string>& path);
+
+// The spec must follow contract v3 (an older model is refused in one line naming its contract)
+// and name the controls controls.h computes, in its order. Throws Failure naming `path`.
+void check_spec(const std::string& spec, const std::string& path);
 
 // (h, c) zeros of [config.layers, 1, config.hidden] from the spec (for artifacts that have no
 // zero_state of their own).

@@ -29,6 +29,17 @@ class Cursor {
     }
   }
 
+  // The string at the cursor, or the strings of the array at the cursor.
+  std::vector<std::string> strings() {
+    if (peek() != '[') return {string()};
+    ++i_;
+    std::vector<std::string> out;
+    if (peek() == ']') return out;
+    for (out.push_back(string()); peek() == ','; out.push_back(string())) ++i_;
+    expect(']');
+    return out;
+  }
+
   // The number at the cursor, or the numbers of the array at the cursor.
   std::vector<double> numbers() {
     if (peek() != '[') return {number()};
@@ -118,6 +129,13 @@ std::optional<std::vector<double>> json_numbers(const std::string& json, const s
   for (const std::string& key : path)
     if (!cursor.enter(key)) return std::nullopt;
   return cursor.numbers();
+}
+
+std::optional<std::vector<std::string>> json_strings(const std::string& json, const std::vector<std::string>& path) {
+  Cursor cursor(json);
+  for (const std::string& key : path)
+    if (!cursor.enter(key)) return std::nullopt;
+  return cursor.strings();
 }
 
 }  // namespace mpx

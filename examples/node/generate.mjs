@@ -1,22 +1,31 @@
 #!/usr/bin/env node
-// Generate notes from a contract-v2 ONNX artifact with onnxruntime-node.
+// Generate notes from a contract-v3 ONNX artifact with onnxruntime-node.
 //
 //   node examples/node/generate.mjs MODEL PRIMER [OUT] [--notes 256] [--seed 0]
-//        [--temperature T] [--top-p P] [--threads 1] [--bench] [--force]
+//        [--temperature T] [--top-p P] [--density X] [--chord-share X] [--pitch-mean X]
+//        [--pitch-spread X] [--velocity-mean X] [--duration-median X] [--key K]
+//        [--show-controls] [--threads 1] [--bench] [--force]
 //
 // PRIMER is a MIDI file or a CSV of notes (`pitch,step,duration,velocity`, header optional);
 // its last seq_len notes (from the model's spec) are the primer. OUT is written in the format its
 // suffix names, as mpx does: .csv (notes as text), .mid or .midi (MIDI); CSV on stdout when
 // omitted or "-". An OUT that exists is replaced only with --force, and never when it is MODEL
 // or PRIMER. T and P are one value or four comma-separated values
-// (pitch, step, duration, velocity); the defaults come from the model's spec. The protocol
-// lives in ../web/mpx.js, shared with the web page.
+// (pitch, step, duration, velocity); the defaults come from the model's spec. The controls
+// default to the primer's own summaries (continue in its character); each flag sets one, as
+// `mpx run` does ("none": not given, the model chooses); --key "D minor" sets the pitch-class
+// profile; --show-controls prints what is fed on stderr. The protocol lives in ../web/mpx.js,
+// shared with the web page.
 import { existsSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as mpx from '../web/mpx.js';
 
-const USAGE = 'usage: generate.mjs MODEL PRIMER [OUT.csv|OUT.mid|-] [--notes N] [--seed S] [--temperature T] [--top-p P] [--threads N] [--bench] [--force]';
+const USAGE = 'usage: generate.mjs MODEL PRIMER [OUT.csv|OUT.mid|-] [--notes N] [--seed S] [--temperature T] [--top-p P] '
+  + '[--density X] [--chord-share X] [--pitch-mean X] [--pitch-spread X] [--velocity-mean X] [--duration-median X] [--key K] '
+  + '[--show-controls] [--threads N] [--bench] [--force]';
+// The control flags, named as mpx run's: --chord-share sets chord_share.
+const CONTROL_FLAGS = [...mpx.CONTROLS.slice(0, 6).map((name) => name.replaceAll('_', '-')), 'key'];
 const OUTPUTS = { '.csv': 'csv', '.mid': 'midi', '.midi': 'midi' };  // what an OUT's suffix asks for
 
 function parseCommandLine(argv) {
@@ -30,6 +39,8 @@ function parseCommandLine(argv) {
         seed: { type: 'string', default: '0' },
         temperature: { type: 'string' },
         'top-p': { type: 'string' },
+        ...Object.fromEntries(CONTROL_FLAGS.map((flag) => [flag, { type: 'string' }])),
+        'show-controls': { type: 'boolean', default: false },
         threads: { type: 'string', default: '1' },
         bench: { type: 'boolean', default: false },
         force: { type: 'boolean', default: false },
@@ -51,6 +62,8 @@ function parseCommandLine(argv) {
       seed: mpx.parseSeed(values.seed),
       temperature: values.temperature === undefined ? undefined : mpx.parseTemperature(values.temperature),
       topP: values['top-p'] === undefined ? undefined : mpx.parseTopP(values['top-p']),
+      requested: mpx.requestedControls(Object.fromEntries(CONTROL_FLAGS.map((flag) => [flag.replaceAll('-', '_'), values[flag]]))),
+      showControls: values['show-controls'],
       threads: mpx.parseCount(values.threads, 'threads'),
       bench: values.bench,
       force: values.force,
@@ -131,11 +144,21 @@ async function main(argv) {
   const ort = await loadRuntime();
   const modelBytes = readBytes(args.model, 'model');
   const seedNotes = mpx.notesFromFile(readBytes(args.primer, 'primer'), args.primer);
-  const generator = await mpx.Generator.load(ort, modelBytes, {
-    executionProviders: ['cpu'], intraOpNumThreads: args.threads, interOpNumThreads: 1,
-  });
+  let generator;
+  try {
+    generator = await mpx.Generator.load(ort, modelBytes, {
+      executionProviders: ['cpu'], intraOpNumThreads: args.threads, interOpNumThreads: 1,
+    });
+  } catch (err) {  // the line names the model: "model m.onnx: the model follows graph contract v2; ..."
+    if (err instanceof mpx.MpxError) throw new mpx.MpxError(`model ${args.model}: ${err.message}`);
+    throw err;
+  }
   const primer = generator.primerFrom(seedNotes, args.primer);
-  const options = { seed: args.seed, temperature: args.temperature ?? generator.spec.temperature, topP: args.topP ?? generator.spec.topP };
+  const controls = generator.controlsFor(primer, args.requested);
+  if (args.showControls) console.error(mpx.describeControls(controls, args.requested).join('\n'));
+  const options = {
+    seed: args.seed, temperature: args.temperature ?? generator.spec.temperature, topP: args.topP ?? generator.spec.topP, controls,
+  };
   const t0 = performance.now();
   const notes = await generator.generate(primer, args.notes, options);
   const seconds = (performance.now() - t0) / 1000;

@@ -42,6 +42,9 @@ async function fileNames() {
 }
 
 const shortNumber = (x) => Number(x.toPrecision(6));
+// The page's control fields: the input's id is the control's name with dashes.
+const CONTROL_FIELDS = mpx.CONTROLS.slice(0, 6).map((name) => ({ name, id: name.replaceAll('_', '-') }));
+const LEFT_TO_THE_MODEL = new Set(['pitch_mean', 'pitch_spread']);  // the register: not held by default
 const fourText = (values) => (values.every((v) => v === values[0]) ? String(shortNumber(values[0])) : Array.from(values, shortNumber).join(','));
 
 async function start() {
@@ -57,6 +60,7 @@ async function start() {
     const notes = mpx.notesFromMidi(await fetchBytes('seed.mid'), names.seed);
     state.bundled = { name: names.seed, notes };
     $('bundled-info').textContent = `(${names.seed}, ${notes.length / mpx.NOTE_WIDTH} notes)`;
+    showSeedControls();
     $('generate').disabled = false;
     setMessage('Ready: choose a seed and the options, then press Generate.');
     document.body.dataset.state = 'ready';
@@ -77,6 +81,7 @@ async function loadFile(file) {
     $('file-info').textContent = `(${file.name}, ${notes.length / mpx.NOTE_WIDTH} notes)`;
     $('use-file').disabled = false;
     $('use-file').checked = true;
+    showSeedControls();
     setMessage(`Loaded ${file.name}: ${notes.length / mpx.NOTE_WIDTH} notes.`);
   } catch (err) {
     showError(err, `cannot read ${file.name}`);
@@ -85,12 +90,33 @@ async function loadFile(file) {
   }
 }
 
+/** Beside each control: the seed's own value (its primer's summaries), what a blank field means. */
+function showSeedControls() {
+  const seed = chosenSeed();
+  if (!state.generator || !seed) return;
+  const own = mpx.primerSummaries(state.generator.primerFrom(seed.notes, seed.name));
+  const shown = (x) => (x < 0 ? 'too few notes' : String(Number(x.toPrecision(4))));
+  for (const { name, id } of CONTROL_FIELDS) {
+    const value = own[mpx.CONTROLS.indexOf(name)];
+    $(`own-${id}`).textContent = `seed: ${shown(value)}${LEFT_TO_THE_MODEL.has(name) ? ' (blank: the model\'s)' : ''}`;
+    $(`own-${id}`).dataset.value = String(value);
+  }
+  const key = mpx.closestKey(Array.from(own.subarray(6)));
+  $('own-key').textContent = key ? `seed: its own profile (closest: ${key})` : 'seed: too few notes';
+}
+
+/** What the user typed per control: blank = the seed's, a number, none, a key. */
+function typedControls() {
+  return { ...Object.fromEntries(CONTROL_FIELDS.map(({ name, id }) => [name, $(id).value])), key: $('key').value };
+}
+
 function readOptions() {
   return {
     count: mpx.parseCount($('notes').value),
     seed: mpx.parseSeed($('seed').value),
     temperature: mpx.parseTemperature($('temperature').value),
     topP: mpx.parseTopP($('top-p').value),
+    requested: mpx.requestedControls(typedControls(), (name) => name.replaceAll('_', ' ')),  // as the fields are labelled
   };
 }
 
@@ -105,6 +131,7 @@ async function onGenerate() {
   try {
     options = readOptions();
     primer = state.generator.primerFrom(seed.notes, seed.name);
+    options.controls = state.generator.controlsFor(primer, options.requested);
   } catch (err) {
     showError(err, 'bad options');
     return;
@@ -175,6 +202,7 @@ function publish(seed, primer, notes, options, rate) {
   result.textContent = JSON.stringify({
     run: state.runs, seed_file: seed.name, seed: String(options.seed), notes: options.count, runtime: runtimeLabel(),
     temperature: Array.from(options.temperature), top_p: Array.from(options.topP),
+    requested: options.requested, controls: Array.from(options.controls),
     notes_per_second: rate, primer: rows(primer), generated: rows(notes),
   });
   result.dataset.run = String(state.runs);
@@ -182,7 +210,8 @@ function publish(seed, primer, notes, options, rate) {
 
 function setBusy(busy) {
   document.body.dataset.state = busy ? 'generating' : 'ready';
-  for (const id of ['generate', 'notes', 'temperature', 'top-p', 'seed', 'use-server', 'server-url']) $(id).disabled = busy;
+  const fields = ['generate', 'notes', 'temperature', 'top-p', 'seed', 'use-server', 'server-url', 'key', ...CONTROL_FIELDS.map((f) => f.id)];
+  for (const id of fields) $(id).disabled = busy;
 }
 
 async function onPlay() {
@@ -216,6 +245,7 @@ function wireDrop() {
 }
 
 $('generate').addEventListener('click', onGenerate);
+for (const id of ['use-bundled', 'use-file']) $(id).addEventListener('change', showSeedControls);
 $('play').addEventListener('click', onPlay);
 window.addEventListener('resize', () => state.layout && drawRoll($('roll'), state.layout));
 wireDrop();

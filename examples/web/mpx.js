@@ -1,9 +1,10 @@
-// mpx.js: the graph contract v2 generation protocol in JavaScript.
+// mpx.js: the graph contract v3 generation protocol in JavaScript.
 //
 // One implementation, imported as it is by the web page (onnxruntime-web) and by the Node
-// script (onnxruntime-node): the portable random stream (SplitMix64, counter-based), the spec
-// inside the ONNX file, notes from MIDI with pretty_midi's conventions, notes to MIDI and CSV,
-// and the generation loop (one primer call, then one call per note carrying the LSTM state).
+// script (onnxruntime-node): the portable random stream (SplitMix64, counter-based), the
+// controls (the musical summaries a v3 model follows, as mpx computes them), the spec inside
+// the ONNX file, notes from MIDI with pretty_midi's conventions, notes to MIDI and CSV, and the
+// generation loop (one primer call, then one call per note carrying the LSTM state).
 // The ONNX runtime is passed in (`ort`), so this file never imports one itself.
 // Bare imports resolve through node_modules in Node and through the page's import map.
 import midiFile from 'midi-file';
@@ -12,7 +13,8 @@ import protobuf from 'protobufjs/minimal.js';
 export const NOTE_WIDTH = 4;          // pitch, step (s), duration (s), velocity
 export const UNIFORM_WIDTH = 8;       // per note: 4 bin choices + 4 positions inside the bin
 export const CSV_HEADER = 'pitch,step,duration,velocity';
-const INPUTS = ['notes', 'h0', 'c0', 'uniforms', 'temperature', 'top_p'];
+export const CONTRACT = 3;           // the graph contract this module runs
+const INPUTS = ['notes', 'h0', 'c0', 'uniforms', 'temperature', 'top_p', 'controls', 'given'];
 const OUTPUTS = ['next_note', 'hn', 'cn', 'logits'];
 // The prototype artifacts carry no `sampling` in their spec; the contract says to use these.
 const DEFAULT_SAMPLING = { temperature: [1, 1, 1, 1], top_p: [0.95, 0.95, 0.95, 0.95] };
@@ -215,7 +217,7 @@ export function parseControl(name, text, label = `--${name.replaceAll('_', '-')}
 }
 
 /** "D minor", "F# major", "Bb", "eb min" -> the 12 pitch-class shares of that key (Float32Array). */
-export function keyProfile(name) {
+export function keyProfile(name, label = '--key') {
   const text = String(name).trim().split(/\s+/).join(' ');
   const chars = Array.from(text);   // code points, as Python indexes a str
   const tonic = (chars[0] ?? '').toLowerCase();
@@ -223,24 +225,56 @@ export function keyProfile(name) {
   const accidental = ['#', '♯', 'b', '♭'].includes(rest[0]) ? rest[0] : '';
   const mode = rest.slice(accidental ? 1 : 0).join('').trim().toLowerCase();
   if (!Object.hasOwn(TONICS, tonic) || !Object.hasOwn(MODES, mode)) {
-    throw new MpxError(`--key '${name}' is not a key; write a tonic A-G, optionally # or b, then major or minor (e.g. 'D minor', 'F# major', 'Bb')`);
+    throw new MpxError(`${label} '${name}' is not a key; write a tonic A-G, optionally # or b, then major or minor (e.g. 'D minor', 'F# major', 'Bb')`);
   }
   const shift = (((TONICS[tonic] + ACCIDENTALS[accidental]) % 12) + 12) % 12;
   const base = Float32Array.from(KEY_PROFILES[MODES[mode]]);
   return Float32Array.from(base, (_, k) => base[(k - shift + 12) % 12]);
 }
 
+/** The controls fed, one line each: `name value (where it comes from)`, the value as %.9g. */
+export function describeControls(controls, requested = {}) {
+  return CONTROLS.map((name, i) => {
+    const value = controls[i];
+    const asked = Object.hasOwn(requested, name);
+    if (value < 0) return `${name} not given (the model's choice)${asked ? ', as asked' : ''}`;
+    return `${name} ${formatFloat(value)} ${UNITS[name]} (${asked ? 'asked' : 'the primer\'s'})`;
+  });
+}
+
+const KEY_NAMES = ['C', 'C#', 'D', 'Eb', 'E', 'F', 'F#', 'G', 'Ab', 'A', 'Bb', 'B'];
+
+/** The key whose profile (KEY_PROFILES rotated) is closest in direction (cosine) to a
+ * pitch-class profile: what a page can show for a seed's pc0..pc11. null when not given. */
+export function closestKey(profile) {
+  if (profile.length !== 12 || profile.some((x) => !(x >= 0))) return null;
+  let best = null;
+  let bestScore = -Infinity;
+  for (const mode of ['major', 'minor']) {
+    for (let tonic = 0; tonic < 12; tonic++) {
+      const key = keyProfile(`${KEY_NAMES[tonic]} ${mode}`);
+      let dot = 0;
+      let norm = 0;
+      for (let k = 0; k < 12; k++) { dot += key[k] * profile[k]; norm += key[k] * key[k]; }
+      const score = dot / Math.sqrt(norm);
+      if (score > bestScore) { bestScore = score; best = `${KEY_NAMES[tonic]} ${mode}`; }
+    }
+  }
+  return best;
+}
+
 /** The requested controls {name: value|null} from what a user typed per control (a control's
- * name, or `key`, -> text; blank = follow the primer). */
-export function requestedControls(typed) {
+ * name, or `key`, -> text; blank = follow the primer). `labelOf(name)` names a field in an
+ * error: the flag (--chord-share) by default, a page passes its fields' labels. */
+export function requestedControls(typed, labelOf = (name) => `--${name.replaceAll('_', '-')}`) {
   const requested = {};
   for (const [name, text] of Object.entries(typed)) {
     if (text === undefined || String(text).trim() === '') continue;
     if (name === 'key') {
-      const profile = /^none$/i.test(String(text).trim()) ? null : keyProfile(text);
+      const profile = /^none$/i.test(String(text).trim()) ? null : keyProfile(text, labelOf('key'));
       PITCH_CLASSES.forEach((pc, k) => { requested[pc] = profile ? profile[k] : null; });
     } else if (CONTROLS.includes(name)) {
-      requested[name] = parseControl(name, text);
+      requested[name] = parseControl(name, text, labelOf(name));
     } else {
       throw new MpxError(`unknown control '${name}'; known: ${CONTROLS.slice(0, 6).join(', ')}, key`);
     }
@@ -285,15 +319,32 @@ function readStringPair(bytes) {
   return [key, value];
 }
 
+/** The spec's contract must be this module's: older models cannot be converted, only retrained. */
+function checkContract(version) {
+  if (!Number.isInteger(version) || version < 1) throw new MpxError('the model\'s mpx spec has no valid spec_version');
+  if (version > CONTRACT) throw new MpxError(`the model follows graph contract v${version}, newer than this consumer (v${CONTRACT}): update the examples`);
+  if (version < CONTRACT) {
+    throw new MpxError(`the model follows graph contract v${version}; this consumer runs v${CONTRACT} (controls, per-row sampling): `
+      + `a v${version} model cannot be converted, train and export a new one with mpx (mpx train, then mpx export)`);
+  }
+}
+
+/** The controls the model reads must be the ones defined here, in this order. */
+function checkControlNames(names) {
+  if (names === undefined) return;
+  if (!Array.isArray(names) || names.join(',') !== CONTROLS.join(',')) {
+    throw new MpxError(`the model's controls (${Array.isArray(names) ? names.join(', ') : String(names)}) are not the ones this consumer computes (${CONTROLS.join(', ')})`);
+  }
+}
+
 /** The mpx spec (JSON in metadata_props["mpx_spec"]) with the facts generation needs. */
 export function readSpec(modelBytes) {
   const text = readMetadata(modelBytes).mpx_spec;
   if (text === undefined) throw new MpxError('the model carries no mpx spec (metadata_props["mpx_spec"]): not an mpx artifact');
   let spec;
   try { spec = JSON.parse(text); } catch { throw new MpxError('the model\'s mpx spec is not valid JSON'); }
-  if (typeof spec.spec_version === 'number' && spec.spec_version < 2) {
-    throw new MpxError(`the model follows graph contract v${spec.spec_version}; this consumer needs contract v2 (re-export it with mpx export)`);
-  }
+  checkContract(spec.spec_version);
+  checkControlNames(spec.controls?.names);
   const layers = spec.config?.layers;
   const hidden = spec.config?.hidden;
   const seqLen = spec.seq_len;
@@ -521,7 +572,7 @@ export function notesFromFile(bytes, name) {
 
 // ---- generation -------------------------------------------------------------------------------
 
-/** A contract-v2 artifact on an onnxruntime (web or node): primer in, notes out. */
+/** A contract-v3 artifact on an onnxruntime (web or node): primer in, notes out. */
 export class Generator {
   constructor(ort, session, spec) {
     this.ort = ort;
@@ -535,7 +586,7 @@ export class Generator {
     const session = await ort.InferenceSession.create(modelBytes, sessionOptions);
     const missing = [...INPUTS.filter((n) => !session.inputNames.includes(n)), ...OUTPUTS.filter((n) => !session.outputNames.includes(n))];
     if (missing.length) {
-      throw new MpxError(`the model does not follow graph contract v2 (missing ${missing.join(', ')}; it has inputs ${session.inputNames.join(', ')})`);
+      throw new MpxError(`the model does not follow graph contract v${CONTRACT} (missing ${missing.join(', ')}; it has inputs ${session.inputNames.join(', ')})`);
     }
     return new Generator(ort, session, spec);
   }
@@ -547,18 +598,29 @@ export class Generator {
     return notes.slice(Math.max(have - this.spec.seqLen, 0) * NOTE_WIDTH);
   }
 
-  /** Yields the generated notes (Float32Array(4) each), one model call per note (steps 2-3). */
-  async *stream(primer, count, { seed = 0n, temperature = this.spec.temperature, topP = this.spec.topP } = {}) {
+  /** The controls fed with this primer: its own summaries, with the requested ones
+   * ({name: value}, null = not given) as `mpx run` resolves them (resolveControls). */
+  controlsFor(primer, requested = {}) {
+    return resolveControls(primer, requested);
+  }
+
+  /** Yields the generated notes (Float32Array(4) each), one model call per note (steps 2-3).
+   * Every call takes the same per-row sampling parameters and controls; nothing is given. */
+  async *stream(primer, count, { seed = 0n, temperature = this.spec.temperature, topP = this.spec.topP, controls = undefined } = {}) {
     const { Tensor } = this.ort;
     const { layers, hidden } = this.spec;
     const key = streamKey(seed, 0);
     const zeros = new Float32Array(layers * hidden);
+    const fed = controls ?? this.controlsFor(primer);
+    if (fed.length !== CONTROLS.length) throw new MpxError(`controls must hold ${CONTROLS.length} values, got ${fed.length}`);
     const feed = {
       notes: new Tensor('float32', Float32Array.from(primer), [1, primer.length / NOTE_WIDTH, NOTE_WIDTH]),
       h0: new Tensor('float32', zeros, [layers, 1, hidden]),
       c0: new Tensor('float32', zeros.slice(), [layers, 1, hidden]),
-      temperature: new Tensor('float32', Float32Array.from(temperature), [4]),
-      top_p: new Tensor('float32', Float32Array.from(topP), [4]),
+      temperature: new Tensor('float32', Float32Array.from(temperature), [1, 4]),
+      top_p: new Tensor('float32', Float32Array.from(topP), [1, 4]),
+      controls: new Tensor('float32', Float32Array.from(fed), [1, CONTROLS.length]),
+      given: new Tensor('float32', new Float32Array(NOTE_WIDTH).fill(NOT_GIVEN), [1, NOTE_WIDTH]),  // every attribute drawn
     };
     for (let i = 0; i < count; i++) {
       feed.uniforms = new Tensor('float32', noteUniforms(key, i), [1, UNIFORM_WIDTH]);

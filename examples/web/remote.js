@@ -1,6 +1,8 @@
 // remote.js: generate on an `mpx serve` server instead of in this browser. The page sends the
 // primer and the options; the server streams the notes back as they are made (NDJSON lines:
 // start, notes..., end). The same seed gives the same notes as in-browser inference and `mpx run`.
+// The controls go as the user asked for them ({name: value}, not given as -1): the server
+// resolves them on the primer as `mpx run` does.
 import { MpxError, NOTE_WIDTH } from './mpx.js';
 
 /** Notes [count * 4] from the server at `url`; `onNote(i)` after each received note (awaited). */
@@ -12,6 +14,8 @@ export async function generateOnServer(url, primer, count, options, onNote) {
     primer: rows, notes: count, seed: String(options.seed), stream: true,
     temperature: Array.from(options.temperature), top_p: Array.from(options.topP),
   };
+  const asked = Object.entries(options.requested ?? {});
+  if (asked.length) body.controls = Object.fromEntries(asked.map(([name, value]) => [name, value ?? -1]));
   let response;
   try {
     response = await fetch(`${base}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

@@ -5,7 +5,8 @@
 //   node examples/web/e2e/drive.mjs PLAN.json > RESULT.json
 //
 // PLAN: {"url": ..., "chromium": "/usr/bin/chromium", "steps": [...]}, each step one of
-//   {"do": "generate", "notes": 64, "temperature": "1", "top_p": "0.95", "seed": "0"}
+//   {"do": "generate", "notes": 64, "temperature": "1", "top_p": "0.95", "seed": "0",
+//    "controls": {"density": "6", "key": "D minor"}}  control fields by id; the others left blank
 //   {"do": "upload", "path": "file.mid"}             choose a file in the page's file input
 //   {"do": "drop", "path": "file.mid"}               drop a file on the page's drop zone
 //   {"do": "bundled"}                                 pick the bundled seed again
@@ -24,6 +25,8 @@ const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-ru
   '--disable-component-update', '--disable-sync'];
 const TIMEOUT = 120_000;
 
+const CONTROL_IDS = ['density', 'chord-share', 'pitch-mean', 'pitch-spread', 'velocity-mean', 'duration-median', 'key'];
+
 const message = async (page) => ({
   message: await page.textContent('#message'),
   error: (await page.getAttribute('#message', 'class')) === 'error',
@@ -33,6 +36,7 @@ async function generate(page, step) {
   for (const [id, value] of [['notes', step.notes], ['temperature', step.temperature], ['top-p', step.top_p], ['seed', step.seed]]) {
     if (value !== undefined) await page.fill(`#${id}`, String(value));
   }
+  for (const id of CONTROL_IDS) await page.fill(`#${id}`, String(step.controls?.[id] ?? ''));
   const before = Number(await page.getAttribute('#result', 'data-run'));
   await page.click('#generate');
   // Done when a new result is published, or the page shows an error instead.
@@ -44,8 +48,18 @@ async function generate(page, step) {
     ...shown,
     result: JSON.parse(await page.textContent('#result')),
     speed: await page.textContent('#speed'),
+    seed_controls: await seedControls(page),
     notes_per_second: Number(await page.getAttribute('#speed', 'data-notes-per-second')),
   };
+}
+
+/** What the page shows beside each control: the seed's value (data-value) and the text. */
+async function seedControls(page) {
+  const shown = {};
+  for (const id of CONTROL_IDS) {
+    shown[id] = { text: await page.textContent(`#own-${id}`), value: await page.getAttribute(`#own-${id}`, 'data-value') };
+  }
+  return shown;
 }
 
 async function upload(page, step) {
