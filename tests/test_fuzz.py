@@ -23,7 +23,7 @@ from mpx.runtime.errors import MidiError, MpxError, OptionsError, SpecError
 from mpx.runtime.midi import read_notes
 from mpx.runtime.notes_csv import read_csv
 from mpx.runtime.run import generate_files
-from mpx.runtime.spec import ModelSpec
+from mpx.runtime.spec import SPEC_VERSION, ModelSpec
 
 from conftest import MIDI_DIR
 
@@ -199,7 +199,7 @@ def test_fuzzed_specs_are_accepted_valid_or_refused_with_a_spec_error(valid_spec
     else:
         parsed.check()
         parsed.config.check()
-        assert parsed.spec_version == 2
+        assert parsed.spec_version == SPEC_VERSION
 
 
 # -- option values ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from mpx.runtime import GenerationOptions, bins, load, read_csv, read_notes, zero_state
+from mpx.runtime import GenerationOptions, bins, controls, load, read_csv, read_notes, zero_state
 from mpx.runtime.contract import SPEC_KEY
 from mpx.runtime.errors import SpecError
 
@@ -31,8 +31,10 @@ def test_greedy_takes_the_likeliest_bin_and_its_centre(generators: dict, seed_no
     x = seed_notes[None, -gen.spec.seq_len:]
     h, c = zero_state(gen.spec, 1)
     zeros = np.zeros(4, np.float32)
+    held = controls.resolve(x[0])[None]  # the Generator's default: the primer's summaries
     for i in range(20):
-        out = graph_run(gen.backend, x, h, c, np.zeros((1, 8), np.float32), zeros, np.ones(4, np.float32))
+        out = graph_run(gen.backend, x, h, c, np.zeros((1, 8), np.float32), zeros, np.ones(4, np.float32),
+                        controls=held)
         for a, attribute in enumerate(bins.of(config)):
             best = int(np.argmax(out.logits[0, -1, a, :attribute.count]))
             assert notes[i, a] == pytest.approx(float(attribute.value(best, 0.5)), rel=1e-5)
@@ -121,7 +123,7 @@ def _with_spec_version(source: Path, target: Path, version: int) -> Path:
 
 def test_a_v1_artifact_is_refused_naming_its_contract(tiny_artifacts: Path, tmp_path: Path) -> None:
     old = _with_spec_version(tiny_artifacts / "music_producter.onnx", tmp_path / "old.onnx", 1)
-    with pytest.raises(SpecError, match="follows graph contract v1; this mpx runs v2.*mpx train"):
+    with pytest.raises(SpecError, match="follows graph contract v1; this mpx runs v3.*mpx train"):
         load(old)
 
 
