@@ -1,8 +1,9 @@
 """Parity suite: eager PyTorch, TorchScript, ONNX (onnxruntime) and ONNX (onnx's reference
 evaluator) agree on every output, for the bundled model and for a fresh model of another size
 (hidden 64, 2 layers, other bin counts): B in {1, 3}, T in {1, 25}, several sampling settings,
-and a rollout carrying the state, fed with the model's own sampled notes. The tensors within
-1e-5 + 1e-5 x |value|; the sampled notes identical (pitch and velocity equal, times within the
+and a rollout carrying the state, fed with the model's own sampled notes. next_note and hn within
+1e-5, the unbounded logits and cn within export's bound (1e-4 + 1e-5 x |value|: the chain's
+heads round more than v2's one layer); the sampled notes identical (pitch and velocity equal, times within the
 same bound), a near-tie of the cumulative distribution the only disagreement forgiven (none has
 been seen). The worst difference per pair is printed at the end of the run."""
 from __future__ import annotations
@@ -30,7 +31,8 @@ from mpx.train.model import NoteLSTM
 
 from conftest import ARTIFACTS, SEEDS_DIR, record_parity
 
-ATOL = 1e-5
+ATOL = 1e-5                  # next_note and hn: small and bounded
+BOUND = ExportOptions().atol  # logits and cn: what `mpx export` holds an artifact to
 RTOL = 1e-5  # |a - b| <= ATOL + RTOL |a| (numpy's default rtol): the relative part matters for
              # the unbounded outputs, the cell state (a rollout drives |c| to ~70; float32
              # spacing there: 7.6e-6; a CI CPU measured 8.4e-5 against 1e-5 x 74.6 + 1e-5 = 8.5e-4)
@@ -97,7 +99,7 @@ def test_every_pair_of_consumers_agrees(model: str, fresh_model: Path, real_note
     for (a_name, a), (b_name, b) in itertools.combinations(backends.items(), 2):
         report = measure(a, b, real_notes, rollout_steps=256, rtol=RTOL)  # type: ignore[arg-type]
         record_parity(model, f"{b_name} vs {a_name}", report.max_diff)
-        assert report.passes(ATOL), f"{model}: {b_name} vs {a_name}: {report.describe()}"
+        assert report.passes(BOUND), f"{model}: {b_name} vs {a_name}: {report.describe()}"
         for name in ("next_note", "hn"):  # small and bounded: the absolute bound alone
             assert report.max_diff[name] <= ATOL, f"{model}: {b_name} vs {a_name}: {report.describe()}"
         assert report.near_ties == 0, report.describe()
