@@ -145,6 +145,7 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Start over in an --out that holds a run.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI.  [default: all cores]")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Parsed-notes cache.  [default: $MPX_CACHE_DIR or ~/.cache/mpx/notes]")] = None,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Train on sounding durations (sustain pedal held notes); the spec records it.")] = TRAIN.pedal,
 ) -> None:
     """Train the model on MIDI files; keep the best checkpoint by validation loss."""
     _require("torch", "safetensors", purpose="training")
@@ -159,7 +160,8 @@ def train(
                            character_change=character_change,
                            pitch_weight=pitch_weight, step_weight=step_weight,
                            duration_weight=duration_weight, velocity_weight=velocity_weight,
-                           seed=seed, device=device, precision=_value(precision), licence=licence)
+                           seed=seed, device=device, precision=_value(precision), licence=licence,
+                           pedal=pedal)
     job = TrainJob(data=data, out=out, options=options, resume=resume, force=force, nproc=nproc,
                    max_files=max_files, metadata=metadata, workers=workers, cache_dir=cache_dir,
                    given=tuple(_given(ctx)))
@@ -270,6 +272,7 @@ def run(
     key: Annotated[Optional[str], typer.Option(metavar="KEY", help="Key whose pitch-class profile to follow: 'D minor', 'F# major', 'Bb'.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads of the backend; 1 is faster on a busy CPU.  [default: 2]")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace outputs that exist (never the seed).")] = False,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Read a MIDI seed's sounding durations (sustain pedal held notes).")] = False,
 ) -> None:
     """Continue a seed with a model: write MIDI (or CSV) of new notes (no training code on the
     ONNX path)."""
@@ -289,7 +292,7 @@ def run(
     generator = load(model, _value(backend), threads)
     with _note_progress(options) as progress:
         result = generate_files(generator, seed_file, out, options, write, include_primer,
-                                plot=plot, force=force, progress=progress)
+                                plot=plot, force=force, progress=progress, pedal=pedal)
     tempo_said = f", {result.tempo:g} bpm from the seed" if write.tempo == "auto" else ""
     for path, take in zip(result.outputs, result.takes):
         written = len(take) + (len(result.primer) if include_primer else 0)
@@ -354,12 +357,14 @@ def evaluate(
     generation: Annotated[bool, typer.Option("--generation", help="Also the generation report (docs/benchmarks.md).")] = False,
     files: Annotated[Optional[int], typer.Option(help="Pieces of the generation report.  [default: all]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Read the MIDI with sounding durations (sustain pedal held notes).")] = False,
 ) -> None:
     """Score a model on MIDI: cross-entropy and top-1 of every note attribute; with
     --generation, how its free-running music compares with the real continuations."""
     from mpx.progress import bars
     from mpx.runtime.artifacts import load
     from mpx.runtime.report import format_report as format_generation
+    from mpx.runtime.run import warn_pedal
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
     from mpx.train.evaluate import (MODES, check_generation_files, evaluate_split, format_report, generation_split,
@@ -369,6 +374,7 @@ def evaluate(
     fmt = formats.get(_value(backend)) if backend is not None else formats.of(model)
     use_scoring_kernels(fmt.needs_torch and not generation)  # before the model opens: set once
     generator = load(model, _value(backend), threads)
+    warn_pedal(generator.spec.training, pedal, model)
     modes = MODES if _value(mode) == "both" else (_value(mode),)
     chosen = _value(split)
     if "split" not in _given(ctx) and all(Path(d).is_file() for d in data):
@@ -376,7 +382,7 @@ def evaluate(
     with bars() as progress:  # the split is known before parsing: only its files are parsed
         corpus = load_corpus(data, max_files=max_files, metadata=metadata, cache=NoteCache(cache_dir),
                              splits=None if chosen == "all" else (chosen,),
-                             on_parsed=progress.callback("parse MIDI"))
+                             on_parsed=progress.callback("parse MIDI"), pedal=pedal)
         report = evaluate_split(generator.backend, corpus, chosen, modes, stride=stride,
                                 on_progress=progress.update)
     report["model"] = str(model)
@@ -399,11 +405,12 @@ def notes(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help=".csv (notes as text), .mid or .midi.")],
     last: Annotated[Optional[int], typer.Option(help="Keep the last N notes (a primer).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (never FILE).")] = False,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Read a MIDI file's sounding durations (sustain pedal held notes).")] = False,
 ) -> None:
     """Convert notes between MIDI and CSV (pitch,step,duration,velocity per line)."""
     from mpx.runtime.notes_csv import convert
 
-    path, count = convert(source, out, last, force=force)
+    path, count = convert(source, out, last, force=force, pedal=pedal)
     _echo(f"wrote {path} ({count} notes)")
 
 

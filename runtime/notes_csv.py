@@ -82,11 +82,12 @@ def read_csv(path: str | os.PathLike[str]) -> np.ndarray:
     return note_rules.check_rows(notes, path, where)
 
 
-def read_any(path: str | os.PathLike[str]) -> np.ndarray:
-    """Notes from a .csv file or a MIDI file (by suffix)."""
+def read_any(path: str | os.PathLike[str], pedal: bool = False) -> np.ndarray:
+    """Notes from a .csv file or a MIDI file (by suffix); pedal=True: a MIDI file's sounding
+    durations (the sustain pedal, runtime/pedal.py). A CSV holds durations as written."""
     if Path(path).suffix.lower() == ".csv":
         return read_csv(path)
-    return read_notes(path)
+    return read_notes(path, pedal=pedal)
 
 
 def write_any(notes: np.ndarray, path: str | os.PathLike[str], *, replace: bool = True,
@@ -119,9 +120,10 @@ def last_notes(notes: np.ndarray, last: int | None, source: str) -> np.ndarray:
 
 
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], last: int | None = None,
-            force: bool = False) -> tuple[Path, int]:
+            force: bool = False, pedal: bool = False) -> tuple[Path, int]:
     """`mpx notes`: MIDI or CSV -> MIDI or CSV (by suffix); returns the path and the note count.
-    The output is checked first: a known kind, not the source, new unless `force`."""
+    The output is checked first: a known kind, not the source, new unless `force`. pedal=True:
+    a MIDI source's sounding durations."""
     out = check_outputs([out], [source], force=force, suffixes=NOTE_SUFFIXES)[0]
-    values = last_notes(read_any(source), last, str(source))
+    values = last_notes(read_any(source, pedal), last, str(source))
     return write_any(values, out, replace=force), len(values)

@@ -74,12 +74,13 @@ def generate_files(generator: Generator, seed: str | os.PathLike[str],
                    options: GenerationOptions | None = None,
                    write: WriteOptions | None = None, include_primer: bool = False, *,
                    plot: str | os.PathLike[str] | None = None, force: bool = False,
-                   progress: Progress | None = None) -> RunResult:
+                   progress: Progress | None = None, pedal: bool = False) -> RunResult:
     """Read `seed` (MIDI or CSV), generate, write each output atomically; return what was made.
 
     Every check (seed readable and long enough; outputs of a known kind, not the seed, new
     unless `force`, writable; matplotlib there for `plot`) happens before generation, so a bad
-    input costs nothing and leaves nothing behind.
+    input costs nothing and leaves nothing behind. pedal=True reads a MIDI seed's sounding
+    durations (the sustain pedal); a model trained on the other kind is said in one line.
     """
     options = options or GenerationOptions()
     write = write or WriteOptions()
@@ -90,7 +91,8 @@ def generate_files(generator: Generator, seed: str | os.PathLike[str],
         from .plot import require_matplotlib
         plot = check_outputs([plot], [seed, *paths], force=force, suffixes=PNG_SUFFIXES, flag="--plot")[0]
         require_matplotlib()
-    seed_notes = read_any(seed)
+    seed_notes = read_any(seed, pedal)
+    warn_pedal(generator.spec.training, pedal, seed)
     done = generator.rollout(seed_notes, options, progress, source=str(seed))
     primer, notes, takes = done.primer, done.notes, done.takes
     note_rules.check_made(notes, generator.spec.config, generator.backend.path)
@@ -120,6 +122,26 @@ def _tempo(asked: float | str, seed_notes: np.ndarray, seed: Path) -> float:
         log.warning("%s: too few notes to tell its tempo; the file says 120 bpm", seed)
         return 120.0
     return round(found, 1)
+
+
+def pedal_mismatch(training: dict, pedal: bool, source: str | os.PathLike[str]) -> str | None:
+    """One line when MIDI is read with durations (pedal: sounding; else key-down) other than
+    the ones the model was trained on (its spec's training["pedal"]; absent: key-down, as every
+    model before the option). None when they agree, or for a CSV (durations as written)."""
+    trained = bool(training.get("pedal", False))
+    if Path(source).suffix.lower() == ".csv" or trained == pedal:
+        return None
+    if trained:
+        return (f"{source}: the model was trained on sounding durations (--pedal) and this MIDI is read "
+                f"with key-down durations; add --pedal to give it what it learned")
+    return (f"{source}: read with sounding durations (--pedal), but the model was trained on key-down "
+            f"durations; its notes will be shorter than the primer's")
+
+
+def warn_pedal(training: dict, pedal: bool, source: str | os.PathLike[str]) -> None:
+    message = pedal_mismatch(training, pedal, source)
+    if message:
+        log.warning("%s", message)
 
 
 def _say_if_looping(path: Path, take: np.ndarray, sampling: Sampling) -> None:

@@ -93,7 +93,7 @@ def train_command(job: TrainJob, hooks: TrainHooks = TrainHooks(),
         with hooks.parsing(main) as on_parsed:
             corpus = corpora.load_corpus(job.data, max_files=job.max_files, cache=NoteCache(job.cache_dir),
                                  workers=job.workers, metadata=job.metadata, splits=("train", "val"),
-                                 on_parsed=on_parsed)
+                                 on_parsed=on_parsed, pedal=options.pedal)
         if main:
             summary = corpus.summary()
             hooks.echo(f"corpus: {summary['files']} files, {summary['notes']} notes, {summary['skipped']} skipped; "

@@ -42,9 +42,12 @@ def default_dir() -> Path:
     return base / "mpx" / "notes"
 
 
-def content_key(data: bytes) -> str:
-    """A file's key: its content (so a copy under another name is one file) and the codec."""
-    return hashlib.sha256(CODEC_VERSION.encode() + b"\0" + data).hexdigest()
+def content_key(data: bytes, pedal: bool = False) -> str:
+    """A file's key: its content (so a copy under another name is one file) and the codec, with
+    the durations it reads (pedal=True: sounding, runtime/pedal.py), so key-down and sounding
+    notes of one file are two entries and never mix in a pack."""
+    codec = CODEC_VERSION + ("+pedal" if pedal else "")
+    return hashlib.sha256(codec.encode() + b"\0" + data).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -159,15 +159,17 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
                 cache: NoteCache | None = None, workers: int | None = None,
                 metadata: str | os.PathLike[str] | None = None, val: float = 0.1,
                 test: float = 0.1, splits: Sequence[str] | None = None,
-                on_parsed: Callable[[int, int], None] | None = None) -> Corpus:
+                on_parsed: Callable[[int, int], None] | None = None, pedal: bool = False) -> Corpus:
     """Load the MIDI files of `inputs` (at most max_files, in sorted order) that lie on the
-    `splits` asked for (None: every side), split as DATA's metadata or their content says."""
+    `splits` asked for (None: every side), split as DATA's metadata or their content says.
+    pedal=True: sounding durations (the sustain pedal, runtime/pedal.py), cached apart from
+    key-down ones; the split is the same either way."""
     _check(max_files, workers, splits)
     check_fractions(val, test)
     files = find_midi_files(inputs)[:max_files]
     if not files:
         raise MpxError(f"no MIDI files (.mid, .midi) found in {', '.join(map(str, inputs))}")
-    plan = _plan(files, find_layout(inputs, metadata), val, test)
+    plan = _plan(files, find_layout(inputs, metadata), val, test, pedal)
     asked = set(splits or SPLITS)
     wanted = asked
     tail = bool(asked & {"train", "val"}) and not {"train", "val"} <= set(plan.sides)
@@ -180,13 +182,13 @@ def load_corpus(inputs: Sequence[str | os.PathLike[str]], *, max_files: int | No
                        f"split ({sides}); --split all takes every file")
     for i in chosen:
         if plan.keys[i] is None:
-            plan.keys[i], reason = _key_of(files[i])
+            plan.keys[i], reason = _key_of(files[i], pedal)
             if reason:
                 plan.unreadable[i] = reason
     readable = [i for i in chosen if i not in plan.unreadable]
     cache = cache or NoteCache()
     pack, parsed = _packed([plan.keys[i] for i in readable], files, readable, cache, workers,  # type: ignore[misc]
-                           on_parsed) if readable else (None, 0)
+                           on_parsed, pedal) if readable else (None, 0)
     corpus = _corpus(plan, chosen, pack, parsed)
     # training also needs both sides when the files of one could not be read
     if tail or ({"train", "val"} <= asked and not {"train", "val"} <= set(corpus.splits)):
@@ -208,23 +210,23 @@ def _check(max_files: int | None, workers: int | None, splits: Sequence[str] | N
         raise OptionsError(f"splits must be among {', '.join(SPLITS)}, got {', '.join(unknown)}")
 
 
-def _key_of(path: Path) -> tuple[str, str]:
+def _key_of(path: Path, pedal: bool = False) -> tuple[str, str]:
     """(content key, "") or ("", why the file cannot be read)."""
-    key, _, reason = _read_keys(path)
+    key, _, reason = _read_keys(path, pedal)
     return key, reason
 
 
-def _read_keys(path: Path) -> tuple[str, str, str]:
+def _read_keys(path: Path, pedal: bool = False) -> tuple[str, str, str]:
     """(cache key, split group, "") or ("", "", why the file cannot be read). The group is the
     bytes' hash alone: a new notes codec renews the cache, never a file's side of the split."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         return "", "", f"cannot read ({exc.strerror or exc})"
-    return content_key(data), "content:" + hashlib.sha256(data).hexdigest(), ""
+    return content_key(data, pedal), "content:" + hashlib.sha256(data).hexdigest(), ""
 
 
-def _plan(files: list[Path], layout, val: float, test: float) -> _Plan:  # type: ignore[no-untyped-def]
+def _plan(files: list[Path], layout, val: float, test: float, pedal: bool = False) -> _Plan:  # type: ignore[no-untyped-def]
     """Group and side of every file. Only files the metadata does not place are read (to hash
     their content); nothing is parsed."""
     resolved = [f.resolve() for f in files]
@@ -234,7 +236,7 @@ def _plan(files: list[Path], layout, val: float, test: float) -> _Plan:  # type:
     for i, (path, real) in enumerate(zip(files, resolved)):
         piece = layout.pieces.get(real)
         if piece is None:
-            keys[i], content, reason = _read_keys(path)
+            keys[i], content, reason = _read_keys(path, pedal)
             if reason:
                 unreadable[i] = reason
             piece = content or str(path)
@@ -244,7 +246,8 @@ def _plan(files: list[Path], layout, val: float, test: float) -> _Plan:  # type:
 
 
 def _packed(keys: list[str], files: list[Path], index: list[int], cache: NoteCache,
-            workers: int | None, on_parsed: Callable[[int, int], None] | None) -> tuple[Pack, int]:
+            workers: int | None, on_parsed: Callable[[int, int], None] | None,
+            pedal: bool = False) -> tuple[Pack, int]:
     """The pack of `keys` (file index[i] has keys[i]): opened if it exists, else built from the
     cache entries and a parse of the misses, under a lock so concurrent ranks do it once."""
     unique = list(dict.fromkeys(keys))
@@ -256,7 +259,8 @@ def _packed(keys: list[str], files: list[Path], index: list[int], cache: NoteCac
         if pack is not None:
             return pack, 0
         first = {key: files[i] for key, i in reversed(list(zip(keys, index)))}
-        lengths, reasons, held, parsed = _entries(unique, [first[k] for k in unique], cache, workers, on_parsed)
+        lengths, reasons, held, parsed = _entries(unique, [first[k] for k in unique], cache, workers, on_parsed,
+                                                  pedal)
         if cache.damaged:
             log.warning("notes cache: %d damaged or outdated entries; parsed those files again", cache.damaged)
 
@@ -272,7 +276,7 @@ def _packed(keys: list[str], files: list[Path], index: list[int], cache: NoteCac
 
 
 def _entries(keys: list[str], files: list[Path], cache: NoteCache, workers: int | None,
-             on_parsed: Callable[[int, int], None] | None
+             on_parsed: Callable[[int, int], None] | None, pedal: bool = False
              ) -> tuple[np.ndarray, dict[int, str], dict[int, np.ndarray], int]:
     """Notes count or skip reason of every key, parsing the misses. Notes are not kept (the pack
     reads them back one at a time) unless the cache could not store them."""
@@ -295,17 +299,17 @@ def _entries(keys: list[str], files: list[Path], cache: NoteCache, workers: int 
             misses.append(i)
         else:
             record(i, value, stored=True)
-    for done, (i, value) in enumerate(_parse_all([files[i] for i in misses], misses, workers), start=1):
+    for done, (i, value) in enumerate(_parse_all([files[i] for i in misses], misses, workers, pedal), start=1):
         record(i, value, stored=cache.put(keys[i], value))
         if on_parsed:
             on_parsed(done, len(misses))
     return lengths, reasons, held, len(misses)
 
 
-def _parse(path: str) -> np.ndarray | str:
+def _parse(path: str, pedal: bool = False) -> np.ndarray | str:
     """Worker: one file -> notes, or the reason it was skipped."""
     try:
-        return read_notes(path)
+        return read_notes(path, pedal=pedal)
     except MidiError as exc:
         return exc.reason
 
@@ -316,12 +320,13 @@ def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _parse_all(files: list[Path], index: list[int], workers: int | None):  # type: ignore[no-untyped-def]
+def _parse_all(files: list[Path], index: list[int], workers: int | None,  # type: ignore[no-untyped-def]
+               pedal: bool = False):
     """(index, notes or reason) for every file, in order, parsed in `workers` processes."""
     workers = workers or os.cpu_count() or 1
     paths = [str(f) for f in files]
     if workers == 1 or len(paths) < 4:
-        yield from zip(index, map(_parse, paths))
+        yield from zip(index, (_parse(p, pedal) for p in paths))
         return
     # Garbage goes before the fork: a cycle that holds an onnxruntime session (a model that
     # failed to open, kept by its traceback), collected in a worker, would wait forever there
@@ -329,7 +334,7 @@ def _parse_all(files: list[Path], index: list[int], workers: int | None):  # typ
     gc.collect()
     executor = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_ctrl_c)
     try:
-        yield from zip(index, executor.map(_parse, paths, chunksize=max(1, len(paths) // (workers * 8))))
+        yield from zip(index, executor.map(_parse, paths, [pedal] * len(paths), chunksize=max(1, len(paths) // (workers * 8))))
     finally:
         executor.shutdown(cancel_futures=True)
 

@@ -46,6 +46,8 @@ class TrainOptions:
     device: str = "auto"
     precision: str = "auto"     # autocast on CUDA (bf16, else fp16 with a scaler); fp32 on a CPU
     licence: str = ""           # of the data, which the weights inherit: goes into the spec
+    pedal: bool = False         # durations read from MIDI: False key-down, True sounding (the
+                                # sustain pedal, runtime/pedal.py); the spec's training records it
 
     def __post_init__(self) -> None:
         self.check()
@@ -72,6 +74,8 @@ class TrainOptions:
         if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
             raise OptionsError(f"device must be one of {', '.join(DEVICES)}, got {device!r}", "device")
         choice("precision", self.precision, PRECISIONS)
+        if not isinstance(self.pedal, bool):
+            raise OptionsError(f"pedal must be true or false, got {self.pedal!r}", "pedal")
 
     @property
     def weights(self) -> LossWeights:
