@@ -135,7 +135,7 @@ def pedal_mismatch(training: dict, pedal: bool, source: str | os.PathLike[str]) 
         return (f"{source}: the model was trained on sounding durations (--pedal) and this MIDI is read "
                 f"with key-down durations; add --pedal to give it what it learned")
     return (f"{source}: read with sounding durations (--pedal), but the model was trained on key-down "
-            f"durations; its notes will be shorter than the primer's")
+            f"durations and continues in those")
 
 
 def warn_pedal(training: dict, pedal: bool, source: str | os.PathLike[str]) -> None:

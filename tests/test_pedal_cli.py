@@ -129,3 +129,44 @@ def test_train_pedal_is_recorded_in_the_spec_and_eval_reads_it(capsys: pytest.Ca
         assert code == 0, err
         assert sum("add --pedal" in line for line in said_pedal(caplog)) == (0 if pedal else 1), err
         assert json.loads(report)
+
+
+# -- bad input: pedal events and no notes; a pedal never lifted ----------------------------------
+BEAT = 0.5  # smf's default tempo (120 bpm), 480 ticks a beat
+
+
+@pytest.fixture
+def pedal_only(tmp_path: Path) -> Path:
+    import smf
+    path = tmp_path / "pedal-only.mid"
+    path.write_bytes(smf.one_track([(0, smf.pedal(True)), (480, smf.pedal(False)), (480, smf.pedal(True))]))
+    return path
+
+
+@pytest.mark.parametrize("command", ["notes", "run"])
+def test_pedal_and_no_notes_is_one_line_naming_the_file(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                        pedal_only: Path, command: str) -> None:
+    from clitools import one_line_error
+    code, _, err = mpx(capsys, command, str(pedal_only), "-o", str(tmp_path / "out.csv"), "--pedal")
+    one_line_error(code, err, "pedal-only.mid", "holds no notes")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_pedal_and_no_notes_in_a_corpus_is_skipped_with_its_reason(tmp_path: Path, pedal_only: Path) -> None:
+    import shutil
+    shutil.copy(PIECE, tmp_path / PIECE.name)
+    corpus = load_corpus([tmp_path], cache=NoteCache(tmp_path / "cache"), workers=1, pedal=True)
+    assert len(corpus.notes) == 1 and corpus.summary()["skipped"] == 1
+
+
+def test_a_pedal_never_lifted_holds_notes_to_the_last_event(capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    import smf
+    source = tmp_path / "held.mid"
+    source.write_bytes(smf.one_track([(0, smf.pedal(True)), (0, smf.on(60)), (240, smf.off(60)), (0, smf.on(64)),
+                                      (960, smf.off(64))]))
+    for pedal, expected in ((False, [BEAT / 2, 2 * BEAT]), (True, [2.5 * BEAT, 2 * BEAT])):
+        out = tmp_path / f"held-{pedal}.csv"
+        code, _, err = mpx(capsys, "notes", str(source), "-o", str(out), *(["--pedal"] if pedal else []))
+        assert code == 0, err
+        np.testing.assert_allclose(read_csv(out)[:, 2], expected, atol=1e-4)
