@@ -145,7 +145,7 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Start over in an --out that holds a run.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes parsing MIDI.  [default: all cores]")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Parsed-notes cache.  [default: $MPX_CACHE_DIR or ~/.cache/mpx/notes]")] = None,
-    pedal: Annotated[bool, typer.Option("--pedal", help="Train on sounding durations (sustain pedal held notes); the spec records it.")] = TRAIN.pedal,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Sounding durations (the sustain pedal).")] = TRAIN.pedal,
 ) -> None:
     """Train the model on MIDI files; keep the best checkpoint by validation loss."""
     _require("torch", "safetensors", purpose="training")
@@ -272,7 +272,7 @@ def run(
     key: Annotated[Optional[str], typer.Option(metavar="KEY", help="Key whose pitch-class profile to follow: 'D minor', 'F# major', 'Bb'.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads of the backend; 1 is faster on a busy CPU.  [default: 2]")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace outputs that exist (never the seed).")] = False,
-    pedal: Annotated[bool, typer.Option("--pedal", help="Read a MIDI seed's sounding durations (sustain pedal held notes).")] = False,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Sounding durations (the sustain pedal).")] = False,
 ) -> None:
     """Continue a seed with a model: write MIDI (or CSV) of new notes (no training code on the
     ONNX path)."""
@@ -357,7 +357,7 @@ def evaluate(
     generation: Annotated[bool, typer.Option("--generation", help="Also the generation report (docs/benchmarks.md).")] = False,
     files: Annotated[Optional[int], typer.Option(help="Pieces of the generation report.  [default: all]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    pedal: Annotated[bool, typer.Option("--pedal", help="Read the MIDI with sounding durations (sustain pedal held notes).")] = False,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Sounding durations (the sustain pedal).")] = False,
 ) -> None:
     """Score a model on MIDI: cross-entropy and top-1 of every note attribute; with
     --generation, how its free-running music compares with the real continuations."""
@@ -405,7 +405,7 @@ def notes(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help=".csv (notes as text), .mid or .midi.")],
     last: Annotated[Optional[int], typer.Option(help="Keep the last N notes (a primer).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (never FILE).")] = False,
-    pedal: Annotated[bool, typer.Option("--pedal", help="Read a MIDI file's sounding durations (sustain pedal held notes).")] = False,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Sounding durations (the sustain pedal).")] = False,
 ) -> None:
     """Convert notes between MIDI and CSV (pitch,step,duration,velocity per line)."""
     from mpx.runtime.notes_csv import convert
