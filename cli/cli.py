@@ -353,7 +353,7 @@ def evaluate(
     cache_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Parsed-notes cache.  [default: $MPX_CACHE_DIR or ~/.cache/mpx/notes]")] = None,
     generation: Annotated[bool, typer.Option("--generation", help="Also the generation report (docs/benchmarks.md).")] = False,
     files: Annotated[Optional[int], typer.Option(help="Pieces of the generation report.  [default: 48]")] = None,
-    adherence: Annotated[bool, typer.Option("--adherence", help="With --generation: also how closely generation follows each control (5 values x 18 controls on 24 seeds; minutes).")] = False,
+    adherence: Annotated[bool, typer.Option("--adherence", help="With --generation: also how closely generation follows each control (5 values x 18 controls on 24 seeds, 256 notes each).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a model on MIDI: cross-entropy and top-1 of every note attribute; with
