@@ -340,15 +340,18 @@ def bench_breakdown(gen: Any, primer: np.ndarray, args: argparse.Namespace) -> d
     from mpx.runtime.contract import OUTPUTS
     from mpx.runtime.rng import uniforms
     backend, spec, calls = gen.backend, gen.spec, args.notes
-    temperature = np.array(spec.sampling.temperature, np.float32)
-    top_p = np.array(spec.sampling.top_p, np.float32)
-    u = uniforms(0, 1, 0, 1)[0]  # [1, 8]: any valid draw; the graph's work does not depend on it
+    from mpx.runtime import controls as control_rules
+    temperature = np.array(spec.sampling.temperature, np.float32)[None]  # contract v3: per row [1, 4]
+    top_p = np.array(spec.sampling.top_p, np.float32)[None]
+    held = control_rules.resolve(primer)[None]  # what generate() feeds: the primer's summaries
+    given = np.full((1, 4), -1.0, np.float32)
+    u = uniforms(0, 1, 0, 1)[0]  # [1, 8]: any valid draw
     h0, c0 = zero_state(spec, 1)
-    first = backend.call(primer[None], h0, c0, u, temperature, top_p)
+    first = backend.call(primer[None], h0, c0, u, temperature, top_p, held, given)
     note = first.next_note[:, None, :]
     names = list(OUTPUTS)
     feed = {"notes": note, "h0": first.hn, "c0": first.cn, "uniforms": u,
-            "temperature": temperature, "top_p": top_p}
+            "temperature": temperature, "top_p": top_p, "controls": held, "given": given}
     primer_feed = {**feed, "notes": primer[None], "h0": h0, "c0": c0}
 
     def graph() -> None:  # onnxruntime alone: the feed prepared, only the state changes
@@ -358,7 +361,7 @@ def bench_breakdown(gen: Any, primer: np.ndarray, args: argparse.Namespace) -> d
     def wrapped() -> None:  # the backend's call: builds the feed dict and the Outputs tuple
         h, c = first.hn, first.cn
         for _ in range(calls):
-            _, h, c, _ = backend.call(note, h, c, u, temperature, top_p)
+            _, h, c, _ = backend.call(note, h, c, u, temperature, top_p, held, given)
 
     def primer_call() -> None:  # the one T = seq_len call that starts a stateful generation
         for _ in range(calls):

@@ -422,7 +422,7 @@ class UnigramBackend:
         self.path = Path("<unigram>")
 
     def call(self, notes: np.ndarray, h0: np.ndarray, c0: np.ndarray, uniforms: np.ndarray,
-             temperature: np.ndarray, top_p: np.ndarray) -> Outputs:
+             temperature: np.ndarray, top_p: np.ndarray, controls: np.ndarray, given: np.ndarray) -> Outputs:
         b, t = notes.shape[:2]
         return Outputs(np.zeros((b, A), np.float32), h0, c0, np.broadcast_to(self.log_probs, (b, t, A, VOCAB)))
 

@@ -26,7 +26,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mpx.runtime import controls as control_rules
 from mpx.runtime.contract import UNIFORMS
+
+NO_CONTROLS = torch.from_numpy(control_rules.unset(1))
+NO_GIVEN = torch.full((1, 4), -1.0)
 
 SEQ_LENGTH = 25
 VOCAB_SIZE = 128
@@ -163,15 +167,17 @@ def predict_next_note(notes: np.ndarray, model: nn.Module, temperature: torch.Te
     """One note from a window [25, 4]: the whole window from a zero state, last position sampled.
 
     The tutorial's model had a pitch head sampled with torch.multinomial and point-valued step
-    and duration heads. mpx's model (contract v2) samples all four attributes inside its
+    and duration heads. mpx's model (contract v3) samples all four attributes inside its
     forward from uniforms it is given, so this draws those uniforms with torch.rand where the
-    tutorial called torch.multinomial, and calls the same forward mpx's eager backend calls.
+    tutorial called torch.multinomial, and calls the same forward mpx's eager backend calls
+    (per-row sampling [1, 4]; controls not given, no attribute given: the tutorial had neither).
     """
     inputs = torch.tensor(notes[None], dtype=torch.float32)
     h0, c0 = model.zero_state(1)  # a new zero state for every note
     uniforms = torch.rand(1, UNIFORMS)
     with torch.no_grad():
-        next_note, _, _, _ = model(inputs, h0, c0, uniforms, temperature, top_p)
+        next_note, _, _, _ = model(inputs, h0, c0, uniforms, temperature.view(1, -1), top_p.view(1, -1),
+                                   NO_CONTROLS, NO_GIVEN)
     pitch, step, duration, velocity = next_note[0].tolist()
     return pitch, step, duration, velocity
 
@@ -182,8 +188,8 @@ def generate(model: nn.Module, primer: np.ndarray, num_predictions: int,
     """The tutorial's generation loop -> generated notes [n, 6]
     (pitch, step, duration, velocity, start, end).
 
-    `model` is an mpx NoteLSTM (graph contract v2: model(notes, h0, c0, uniforms, temperature,
-    top_p) -> (next_note, hn, cn, logits)), so the loop is compared on the same network mpx
+    `model` is an mpx NoteLSTM (graph contract v3: model(notes, h0, c0, uniforms, temperature,
+    top_p, controls, given) -> (next_note, hn, cn, logits)), so the loop is compared on the same network mpx
     runs, with the same per-attribute sampling parameters; only the loop differs. mpx's model
     encodes the raw notes inside the graph, so the window holds raw notes. SEED: the notebook
     divided the primer's pitches by 128 but appended each generated pitch raw, so after the

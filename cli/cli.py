@@ -355,25 +355,29 @@ def evaluate(
     threads: Annotated[Optional[int], typer.Option(help="Threads of the backend; 1 is faster on a busy CPU.")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Parsed-notes cache.  [default: $MPX_CACHE_DIR or ~/.cache/mpx/notes]")] = None,
     generation: Annotated[bool, typer.Option("--generation", help="Also the generation report (docs/benchmarks.md).")] = False,
-    files: Annotated[Optional[int], typer.Option(help="Pieces of the generation report.  [default: all]")] = None,
+    files: Annotated[Optional[int], typer.Option(help="Pieces of the generation report.  [default: 48]")] = None,
+    adherence: Annotated[bool, typer.Option("--adherence", help="With --generation: also how closely generation follows each control (5 values x 18 controls on 24 seeds, 256 notes each).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     pedal: Annotated[bool, typer.Option("--pedal", help="Sounding durations (the sustain pedal).")] = False,
 ) -> None:
     """Score a model on MIDI: cross-entropy and top-1 of every note attribute; with
-    --generation, how its free-running music compares with the real continuations."""
+    --generation, how its free-running music compares with the real continuations (and with
+    --adherence, how it follows its controls)."""
     from mpx.progress import bars
     from mpx.runtime.artifacts import load
     from mpx.runtime.report import format_report as format_generation
     from mpx.runtime.run import warn_pedal
     from mpx.train.cache import NoteCache
     from mpx.train.corpus import load_corpus
-    from mpx.train.evaluate import (MODES, check_generation_files, evaluate_split, format_report, generation_split,
-                                    use_scoring_kernels)
+    from mpx.train.evaluate import (MODES, check_adherence, check_generation_files, evaluate_split, format_report,
+                                    generation_split, use_scoring_kernels)
 
     check_generation_files(files, generation)  # before minutes of scoring
+    check_adherence(None, adherence, generation)
     fmt = formats.get(_value(backend)) if backend is not None else formats.of(model)
     use_scoring_kernels(fmt.needs_torch and not generation)  # before the model opens: set once
     generator = load(model, _value(backend), threads)
+    check_adherence(generator, adherence, generation)
     warn_pedal(generator.spec.training, pedal, model)
     modes = MODES if _value(mode) == "both" else (_value(mode),)
     chosen = _value(split)
@@ -389,7 +393,8 @@ def evaluate(
     if generation:
         with bars() as progress:
             report["generation"] = generation_split(generator, corpus, chosen, files,
-                                                    on_progress=progress.callback("generate"))
+                                                    on_progress=progress.callback("generate"), adherence=adherence,
+                                                    on_adherence=progress.callback("adherence"))
     if as_json:
         _echo(json.dumps(report, indent=2))
         return

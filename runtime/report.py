@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import controls as control_rules
 from . import notes as note_rules
 from .bins import TIME_OFFSET
 from .config import ModelConfig
@@ -174,16 +175,19 @@ def generation_report(generate: Callable[[np.ndarray, int], np.ndarray],
     """Run `generate(seed notes, rng seed) -> GENERATED notes` on every piece long enough, and
     measure. Each piece gets its own random seed (its index), so the report is repeatable."""
     cuts = [p for p in (cut(name, notes) for name, notes in pieces) if p is not None]
-    rows = []
+    rows, runs = [], []
     for i, piece in enumerate(cuts):
-        rows.append(measure(generate(piece.seed, i), piece))
+        runs.append(generate(piece.seed, i))
+        rows.append(measure(runs[-1], piece))
         if on_piece:
             on_piece(i + 1, len(cuts))
     if not rows:
         return {"pieces": 0, "rows": [], "summary": {}, "skipped": len(pieces)}
     summary = summarise(rows)
     ceiling = summarise([measure(piece.second, piece) for piece in cuts])
-    return {"summary": summary, "ceiling": ceiling, "misses": misses(summary), "rows": rows,
+    moved, intervals = drift_report(runs, cuts), interval_report(runs, cuts)
+    return {"summary": summary, "ceiling": ceiling, "drift": moved, "intervals": intervals,
+            "misses": {**misses(summary), **v3_misses(moved, intervals)}, "rows": rows,
             "skipped": len(pieces) - len(cuts)}
 
 
@@ -209,6 +213,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"median pace ratio {s['median_pace_ratio']:.2f}, median tempo ratio "
                  f"{s['median_tempo_ratio']:.2f}; chord share first/last quarter/real "
                  f"{s['chord_share_first']:.2f}/{s['chord_share_last']:.2f}/{s['chord_share_real']:.2f}")
+    if "intervals" in report:
+        lines += format_v3(report)
+    if "adherence" in report:
+        lines += format_adherence(report["adherence"])
     return "\n".join(lines)
 
 
@@ -301,3 +309,112 @@ def adherence_figures(requested: np.ndarray, made: np.ndarray) -> dict[str, floa
     return {"rank_correlation": rho,
             "median_relative_error": float(np.median(error[positive] / requested[positive])) if positive.any() else math.nan,
             "median_absolute_error": float(np.median(error)), "n": int(len(requested))}
+
+
+# Targets of the v3 figures (issue 19): the generated drift within these of the real
+# continuation's (medians over pieces: the onset-gap ratio Q4/Q1, and the size of the mean-pitch
+# change, |Q4 - Q1| in semitones: a signed median would let rises and falls cancel), the
+# interval overlap no more than this below real music's own (as the other overlaps: a score
+# above real's is no miss).
+DRIFT_TARGETS = {"ioi_ratio": 0.08, "pitch_change_abs": 1.0}
+INTERVAL_TARGET = 0.05
+QUARTER_FIGURES = {"ioi": "onset gap (s)", "pitch": "mean pitch", "duration": "duration (s)",
+                   "chord_share": "chord share"}
+
+
+def v3_misses(moved: dict[str, Any], intervals: dict[str, float]) -> dict[str, str]:
+    """The drift and voice-leading targets missed, each with its figures."""
+    out = {}
+    for key, most in DRIFT_TARGETS.items():
+        made, real = moved["generated"][key], moved["real"][key]
+        if not abs(made - real) <= most:  # NaN misses too
+            out[f"drift_{key}"] = f"{made:.3f} vs real {real:.3f} (within {most:g})"
+    made, real = intervals["generated"], intervals["real"]
+    if not made >= real - INTERVAL_TARGET:  # above real's own score is no miss (a copy scores 1)
+        out["overlap_interval"] = f"{made:.3f} vs real {real:.3f} (>= real - {INTERVAL_TARGET:g})"
+    return out
+
+
+def format_v3(report: dict[str, Any]) -> list[str]:
+    """The per-quarter drift and the interval overlap, generated beside real."""
+    moved, intervals, missed = report["drift"], report["intervals"], report.get("misses", {})
+    q = moved["quarters"]
+    lines = [f"{'drift (medians)':<18} {'Q1':>7} {'Q2':>7} {'Q3':>7} {'Q4':>7}   Q4 vs Q1"]
+    change = {"ioi": "ioi_ratio", "pitch": "pitch_change", "duration": "duration_ratio",
+              "chord_share": "chord_share_change"}
+    for key, name in QUARTER_FIGURES.items():
+        for side in ("generated", "real"):
+            figure = change[key]
+            value = moved[side][figure]
+            how = f"x{value:.2f}" if figure.endswith("ratio") else f"{value:+.2f}"
+            if key == "pitch":
+                how += f" (size {moved[side]['pitch_change_abs']:.2f})"
+            flag = "  MISS" if side == "generated" and ({f"drift_{figure}", f"drift_{figure}_abs"} & set(missed)) else ""
+            lines.append(f"{name if side == 'generated' else '':<18} "
+                         + " ".join(f"{v:>7.3f}" if key != "pitch" else f"{v:>7.1f}" for v in q[side][key])
+                         + f"   {how} {side}{flag}")
+    lines.append(f"{'overlap interval':<18} {intervals['generated']:>9.3f} {intervals['real']:>8.3f} "
+                 f"{'>=r-' + format(INTERVAL_TARGET, 'g'):>8}" + ("  MISS" if "overlap_interval" in missed else ""))
+    lines.append(f"median duration generated/real {moved['median_duration']['generated']:.3f}/"
+                 f"{moved['median_duration']['real']:.3f} s (per piece, median ratio {moved['duration_vs_real']:.2f})")
+    return lines
+
+
+# Control adherence: each control asked for at ADHERENCE_VALUES values across its typical range
+# (controls.TYPICAL) on the first ADHERENCE_SEEDS seeds, ADHERENCE_NOTES notes each; the
+# summaries of what is generated against what was asked.
+ADHERENCE_SEEDS = 24
+ADHERENCE_VALUES = 5
+ADHERENCE_NOTES = 256
+ADHERENCE_RANK = 0.9
+ADHERENCE_ERROR = {"density": 0.15, "velocity_mean": 0.15}
+
+
+def adherence_requests() -> list[tuple[str, float]]:
+    """(control, value) of every request: ADHERENCE_VALUES per control, in contract order."""
+    return [(name, float(v)) for name in control_rules.CONTROLS
+            for v in np.linspace(*control_rules.TYPICAL[name], ADHERENCE_VALUES)]
+
+
+def adherence(run: Callable[[np.ndarray, list[tuple[str, float]], int], np.ndarray],
+              seeds: Sequence[np.ndarray], on_seed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """`run(seed notes, requests, rng seed) -> [len(requests), n, 4]` (one take per request) on
+    every seed; per control, adherence_figures of requested against generated (controls.summaries
+    of the take; takes whose summary is not given are left out), and the targets missed."""
+    requests = adherence_requests()
+    asked, made, notes = [], [], 0
+    for i, seed in enumerate(seeds):
+        takes = np.asarray(run(seed, requests, i), np.float32)
+        notes = takes.shape[1]
+        made.append(control_rules.batch_summaries(takes, np.full(len(takes), takes.shape[1])))
+        asked.append(np.array([v for _, v in requests]))
+        if on_seed:
+            on_seed(i + 1, len(seeds))
+    if not made:
+        return {"seeds": 0, "controls": {}, "misses": {}}
+    got, want = np.stack(made), np.stack(asked)                       # [seeds, requests, C], [seeds, requests]
+    figures, missed = {}, {}
+    for j, name in enumerate(control_rules.CONTROLS):
+        mine = [r for r, (control, _) in enumerate(requests) if control == name]
+        req, out = want[:, mine].ravel(), got[:, mine, j].ravel()
+        ok = out >= 0
+        figures[name] = adherence_figures(req[ok], out[ok])
+        rho, error = figures[name]["rank_correlation"], figures[name]["median_relative_error"]
+        if not rho >= ADHERENCE_RANK:
+            missed[f"{name}_rank"] = f"{rho:.3f} (>= {ADHERENCE_RANK:g})"
+        if name in ADHERENCE_ERROR and not error <= ADHERENCE_ERROR[name]:
+            missed[f"{name}_error"] = f"{error:.3f} (<= {ADHERENCE_ERROR[name]:g})"
+    return {"seeds": len(seeds), "values": ADHERENCE_VALUES, "notes": int(notes), "controls": figures,
+            "misses": missed}
+
+
+def format_adherence(result: dict[str, Any]) -> list[str]:
+    if not result.get("controls"):
+        return ["control adherence: no seed to measure"]
+    lines = [f"control adherence: {result['values']} values per control on {result['seeds']} seeds",
+             f"{'control':<18} {'rank':>7} {'rel err':>8} {'abs err':>8} {'n':>5}"]
+    for name, f in result["controls"].items():
+        flag = "  MISS" if any(k in result["misses"] for k in (f"{name}_rank", f"{name}_error")) else ""
+        lines.append(f"{name:<18} {f['rank_correlation']:>7.3f} {f['median_relative_error']:>8.3f} "
+                     f"{f['median_absolute_error']:>8.3f} {f['n']:>5}{flag}")
+    return lines

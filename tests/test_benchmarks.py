@@ -121,7 +121,7 @@ def test_recipe_scorer_matches_mpx_eval(monkeypatch: pytest.MonkeyPatch) -> None
         name, path = "recipe", Path("<recipe>")
         spec = ModelSpec(config=ModelConfig(hidden=16, embedding=1), seq_len=rr.SEQ_LEN)
 
-        def call(self, notes, h0, c0, uniforms, temperature, top_p):  # type: ignore[no-untyped-def]
+        def call(self, notes, h0, c0, uniforms, temperature, top_p, controls, given):  # type: ignore[no-untyped-def]
             state = (torch.from_numpy(h0), torch.from_numpy(c0))
             pitch, (h, c) = rr.recipe_logits(model, notes, state, sigmoid=False)
             logits = np.zeros((*pitch.shape[:2], 4, 128), np.float32)

@@ -268,7 +268,7 @@ def _payloads(pt2_path: Path, folder: Path, marker: Path) -> dict[str, Path]:
 
     def use_pickle(data: bytes) -> bytes:
         config = json.loads(data)
-        config["config"]["heads.bias"]["use_pickle"] = True
+        config["config"]["out_bias"]["use_pickle"] = True
         return json.dumps(config).encode()
 
     def graph(change):  # type: ignore[no-untyped-def]
@@ -283,8 +283,8 @@ def _payloads(pt2_path: Path, folder: Path, marker: Path) -> dict[str, Path]:
         sizes[0]["as_expr"]["expr_str"] = f"Integer(1) if __import__('os').system('touch {marker}') else Integer(1)"
 
     return {
-        "use_pickle weight": damage.rewrite_zip(base, folder / "use-pickle.pt2", {  # weight_6: heads.bias
-            "model_weights_config.json": use_pickle, "data/weights/weight_6": lambda _: pickled.getvalue()}),
+        "use_pickle weight": damage.rewrite_zip(base, folder / "use-pickle.pt2", {  # weight_2: out_bias
+            "model_weights_config.json": use_pickle, "data/weights/weight_2": lambda _: pickled.getvalue()}),
         "sample inputs": damage.rewrite_zip(base, folder / "samples.pt2",
                                             {"sample_inputs/model.pt": lambda _: samples.getvalue()}),
         "sympy expression": damage.rewrite_zip(base, folder / "sympy.pt2", {"models/model.json": graph(sympy)}),

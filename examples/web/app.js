@@ -13,7 +13,7 @@ const YIELD_EVERY = 64;
 const RUNTIME = `onnxruntime-web ${ort.env.versions?.web ?? ''} (wasm, 1 thread)`;
 
 const $ = (id) => document.getElementById(id);
-const state = { generator: null, bundled: null, file: null, last: null, layout: null, player: new Player(), url: null, runs: 0 };
+const state = { generator: null, bundled: null, file: null, last: null, layout: null, player: new Player(), url: null, runs: 0, attempts: 0 };
 
 function setMessage(text, kind = 'info') {
   $('message').textContent = text;
@@ -125,6 +125,15 @@ function chosenSeed() {
 }
 
 async function onGenerate() {
+  try {
+    await generateOnce();
+  } finally {  // every click ends here, made or refused: tests wait for this count
+    state.attempts += 1;
+    document.body.dataset.attempts = String(state.attempts);
+  }
+}
+
+async function generateOnce() {
   let options;
   let primer;
   const seed = chosenSeed();
@@ -137,6 +146,7 @@ async function onGenerate() {
     return;
   }
   state.player.stop();
+  setMessage('Generating…');  // an earlier run's error must not stand while this one runs
   setBusy(true);
   try {
     const { notes, seconds } = await timedGenerate(primer, options);

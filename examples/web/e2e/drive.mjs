@@ -37,11 +37,10 @@ async function generate(page, step) {
     if (value !== undefined) await page.fill(`#${id}`, String(value));
   }
   for (const id of CONTROL_IDS) await page.fill(`#${id}`, String(step.controls?.[id] ?? ''));
-  const before = Number(await page.getAttribute('#result', 'data-run'));
+  const before = Number(await page.evaluate(() => document.body.dataset.attempts ?? 0));
   await page.click('#generate');
-  // Done when a new result is published, or the page shows an error instead.
-  await page.waitForFunction((run) => Number(document.getElementById('result').dataset.run) > run
-    || document.getElementById('message').className === 'error', before, { timeout: TIMEOUT });
+  // Done when the page has finished this click: a new result published, or an error shown.
+  await page.waitForFunction((n) => Number(document.body.dataset.attempts ?? 0) > n, before, { timeout: TIMEOUT });
   const shown = await message(page);
   if (shown.error) return shown;
   return {
