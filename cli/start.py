@@ -33,6 +33,19 @@ def _raise(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _unraisable(info: object) -> None:
+    """A KeyboardInterrupt raised where Python cannot propagate it (an at-fork callback such as
+    logging's lock release, a __del__) would print 'Exception ignored in ...' with a traceback
+    and be lost: deliver it again in the main thread instead, where the work unwinds."""
+    if isinstance(getattr(info, "exc_value", None), KeyboardInterrupt):
+        # from another thread, so that the handler runs once this hook has returned (run here,
+        # it would raise inside the hook: unraisable again)
+        import _thread
+        _thread.start_new_thread(_thread.interrupt_main, ())  # threading's start() would wait here
+        return
+    sys.__unraisablehook__(info)  # type: ignore[arg-type]
+
+
 def exit_on_interrupt() -> None:
     """From now on Ctrl-C exits at once, unless SIGINT is ignored (a job started in the
     background inherits it ignored: it stays so)."""
@@ -53,6 +66,7 @@ def interrupt_seen() -> bool:
 
 def main() -> None:
     exit_on_interrupt()
+    sys.unraisablehook = _unraisable
     try:
         from .cli import main as run  # numpy, typer, the runtime: a second or more on a busy machine
         run()  # the work; exits with SystemExit

@@ -283,6 +283,31 @@ def python_start() -> float:
     return max(times)
 
 
+UNRAISABLE = """
+import sys, time
+from mpx import start
+start.exit_on_interrupt(); sys.unraisablehook = start._unraisable; start.raise_on_interrupt()
+class Late:
+    def __del__(self):
+        raise KeyboardInterrupt  # as a Ctrl-C met inside logging's at-fork lock release did in CI
+try:
+    Late()
+    for _ in range(500):
+        time.sleep(0.01)
+    print("not delivered")
+except KeyboardInterrupt:
+    print("delivered")
+"""
+
+
+def test_a_ctrl_c_python_cannot_propagate_is_delivered_again_not_printed() -> None:
+    """CI once printed 'Exception ignored in: <function _releaseLock ...>' and a traceback: the
+    Ctrl-C landed in an at-fork callback. mpx's unraisable hook delivers it again instead."""
+    done = subprocess.run([sys.executable, "-c", UNRAISABLE], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "delivered", (done.stdout, done.stderr)
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 def test_ctrl_c_at_any_moment_of_a_command_is_one_line_and_exit_130(command: str, tmp_path: Path) -> None:
